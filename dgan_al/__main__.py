@@ -1,0 +1,3 @@
+from dgan_al.cli import main
+
+main()

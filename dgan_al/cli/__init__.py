@@ -1,0 +1,16 @@
+"""The ``dgan-al`` command line: typer commands that call one workflow each and render with rich.
+
+Each command lives in its own module here and registers itself on ``app`` when imported.
+"""
+
+from __future__ import annotations
+
+from dgan_al.cli.app import app
+from dgan_al.cli import generator as _generator  # noqa: F401  (registers inspect-generator)
+
+
+def main() -> None:
+    app(prog_name="dgan-al")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,62 @@
+"""The typer application, its consoles, and the wrapper that turns user errors into one line + exit 2."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from dgan_al import __version__
+from dgan_al.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="dgan-al",
+    help="Active-learning annotation for DatasetGAN: pick GAN images to annotate, train the style "
+    "interpreter, and generate a labelled segmentation dataset.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+toy_app = typer.Typer(
+    help="The built-in toy-faces world: oracle annotations and real-test images.",
+    no_args_is_help=True,
+)
+app.add_typer(toy_app, name="toy")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"dgan-al {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """dgan-al: a labelled-data factory from a StyleGAN and a few annotations."""
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def handles_user_errors(fn: F) -> F:
+    """Wrap a command so that a ``UserError`` prints one red line and exits with code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=err.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]

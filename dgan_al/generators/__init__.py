@@ -1,0 +1,56 @@
+"""Where images and per-layer feature maps come from.
+
+``load_generator(spec)`` is the one entry point: ``spec`` is ``toy-faces`` (the built-in world) or the
+path of a checkpoint file, whose format is detected from its content.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.generators.protocol import Generator, LabelGeometry, Synthesis, sample_latents
+
+BUILTIN = ("toy-faces",)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}", fix="use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but CUDA is not available here", fix="use --device cpu")
+    return dev
+
+
+def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: int | None = None,
+                   crop: tuple[int, int, int, int] | None = None, device: str | torch.device = "cpu") -> Generator:
+    """The generator named by ``spec``: ``toy-faces`` or a checkpoint path (rosinality .pt / ada .pkl)."""
+    device = resolve_device(device)
+    if spec == "toy-faces":
+        if label_resolution is not None or crop is not None or truncation_psi != 1.0:
+            raise UserError("toy-faces takes no crop, label resolution or truncation (it always runs at psi = 1)")
+        from dgan_al.generators.toy_faces import load_toy_faces
+
+        return load_toy_faces(device=device)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserError(f"unknown generator {spec!r}: not a built-in ({', '.join(BUILTIN)}) and no such file",
+                        fix="give toy-faces or the path of a StyleGAN2 checkpoint (.pt / .pkl)")
+    from dgan_al.generators.checkpoints import load_checkpoint
+    from dgan_al.generators.stylegan2 import OutputWindow
+
+    window = OutputWindow(label_resolution=label_resolution, crop=crop)
+    try:
+        return load_checkpoint(path, truncation_psi=truncation_psi, window=window, device=device)
+    except ValueError as err:  # crop / label resolution that does not fit this generator
+        raise UserError(str(err), path=path, fix="check --crop / --label-resolution") from None
+
+
+__all__ = ["Generator", "LabelGeometry", "Synthesis", "load_generator", "resolve_device", "sample_latents"]

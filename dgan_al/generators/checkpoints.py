@@ -1,0 +1,423 @@
+"""Read the StyleGAN2 checkpoints users already have, without ever running code from the file.
+
+Supported (the configuration is inferred from tensor names and shapes):
+- rosinality/stylegan2-pytorch ``.pt``: ``{'g_ema', 'latent_avg'}`` from its converter, full training
+  checkpoints (``g``, ``d``, ``g_ema``, optimisers, ``args``), or a bare generator state dict. Read by
+  ``torch.load(weights_only=True)``, with ``argparse.Namespace`` (the ``args`` entry) allowed as data.
+- NVIDIA stylegan2-ada-pytorch ``.pkl`` (``G_ema``). These pickles carry the Python source of the
+  network classes and a plain unpickle would execute it. ``SafeUnpickler`` instead maps every
+  persistence record to an inert ``PersistentRecord`` (class name, init kwargs, state), lets through
+  only the functions that rebuild tensors / arrays, and refuses any other global before anything runs.
+Refused with one clear line: StyleGAN3 pickles, TensorFlow (``dnnlib.tflib``) pickles, conditional
+generators, non-skip architectures, and anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import collections
+import hashlib
+import io
+import pickle
+import pickletools
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.generators.stylegan2 import (
+    OutputWindow,
+    StyleGAN2,
+    StyleGAN2Config,
+    StyleGAN2Generator,
+    estimate_w_avg,
+)
+
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+# ---------------------------------------------------------------------------------------------------
+# the restricted unpickler for NVIDIA pickles
+
+
+@dataclass
+class PersistentRecord:
+    """What a stylegan2-ada ``persistence`` object unpickles to here: data only, its source never run."""
+
+    class_name: str
+    version: int | None
+    state: dict
+    source_defines: list[str] = field(default_factory=list)  # class names the embedded source defines
+
+    def children(self) -> dict[str, "PersistentRecord"]:
+        return {k: v for k, v in (self.state.get("_modules") or {}).items() if isinstance(v, PersistentRecord)}
+
+    def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Flatten parameters and buffers of this record and its children, like ``state_dict()``."""
+        out: dict[str, torch.Tensor] = {}
+        for group in ("_parameters", "_buffers"):
+            for name, value in (self.state.get(group) or {}).items():
+                if isinstance(value, torch.Tensor):
+                    out[prefix + name] = value.detach()
+        for name, child in self.children().items():
+            out.update(child.tensors(prefix + name + "."))
+        return out
+
+
+class RefusedPickle(Exception):
+    """A global the restricted unpickler will not resolve (carries the qualified name)."""
+
+    def __init__(self, qualname: str):
+        self.qualname = qualname
+        super().__init__(qualname)
+
+
+class TensorFlowPickle(Exception):
+    """The pickle holds TensorFlow networks (dnnlib.tflib)."""
+
+
+class _EasyDict(dict):
+    """Stand-in for dnnlib's EasyDict: a plain dict with attribute access."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
+        raise RefusedPickle("torch_utils.persistence record of an unexpected shape")
+    source = meta.get("module_src") or ""
+    defined = re.findall(r"^class\s+(\w+)", source, flags=re.M) if isinstance(source, str) else []
+    return PersistentRecord(str(meta.get("class_name")), meta.get("version"), meta["state"], defined)
+
+
+def _load_storage_from_bytes(data: bytes):
+    # torch pickles a storage as torch.save(...) bytes; read them back without executing anything.
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _codecs_encode(text: str, encoding: str = "utf-8"):
+    if encoding not in ("latin1", "latin-1"):
+        raise RefusedPickle(f"_codecs.encode with encoding {encoding!r}")
+    return codecs.encode(text, encoding)
+
+
+def _numpy_global(name: str):
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1
+        from numpy.core import multiarray
+    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar}[name]
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Resolves only an allow-list of globals; everything else raises ``RefusedPickle`` before it runs."""
+
+    ALLOWED = {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): lambda: _reconstruct_persistent_obj,
+        ("torch._utils", "_rebuild_tensor_v2"): lambda: torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): lambda: torch._utils._rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): lambda: torch._utils._rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): lambda: _load_storage_from_bytes,
+        ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+        ("dnnlib.util", "EasyDict"): lambda: _EasyDict,
+        ("dnnlib", "EasyDict"): lambda: _EasyDict,
+        ("_codecs", "encode"): lambda: _codecs_encode,
+        ("builtins", "set"): lambda: set,
+        ("builtins", "frozenset"): lambda: frozenset,
+        ("torch", "device"): lambda: torch.device,
+        ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_global("_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_global("_reconstruct"),
+        ("numpy.core.multiarray", "scalar"): lambda: _numpy_global("scalar"),
+        ("numpy._core.multiarray", "scalar"): lambda: _numpy_global("scalar"),
+        ("numpy", "ndarray"): lambda: np.ndarray,
+        ("numpy", "dtype"): lambda: np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if key in self.ALLOWED:
+            return self.ALLOWED[key]()
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module.startswith("dnnlib.tflib"):
+            raise TensorFlowPickle(f"{module}.{name}")
+        raise RefusedPickle(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise RefusedPickle(f"persistent id {pid!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# format detection and loading
+
+
+def _fail(path: Path, message: str, fix: str | None = None) -> UserError:
+    return UserError(message, path=path, fix=fix)
+
+
+def detect_format(path: Path) -> str:
+    """'torch-zip', 'torch-legacy' or 'pickle', from the file's first bytes (never by executing it)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        try:
+            ops = pickletools.genops(io.BytesIO(head))
+            next(ops)  # PROTO
+            op, arg, _ = next(ops)
+            if op.name in ("LONG1", "LONG4") and arg == TORCH_LEGACY_MAGIC:
+                return "torch-legacy"
+        except (ValueError, StopIteration):
+            pass
+        return "pickle"
+    return "unknown"
+
+
+def _torch_load(path: Path) -> Any:
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    try:
+        if safe_globals is None:  # torch < 2.5: rosinality's `args` Namespace cannot be allowed
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unsafe content"
+        raise _fail(path, f"refused to load: the file holds objects a checkpoint never needs ({first[:160]})",
+                    "save only the generator weights, e.g. torch.save({'g_ema': g_ema.state_dict()}, path)")
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise _fail(path, f"not a readable PyTorch checkpoint ({type(err).__name__}: {str(err)[:160]})",
+                    "check that the file is complete and was written by torch.save")
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return SafeUnpickler(f).load()
+    except TensorFlowPickle:
+        raise _fail(path, "a TensorFlow StyleGAN pickle (dnnlib.tflib): its networks are TensorFlow code",
+                    "convert it to PyTorch first with stylegan2-ada-pytorch's legacy.py or rosinality's "
+                    "convert_weight.py")
+    except RefusedPickle as err:
+        raise _fail(path, f"refused to load: the pickle asks for `{err.qualname}`, which a StyleGAN2 "
+                    "checkpoint never needs (nothing from the file was run)",
+                    "use a stylegan2-ada-pytorch network pickle or a rosinality .pt file")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, RuntimeError, UnicodeDecodeError) as err:
+        raise _fail(path, f"not a readable network pickle ({type(err).__name__}: {str(err)[:160]})",
+                    "check that the file is complete")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: str | Path, truncation_psi: float = 1.0, window: OutputWindow | None = None,
+                    device: str | torch.device = "cpu") -> StyleGAN2Generator:
+    """Load a StyleGAN2 generator from a checkpoint file, detecting its format from the content."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("no such checkpoint file", path=path, fix="give the path of a .pt or .pkl file")
+    kind = detect_format(path)
+    if kind in ("torch-zip", "torch-legacy"):
+        obj = _torch_load(path)
+        model, latent_avg = _from_rosinality(path, obj)
+        source = "rosinality stylegan2-pytorch"
+    elif kind == "pickle":
+        obj = _read_pickle(path)
+        model, latent_avg = _from_ada(path, obj)
+        source = "NVIDIA stylegan2-ada-pytorch pickle"
+    else:
+        raise _fail(path, "unknown file format (neither a PyTorch checkpoint nor a pickle)",
+                    "give a rosinality .pt or a stylegan2-ada-pytorch .pkl file")
+    with torch.no_grad():
+        if latent_avg is not None and latent_avg.numel() >= model.config.w_dim:
+            model.mapping.w_avg.copy_(latent_avg.reshape(-1)[: model.config.w_dim])
+        else:  # rosinality training checkpoints keep no average: estimate it as its converter does
+            model.mapping.w_avg.copy_(estimate_w_avg(model))
+    identity = f"stylegan2:{file_sha256(path)[:16]}"
+    return StyleGAN2Generator(model, identity=identity, truncation_psi=truncation_psi, window=window,
+                              device=device, source=source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rosinality layout -> ours
+
+
+def _is_rosinality_generator(sd: Any) -> bool:
+    return isinstance(sd, dict) and "input.input" in sd and "conv1.conv.weight" in sd
+
+
+def _from_rosinality(path: Path, obj: Any) -> tuple[StyleGAN2, torch.Tensor | None]:
+    latent_avg = None
+    if isinstance(obj, dict) and "g_ema" in obj:
+        sd = obj["g_ema"]
+        latent_avg = obj.get("latent_avg")
+    elif _is_rosinality_generator(obj):
+        sd = obj
+    else:
+        keys = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else type(obj).__name__
+        raise _fail(path, f"a PyTorch file, but not a rosinality StyleGAN2 checkpoint (found: {keys})",
+                    "expected a dict with 'g_ema' (and optionally 'latent_avg'), or a generator state dict")
+    if not _is_rosinality_generator(sd):
+        raise _fail(path, "'g_ema' is not a rosinality StyleGAN2 generator state dict (no input.input / conv1)")
+    try:
+        config, ours = rosinality_to_ours(sd)
+    except (KeyError, ValueError, IndexError) as err:
+        raise _fail(path, f"rosinality generator with an unexpected layout ({err})")
+    return _build(path, config, ours), (latent_avg if isinstance(latent_avg, torch.Tensor) else None)
+
+
+def rosinality_to_ours(sd: dict[str, torch.Tensor]) -> tuple[StyleGAN2Config, dict[str, torch.Tensor]]:
+    """Map rosinality's state-dict names and shapes onto ours, inferring the configuration."""
+    n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
+    n_up = len([k for k in sd if re.fullmatch(r"convs\.\d+\.conv\.weight", k)])
+    if n_up % 2:
+        raise ValueError(f"odd number of synthesis convs ({n_up})")
+    num_blocks = n_up // 2 + 1
+    resolution = 2 ** (num_blocks + 1)
+    channels = [sd["conv1.conv.weight"].shape[1]] + [sd[f"convs.{2 * i}.conv.weight"].shape[1]
+                                                    for i in range(num_blocks - 1)]
+    z_dim = sd["style.1.weight"].shape[1]
+    w_dim = sd["conv1.conv.modulation.weight"].shape[1]
+    config = StyleGAN2Config(resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=n_mlp,
+                             channels=tuple(channels))
+    ours: dict[str, torch.Tensor] = {}
+    for i in range(n_mlp):
+        ours[f"mapping.fcs.{i}.weight"] = sd[f"style.{i + 1}.weight"]
+        ours[f"mapping.fcs.{i}.bias"] = sd[f"style.{i + 1}.bias"]
+    ours["blocks.0.const"] = sd["input.input"][0]
+
+    def conv(dst: str, src: str, noise: torch.Tensor):
+        ours[f"{dst}.conv.weight"] = sd[f"{src}.conv.weight"][0]
+        ours[f"{dst}.conv.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        ours[f"{dst}.conv.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        ours[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape([])
+        ours[f"{dst}.bias"] = sd[f"{src}.activate.bias"].reshape(-1)
+        ours[f"{dst}.noise_const"] = noise.reshape(noise.shape[-2:])
+
+    def torgb(dst: str, src: str):
+        ours[f"{dst}.conv.weight"] = sd[f"{src}.conv.weight"][0]
+        ours[f"{dst}.conv.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        ours[f"{dst}.conv.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        ours[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
+
+    conv("blocks.0.conv1", "conv1", sd["noises.noise_0"])
+    torgb("blocks.0.torgb", "to_rgb1")
+    for b in range(1, num_blocks):
+        conv(f"blocks.{b}.conv0", f"convs.{2 * b - 2}", sd[f"noises.noise_{2 * b - 1}"])
+        conv(f"blocks.{b}.conv1", f"convs.{2 * b - 1}", sd[f"noises.noise_{2 * b}"])
+        torgb(f"blocks.{b}.torgb", f"to_rgbs.{b - 1}")
+    return config, ours
+
+
+# ---------------------------------------------------------------------------------------------------
+# stylegan2-ada layout -> ours
+
+
+def _from_ada(path: Path, obj: Any) -> tuple[StyleGAN2, torch.Tensor | None]:
+    if isinstance(obj, dict) and "G_ema" in obj:
+        g = obj["G_ema"]
+    elif isinstance(obj, PersistentRecord):
+        g = obj
+    else:
+        found = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else type(obj).__name__
+        raise _fail(path, f"a pickle without a 'G_ema' network (found: {found})",
+                    "give a stylegan2-ada-pytorch network snapshot (network-snapshot-*.pkl)")
+    if not isinstance(g, PersistentRecord):
+        raise _fail(path, f"'G_ema' is a {type(g).__name__}, not a stylegan2-ada network record")
+    tensors = g.tensors()
+    defined = set(g.source_defines)
+    for child in g.children().values():
+        defined |= set(child.source_defines)
+    if "SynthesisInput" in defined or any(k.startswith("synthesis.input.") for k in tensors):
+        raise _fail(path, "a StyleGAN3 (alias-free) generator: only StyleGAN2 / StyleGAN2-ADA is supported",
+                    "use a StyleGAN2-ADA checkpoint")
+    if not any(k.startswith("synthesis.b4.") for k in tensors) or "mapping.w_avg" not in tensors:
+        raise _fail(path, f"'G_ema' ({g.class_name}) does not have the StyleGAN2 generator layout",
+                    "use a stylegan2-ada-pytorch Generator pickle")
+    kwargs = g.state.get("init_kwargs") or {}
+    if int(kwargs.get("c_dim") or 0) > 0 or any(k.startswith("mapping.embed.") for k in tensors):
+        raise _fail(path, "a class-conditional generator (c_dim > 0) is not supported",
+                    "use an unconditional generator")
+    synthesis_kwargs = kwargs.get("synthesis_kwargs") or {}
+    mapping_kwargs = kwargs.get("mapping_kwargs") or {}
+    if synthesis_kwargs.get("architecture", "skip") != "skip":
+        raise _fail(path, f"synthesis architecture {synthesis_kwargs.get('architecture')!r} is not supported",
+                    "only the default 'skip' generator architecture is")
+    try:
+        config, ours = ada_to_ours(tensors, conv_clamp=synthesis_kwargs.get("conv_clamp"),
+                                   lr_mul=mapping_kwargs.get("lr_multiplier", 0.01))
+    except (KeyError, ValueError, IndexError) as err:
+        raise _fail(path, f"stylegan2-ada generator with an unexpected layout ({err})")
+    return _build(path, config, ours), tensors["mapping.w_avg"]
+
+
+def ada_to_ours(t: dict[str, torch.Tensor], conv_clamp: float | None = None,
+                lr_mul: float = 0.01) -> tuple[StyleGAN2Config, dict[str, torch.Tensor]]:
+    """Map stylegan2-ada's G_ema tensor names onto ours, inferring the configuration."""
+    n_map = len([k for k in t if re.fullmatch(r"mapping\.fc\d+\.weight", k)])
+    resolutions = sorted(int(m.group(1)) for k in t if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k)))
+    if not resolutions or resolutions[0] != 4 or resolutions != [2 ** (i + 2) for i in range(len(resolutions))]:
+        raise ValueError(f"synthesis blocks {resolutions}")
+    for r in resolutions:
+        if f"synthesis.b{r}.torgb.weight" not in t:
+            raise ValueError(f"block b{r} has no torgb (not the 'skip' architecture)")
+    channels = [t[f"synthesis.b{r}.conv1.weight"].shape[0] for r in resolutions]
+    config = StyleGAN2Config(
+        resolution=resolutions[-1], z_dim=t["mapping.fc0.weight"].shape[1],
+        w_dim=t["synthesis.b4.conv1.affine.weight"].shape[1], mapping_layers=n_map,
+        mapping_lr_mul=float(lr_mul), channels=tuple(channels),
+        conv_clamp=None if conv_clamp is None else float(conv_clamp))
+    ours: dict[str, torch.Tensor] = {}
+    for i in range(n_map):
+        ours[f"mapping.fcs.{i}.weight"] = t[f"mapping.fc{i}.weight"]
+        ours[f"mapping.fcs.{i}.bias"] = t[f"mapping.fc{i}.bias"]
+    ours["mapping.w_avg"] = t["mapping.w_avg"]
+    for b, r in enumerate(resolutions):
+        src = f"synthesis.b{r}"
+        if r == 4:
+            ours[f"blocks.{b}.const"] = t[f"{src}.const"]
+        for conv in ("conv0", "conv1") if r > 4 else ("conv1",):
+            ours[f"blocks.{b}.{conv}.conv.weight"] = t[f"{src}.{conv}.weight"]
+            ours[f"blocks.{b}.{conv}.conv.affine.weight"] = t[f"{src}.{conv}.affine.weight"]
+            ours[f"blocks.{b}.{conv}.conv.affine.bias"] = t[f"{src}.{conv}.affine.bias"]
+            ours[f"blocks.{b}.{conv}.noise_strength"] = t[f"{src}.{conv}.noise_strength"].reshape([])
+            ours[f"blocks.{b}.{conv}.bias"] = t[f"{src}.{conv}.bias"]
+            ours[f"blocks.{b}.{conv}.noise_const"] = t[f"{src}.{conv}.noise_const"]
+        ours[f"blocks.{b}.torgb.conv.weight"] = t[f"{src}.torgb.weight"]
+        ours[f"blocks.{b}.torgb.conv.affine.weight"] = t[f"{src}.torgb.affine.weight"]
+        ours[f"blocks.{b}.torgb.conv.affine.bias"] = t[f"{src}.torgb.affine.bias"]
+        ours[f"blocks.{b}.torgb.bias"] = t[f"{src}.torgb.bias"]
+    return config, ours
+
+
+def _build(path: Path, config: StyleGAN2Config, ours: dict[str, torch.Tensor]) -> StyleGAN2:
+    model = StyleGAN2(config)
+    expected = model.state_dict()
+    problems = [k for k in expected if k not in ours and k != "mapping.w_avg"]
+    problems += [f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in ours.items()
+                 if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if problems:
+        raise _fail(path, f"generator tensors do not fit a StyleGAN2 of the inferred configuration "
+                    f"({'; '.join(problems[:3])})")
+    if not all(bool(torch.isfinite(v.float()).all()) for v in ours.values()):
+        raise _fail(path, "the generator weights contain NaN or infinite values", "use an intact checkpoint")
+    with torch.no_grad():
+        for k, v in ours.items():
+            expected[k].copy_(v.float())
+    return model
