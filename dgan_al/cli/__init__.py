@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dgan_al.cli.app import app
 from dgan_al.cli import generator as _generator  # noqa: F401  (registers inspect-generator)
+from dgan_al.cli import toy as _toy  # noqa: F401  (registers the toy group)
+from dgan_al.cli import annotate as _annotate  # noqa: F401  (registers annotate)
 
 
 def main() -> None:

@@ -1,0 +1,450 @@
+"""Read a LabelMe JSON file strictly: every field checked, every problem reported at once.
+
+``read_labelme(json_path, classes)`` returns an ``Annotation`` whose shapes are all rasterisable, or
+raises ``LabelMeError`` listing every problem of the file (a file with one typo should cost one round
+trip to LabelMe, not one per problem). We refuse at least everything LabelMe itself refuses to open,
+and more: unknown labels (LabelMe's ``--validate-label`` only checks labels typed in its dialog, so
+typos in pre-filled or hand-edited files get through), non-finite or far-away coordinates, wrong point
+counts, a size that does not match the image, an ``imagePath`` that leaves the JSON's folder.
+
+The image is measured the way LabelMe shows it: a file's EXIF orientation is applied exactly as
+LabelMe's ``apply_exif_orientation`` does (only for formats PIL reads EXIF from through ``_getexif``,
+orientations 2..8), so ``imageHeight``/``imageWidth`` and all coordinates refer to the turned image.
+Embedded ``imageData`` is measured as stored (LabelMe applies no orientation to it).
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import io
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Sequence
+
+import numpy as np
+import PIL.Image
+
+from dgan_al.labelme.format import (
+    DISPLAYABLE_MODES,
+    EXACT_POINTS,
+    MIN_POINTS,
+    SHAPE_KEYS,
+    SHAPE_TYPES,
+    TOP_LEVEL_KEYS,
+    Annotation,
+    LabelMeError,
+    Shape,
+    label_values,
+    open_mask_png,
+)
+
+EXIF_ORIENTATION_TAG = 0x0112
+# how far outside the image a point may lie, in image sizes (LabelMe keeps points on the image; a
+# little slack accepts other tools' files, the bound keeps absurd values away from the rasteriser)
+MAX_OUTSIDE = 1.0
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, PIL.Image.DecompressionBombError)
+
+
+def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
+    """Read and validate one LabelMe file against the workspace's ``classes`` (``classes[0]`` = background).
+
+    Raises ``LabelMeError`` (a ``UserError``) naming the file and listing every problem found.
+    """
+    json_path = Path(json_path)
+    values = label_values(classes)
+    raw = _load_json_object(json_path)
+    problems: list[str] = []
+
+    version = raw.get("version")
+    if version is not None and not isinstance(version, str):
+        problems.append(f"version must be text like \"5.5.0\", got {_show(version)}")
+        version = None
+    flags = _read_flags(raw.get("flags"), "flags", problems)
+    image = _read_image_facts(json_path, raw, problems)
+    height = _read_size(raw, "imageHeight", image.height if image else None, problems)
+    width = _read_size(raw, "imageWidth", image.width if image else None, problems)
+    if image and height is not None and width is not None and (height, width) != (image.height, image.width):
+        turned = f" after EXIF orientation {image.orientation}" if image.orientation != 1 else ""
+        problems.append(
+            f"imageHeight x imageWidth is {height}x{width} but the image {image.path.name} is "
+            f"{image.height}x{image.width}{turned} (the JSON belongs to another image, or the image was replaced)"
+        )
+    shapes = _read_shapes(raw, height, width, values, problems)
+
+    if problems:
+        raise LabelMeError(json_path, problems)
+    assert image is not None and height is not None and width is not None
+    return Annotation(
+        json_path=json_path,
+        image_path=image.path,
+        height=height,
+        width=width,
+        flags=flags,
+        shapes=shapes,
+        extra={k: v for k, v in raw.items() if k not in TOP_LEVEL_KEYS},
+        raw=raw,
+        version=version,
+        orientation=image.orientation,
+        image_data=image.data,
+    )
+
+
+def read_image(annotation: Annotation) -> np.ndarray:
+    """The annotated image as LabelMe shows it: uint8 [H, W, 3] RGB, EXIF orientation applied."""
+    try:
+        if annotation.image_data is not None:
+            image = PIL.Image.open(io.BytesIO(annotation.image_data))
+        else:
+            image = PIL.Image.open(annotation.image_path)
+        with image:
+            turned = apply_orientation(image, annotation.orientation).convert("RGB")
+            pixels = np.asarray(turned)  # [H, W, 3]
+    except _DECODE_ERRORS as err:
+        raise LabelMeError(annotation.json_path, [f"cannot read the image {annotation.image_path}: {err}"]) from None
+    if pixels.shape[:2] != (annotation.height, annotation.width):
+        raise LabelMeError(
+            annotation.json_path,
+            [f"the image {annotation.image_path.name} changed size since it was read: {pixels.shape[:2]}"],
+        )
+    return pixels
+
+
+def exif_orientation(image: PIL.Image.Image) -> int:
+    """The EXIF orientation (1..8) LabelMe applies to ``image``, 1 when it applies none.
+
+    LabelMe reads EXIF through PIL's ``_getexif`` (JPEG, PNG, WebP, MPO); formats without it are shown
+    unturned even if they carry an orientation tag, so we use the very same reader. Raises OSError /
+    ValueError / SyntaxError for EXIF data PIL cannot parse (LabelMe fails on those files too).
+    """
+    read_exif = getattr(image, "_getexif", None)
+    if read_exif is None:
+        return 1
+    exif = read_exif()
+    if not exif:
+        return 1
+    value = exif.get(EXIF_ORIENTATION_TAG, 1)
+    return int(value) if value in range(1, 9) else 1
+
+
+def apply_orientation(image: PIL.Image.Image, orientation: int) -> PIL.Image.Image:
+    """Turn ``image`` as LabelMe does for EXIF ``orientation`` (same transposes, same order)."""
+    T = PIL.Image.Transpose
+    steps = {
+        2: [T.FLIP_LEFT_RIGHT],
+        3: [T.ROTATE_180],
+        4: [T.FLIP_TOP_BOTTOM],
+        5: [T.ROTATE_270, T.FLIP_LEFT_RIGHT],
+        6: [T.ROTATE_270],
+        7: [T.ROTATE_90, T.FLIP_LEFT_RIGHT],
+        8: [T.ROTATE_90],
+    }.get(orientation, [])
+    for step in steps:
+        image = image.transpose(step)
+    return image
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pieces of the file
+
+
+def _load_json_object(json_path: Path) -> dict[str, Any]:
+    """The file's top-level JSON object; a file that is not one is refused at once (nothing else to check)."""
+    try:
+        text = json_path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise LabelMeError(json_path, ["file not found"]) from None
+    except OSError as err:
+        raise LabelMeError(json_path, [f"cannot read the file: {err.strerror or err}"]) from None
+    except UnicodeDecodeError as err:
+        raise LabelMeError(json_path, [f"not UTF-8 text (byte {err.start}); LabelMe writes UTF-8 JSON"]) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LabelMeError(json_path, [f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"]) from None
+    except RecursionError:
+        raise LabelMeError(json_path, ["not valid JSON: nested too deeply"]) from None
+    if not isinstance(raw, dict):
+        raise LabelMeError(json_path, [f"the file must hold one JSON object {{...}}, got {type(raw).__name__}"])
+    return raw
+
+
+def _read_flags(value: Any, where: str, problems: list[str]) -> dict[str, bool]:
+    """A ``flags`` field: missing or null means none; otherwise a mapping of names to true/false."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where} must be an object of name: true/false, got {_show(value)}")
+        return {}
+    bad = {k: v for k, v in value.items() if not isinstance(v, bool)}
+    if bad:
+        problems.append(f"{where} values must be true or false, got {_show(bad)}")
+        return {}
+    return dict(value)
+
+
+def _read_size(raw: dict, key: str, actual: int | None, problems: list[str]) -> int | None:
+    hint = f" (the image's is {actual})" if actual is not None else ""
+    if key not in raw:
+        problems.append(f"{key} is missing{hint}")
+        return None
+    value = raw[key]
+    if not _is_int(value) or value <= 0:
+        problems.append(f"{key} must be a positive whole number, got {_show(value)}{hint}")
+        return None
+    return value
+
+
+@dataclass
+class _ImageFacts:
+    path: Path  # the image file the JSON names (resolved)
+    height: int  # as LabelMe shows it (after EXIF orientation)
+    width: int
+    orientation: int  # EXIF orientation LabelMe applies, 1 = none
+    data: bytes | None  # embedded image bytes (imageData), None when the file is used
+
+
+def _read_image_facts(json_path: Path, raw: dict, problems: list[str]) -> _ImageFacts | None:
+    """Check ``imagePath`` and ``imageData`` and measure the image; None when that is impossible."""
+    image_path = _resolve_image_path(json_path, raw, problems)
+    if "imageData" not in raw:
+        problems.append('imageData is missing (LabelMe refuses such files); add "imageData": null')
+        return None
+    data_text = raw["imageData"]
+    if image_path is None:
+        return None
+    data: bytes | None = None
+    if data_text is None:
+        if not image_path.is_file():
+            problems.append(f"the image {raw['imagePath']!r} named by imagePath does not exist ({image_path})")
+            return None
+        source: Any = image_path
+    elif isinstance(data_text, str):
+        try:
+            data = base64.b64decode(data_text)
+        except ValueError as err:
+            problems.append(f"imageData is not base64 text: {err}; set it to null to use the image file")
+            return None
+        source = io.BytesIO(data)
+    else:
+        problems.append(f"imageData must be null or base64 text, got {_show(data_text)}")
+        return None
+
+    what = f"the image {image_path.name}" if data is None else "the image in imageData"
+    try:
+        with PIL.Image.open(source) as image:
+            if image.mode not in DISPLAYABLE_MODES:
+                problems.append(f"{what} has pixel mode {image.mode}, which LabelMe cannot show; save it as RGB PNG")
+                return None
+            orientation = exif_orientation(image) if data is None else 1
+            width, height = image.size
+    except _DECODE_ERRORS as err:
+        problems.append(f"{what} cannot be read as an image: {err}")
+        return None
+    if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides
+        width, height = height, width
+    return _ImageFacts(path=image_path, height=height, width=width, orientation=orientation, data=data)
+
+
+def _resolve_image_path(json_path: Path, raw: dict, problems: list[str]) -> Path | None:
+    """``imagePath`` as a path inside the JSON's folder, or None (with the problem) when it is not one."""
+    if "imagePath" not in raw:
+        problems.append("imagePath is missing (the image file name, relative to this JSON's folder)")
+        return None
+    text = raw["imagePath"]
+    if not isinstance(text, str) or not text or "\x00" in text:
+        problems.append(f"imagePath must be a file name relative to this JSON's folder, got {_show(text)}")
+        return None
+    windows = PureWindowsPath(text)  # LabelMe reads "\" as a separator on every OS
+    posix = windows.as_posix()
+    if windows.anchor or PurePosixPath(posix).is_absolute():
+        problems.append(
+            f"imagePath {text!r} is absolute; it must be relative to this JSON's folder (e.g. just the file name)"
+        )
+        return None
+    folder = json_path.parent
+    try:
+        resolved = (folder / posix).resolve()
+        inside = resolved.is_relative_to(folder.resolve())
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
+        problems.append(f"imagePath {text!r} cannot be resolved: {err}")
+        return None
+    if not inside:
+        problems.append(f"imagePath {text!r} leaves this JSON's folder; the image must be next to the JSON")
+        return None
+    return resolved
+
+
+def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[str, int],
+                 problems: list[str]) -> list[Shape]:  # fmt: skip
+    if "shapes" not in raw:
+        problems.append('shapes is missing; an image without annotations has "shapes": []')
+        return []
+    objs = raw["shapes"]
+    if not isinstance(objs, list):
+        problems.append(f"shapes must be a list, got {_show(objs)}")
+        return []
+    shapes = []
+    for index, obj in enumerate(objs):
+        shape = _read_shape(obj, index, height, width, values, problems)
+        if shape is not None:
+            shapes.append(shape)
+    return shapes
+
+
+def _read_shape(obj: Any, index: int, height: int | None, width: int | None, values: dict[str, int],
+                problems: list[str]) -> Shape | None:  # fmt: skip
+    """One shape, or None after appending its problems (all of them)."""
+    if not isinstance(obj, dict):
+        problems.append(f"shape {index} must be an object, got {_show(obj)}")
+        return None
+    found: list[str] = []
+
+    label = obj.get("label")
+    where = f"shape {index}"
+    if "label" not in obj:
+        found.append("has no label")
+    elif not isinstance(label, str):
+        found.append(f"label must be text, got {_show(label)}")
+    else:
+        where = f"shape {index} ({label!r})"
+        if label not in values:
+            found.append(f"unknown label {label!r} (closest known label: {_closest(label, values)!r})")
+
+    shape_type = obj.get("shape_type")
+    if "shape_type" not in obj:
+        found.append("has no shape_type")
+    elif shape_type not in SHAPE_TYPES or not isinstance(shape_type, str):
+        found.append(f"unknown shape_type {_show(shape_type)} (LabelMe knows {', '.join(SHAPE_TYPES)})")
+        shape_type = None  # the checks below that depend on the type are skipped
+    elif shape_type == "points":
+        found.append("shape_type 'points' has no area, LabelMe cannot turn it into a mask; redraw it as a polygon")
+
+    points = _read_points(obj, shape_type, height, width, found)
+    group_id = obj.get("group_id")
+    if group_id is not None and not _is_int(group_id):
+        found.append(f"group_id must be a whole number or null, got {_show(group_id)}")
+    description = obj.get("description")
+    if description is not None and not isinstance(description, str):
+        found.append(f"description must be text or null, got {_show(description)}")
+    flags = _read_flags(obj.get("flags"), "flags", found)
+    mask = _read_mask(obj, shape_type, points, height, width, found)
+
+    if found:
+        problems.extend(f"{where}: {p}" for p in found)
+        return None
+    assert points is not None
+    return Shape(
+        label=label,
+        points=points,
+        shape_type=shape_type,
+        group_id=group_id,
+        description=description or "",
+        flags=flags,
+        mask=mask,
+        extra={k: v for k, v in obj.items() if k not in SHAPE_KEYS},
+    )
+
+
+def _read_points(obj: dict, shape_type: Any, height: int | None, width: int | None,
+                 found: list[str]) -> list[tuple[float, float]] | None:  # fmt: skip
+    if "points" not in obj:
+        found.append("has no points")
+        return None
+    value = obj["points"]
+    if not isinstance(value, list) or not value:
+        found.append(f"points must be a non-empty list of [x, y], got {_show(value)}")
+        return None
+    bad = [p for p in value if not (isinstance(p, list) and len(p) == 2 and all(_is_number(c) for c in p))]
+    if bad:
+        found.append(f"points must be [x, y] pairs of numbers; {len(bad)} are not, e.g. {_show(bad[0])}")
+        return None
+    points = [(p[0], p[1]) for p in value]
+    not_finite = [p for p in points if not all(_is_finite(c) for c in p)]
+    if not_finite:
+        found.append(f"{len(not_finite)} points are not finite numbers, e.g. {_show(list(not_finite[0]))}")
+        return None
+    if height is not None and width is not None:
+        far = [
+            (x, y) for x, y in points
+            if not (-MAX_OUTSIDE * width <= x <= (1 + MAX_OUTSIDE) * width
+                    and -MAX_OUTSIDE * height <= y <= (1 + MAX_OUTSIDE) * height)
+        ]  # fmt: skip
+        if far:
+            found.append(f"{len(far)} points lie far outside the {width}x{height} image, e.g. {_show(list(far[0]))}")
+            return None
+    if shape_type in EXACT_POINTS and len(points) != EXACT_POINTS[shape_type]:
+        found.append(f"a {shape_type} takes exactly {EXACT_POINTS[shape_type]} points, got {len(points)}")
+        return None
+    if shape_type in MIN_POINTS and len(points) < MIN_POINTS[shape_type]:
+        found.append(f"a {shape_type} takes at least {MIN_POINTS[shape_type]} points, got {len(points)}")
+        return None
+    return points
+
+
+def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | None, height: int | None,
+               width: int | None, found: list[str]) -> np.ndarray | None:  # fmt: skip
+    """The decoded bitmap of a ``mask`` shape (bool [h, w]); other shapes' masks are only checked to
+    decode (LabelMe decodes every mask it reads, then ignores it unless the shape is a mask)."""
+    text = obj.get("mask")
+    if text is None:
+        if shape_type == "mask":
+            found.append("a mask shape needs its bitmap in 'mask' (base64 PNG), got null")
+        return None
+    if not isinstance(text, str):
+        found.append(f"mask must be a base64 PNG or null, got {_show(text)}")
+        return None
+    box = None
+    if shape_type == "mask" and points is not None:
+        (x1, y1), (x2, y2) = [(int(x), int(y)) for x, y in points]  # LabelMe truncates with astype(int)
+        if height is not None and width is not None and not (0 <= x1 <= x2 < width and 0 <= y1 <= y2 < height):
+            found.append(f"the mask box ({x1}, {y1})-({x2}, {y2}) is not a box inside the {width}x{height} image")
+            return None
+        box = (y2 - y1 + 1, x2 - x1 + 1)
+    try:
+        with open_mask_png(text) as png:
+            if box is not None and (png.height, png.width) != box:
+                size = f"{png.height}x{png.width}"
+                found.append(f"the mask bitmap is {size} but its box is {box[0]}x{box[1]} (rows x cols)")
+                return None
+            bitmap = np.asarray(png)
+    except _DECODE_ERRORS as err:
+        found.append(f"mask is not a base64 PNG: {err}")
+        return None
+    if bitmap.ndim != 2:
+        found.append(f"the mask bitmap must be single-channel (grayscale), got shape {bitmap.shape}")
+        return None
+    return bitmap.astype(bool) if shape_type == "mask" else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# small checks
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite(value: int | float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _closest(label: str, values: dict[str, int]) -> str:
+    """The known label most like ``label`` (difflib ratio, case-insensitive)."""
+    known = list(values)
+    lowered = [k.lower() for k in known]
+    best = difflib.get_close_matches(label.lower(), lowered, n=1, cutoff=0.0)
+    return known[lowered.index(best[0])] if best else known[0]
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short repr for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
