@@ -9,6 +9,7 @@ from dgan_al.cli.app import app
 from dgan_al.cli import generator as _generator  # noqa: F401  (registers inspect-generator)
 from dgan_al.cli import toy as _toy  # noqa: F401  (registers the toy group)
 from dgan_al.cli import annotate as _annotate  # noqa: F401  (registers annotate)
+from dgan_al.cli import loop as _loop  # noqa: F401  (registers init, next-round, status, remove)
 
 
 def main() -> None:

@@ -1,0 +1,145 @@
+"""The annotation loop: `init`, `next-round`, `status`, `remove`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from dgan_al.cli.app import app, console, handles_user_errors
+from dgan_al.cli.generator import parse_crop
+from dgan_al.cli.progress import progress_bars
+
+
+@app.command("init")
+@handles_user_errors
+def init_command(
+    directory: Path = typer.Argument(Path("."), help="Folder of the new workspace (created if missing)."),
+    generator: str = typer.Option("toy-faces", help="toy-faces, or the path of a StyleGAN2 checkpoint (.pt / .pkl)."),
+    classes: Optional[str] = typer.Option(
+        None, help="Class names: a file with one per line (LabelMe's labels.txt works) or a,b,c. "
+        "Background first. Default for toy-faces: its 15 classes."),
+    pool_size: int = typer.Option(10_000, help="Candidate latents scored each round."),
+    seed: int = typer.Option(0, help="Pool seed: latent i comes from (seed, i)."),
+    label_resolution: Optional[int] = typer.Option(None, help="Label at this resolution (1024px generators: 512)."),
+    crop: Optional[str] = typer.Option(None, help="Crop of the labelled image: top,left,height,width."),
+    truncation_psi: float = typer.Option(1.0, help="Truncation towards the mean w (1 = none)."),
+) -> None:
+    """Create a workspace: settings, the candidate pool, and round 000 (the mean-latent image to annotate)."""
+    from dgan_al.workflows.init import init_workspace, read_classes
+
+    with progress_bars() as report:
+        result = init_workspace(directory, generator, read_classes(classes) if classes else None, pool_size, seed,
+                                label_resolution, parse_crop(crop), truncation_psi, progress=report)
+    ws = result.workspace
+    table = Table(title=f"new workspace {ws.root}", show_header=False)
+    table.add_row("settings", str(ws.config_path))
+    table.add_row("generator", f"{result.generator} (feature width {result.feature_width})")
+    table.add_row("classes", ", ".join(ws.config.classes))
+    table.add_row("pool", f"{ws.config.pool.size} latents, seed {ws.config.pool.seed} ({ws.pool_dir})")
+    table.add_row("round 000", f"{result.round_folder}: the mean-latent image")
+    console.print(table)
+    console.print("Next: annotate it with [bold]dgan-al annotate[/] (tick 'done'), then run [bold]dgan-al next-round[/].")
+
+
+@app.command("next-round")
+@handles_user_errors
+def next_round_command(
+    pool_size: Optional[int] = typer.Option(None, help="Score this many pool latents (grows the pool)."),
+    skip_top: Optional[float] = typer.Option(None, help="Drop this most-uncertain fraction (default 0.10)."),
+    band: Optional[float] = typer.Option(None, help="Width of the band below it (default 0.10)."),
+    centers: Optional[int] = typer.Option(None, help="Images the k-center coreset picks (default 12)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    seed: Optional[int] = typer.Option(None, help="Interpreter training seed."),
+    score_pixels: Optional[str] = typer.Option(None, help="Pixels for the image score: full, grid:N or subset:N."),
+    embedding: Optional[str] = typer.Option(None, help="Coreset embedding: activations or w."),
+    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", help="Pre-fill the LabelMe files with predicted polygons."),
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+) -> None:
+    """Import finished annotations, retrain the interpreter, score the pool and export the next images."""
+    from dgan_al.workflows.next_round import RoundOverrides, next_round
+    from dgan_al.workspace.layout import Workspace
+
+    ws = Workspace.find(workspace)
+    overrides = RoundOverrides(pool_size, skip_top, band, centers, device, seed, prefill, score_pixels, embedding)
+    with progress_bars() as report:
+        result = next_round(ws, overrides, progress=report)
+    imp = result.imports
+    console.print(f"imported {len(imp.imported)} new, {len(imp.reimported)} changed, {len(imp.skipped)} skipped as "
+                  f"unrealistic; {len(imp.pending)} file(s) still pending")
+    for path in imp.pending[:12]:
+        console.print(f"  pending: {path}", highlight=False)
+    if result.status == "up-to-date":
+        console.print(result.message)
+        return
+    classes = Table(title=f"annotated so far: {result.n_annotations} images")
+    classes.add_column("class")
+    classes.add_column("images", justify="right")
+    classes.add_column("pixels", justify="right")
+    for name, (images, pixels) in result.class_totals.items():
+        classes.add_row(name, str(images), f"{pixels:,}", style=None if images else "red")
+    console.print(classes)
+    q = result.quantiles
+    console.print("pool image scores (JS sum): " + "  ".join(f"{k} {v:.1f}" for k, v in q.items()))
+    chosen = Table(title=f"round {result.round:03d}: chosen for annotation")
+    for col in ("#", "id", "score", "rank", "coreset distance", "pre-filled shapes"):
+        chosen.add_column(col, justify="right" if col != "id" else "left")
+    for i, item in enumerate(result.chosen):
+        dist = item.get("coreset_distance")
+        chosen.add_row(str(i + 1), item["id"], f"{item['score']:.1f}", str(item["rank"]),
+                       "-" if dist is None or dist == float("inf") else f"{dist:.2f}", str(item["prefilled_shapes"]))
+    console.print(chosen)
+    times = "  ".join(f"{k} {v:.0f}s" for k, v in result.times.items())
+    console.print(f"time: {times}  (pool chunks computed {result.chunks_computed}, reused {result.chunks_reused})")
+    console.print(f"wrote {result.folder} (contact_sheet.png, selection.json, README.txt)")
+    console.print(f"Next: [bold]dgan-al annotate {result.round}[/]  - annotate the "
+                  f"{ws.config.selection.annotate} most realistic, tick 'done'; tick 'unrealistic' on the rest.")
+
+
+@app.command("status")
+@handles_user_errors
+def status_command(
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+) -> None:
+    """Rounds, annotations per class, pending / done / skipped files, and what to do next."""
+    from dgan_al.workflows.status import workspace_status
+    from dgan_al.workspace.layout import Workspace
+
+    st = workspace_status(Workspace.find(workspace))
+    console.print(f"workspace {st.root}  generator {st.generator}  annotations {st.annotations}  "
+                  f"skipped {st.skipped}  removed {st.removed}")
+    rounds = Table(title="rounds")
+    for col in ("round", "stage", "exported", "done", "imported", "unrealistic", "pending", "median score"):
+        rounds.add_column(col, justify="right")
+    for r in st.rounds:
+        median = r.score_quantiles.get("median")
+        rounds.add_row(f"{r.number:03d}", r.stage, str(r.exported), str(r.done), str(r.imported), str(r.unrealistic),
+                       str(r.pending), "-" if median is None else f"{median:.1f}")
+    console.print(rounds)
+    classes = Table(title="annotations per class")
+    classes.add_column("class")
+    classes.add_column("images", justify="right")
+    classes.add_column("pixels", justify="right")
+    for name, (images, pixels) in st.class_totals.items():
+        classes.add_row(name, str(images), f"{pixels:,}", style=None if images else "red")
+    console.print(classes)
+    console.print(f"next: {st.next_step}")
+
+
+@app.command("remove")
+@handles_user_errors
+def remove_command(
+    annotation_id: str = typer.Argument(..., help="The id of the annotation (e.g. s0-000123 or mean)."),
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+) -> None:
+    """Take an annotation out of training: its files move to annotations/removed/ (never deleted)."""
+    from dgan_al.workspace.annotations import AnnotationStore
+    from dgan_al.workspace.layout import Workspace
+    from dgan_al.workspace.lock import WorkspaceLock
+
+    ws = Workspace.find(workspace)
+    with WorkspaceLock(ws.root, "remove"):
+        target = AnnotationStore(ws.annotations_dir).remove(annotation_id)
+    console.print(f"moved {annotation_id} to {target}; the next round trains without it")

@@ -1,0 +1,70 @@
+"""`dgan-al toy ...`: commands of the built-in toy-faces world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from dgan_al.cli.app import console, handles_user_errors, toy_app
+from dgan_al.cli.progress import progress_bars
+
+
+@toy_app.command("distill")
+@handles_user_errors
+def distill_command(
+    out: Path = typer.Option(Path("runs/toy-distill"), help="Folder for checkpoints, loss.png and toy_faces.pt."),
+    steps: int = typer.Option(9000, help="Training steps (batch 16)."),
+    minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
+    n_train: int = typer.Option(40_000, help="Rendered training scenes."),
+    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+    seed: int = typer.Option(0, help="Initialisation and batch-order seed."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (1 is fastest when the cores are busy)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+) -> None:
+    """Distil the toy-faces StyleGAN2 from the renderer (reproduces the shipped weights)."""
+    from dgan_al.generators import resolve_device
+    from dgan_al.generators.toy_faces.distill import DistillSettings, distill
+
+    settings = DistillSettings(steps=steps, minutes=minutes, n_train=n_train, seed=seed, threads=threads,
+                               device=str(resolve_device(device)))
+    with progress_bars() as report:
+        info = distill(out, settings, resume=resume, progress=report)
+    table = Table(title="toy-faces distillation", show_header=False)
+    table.add_row("steps", str(info["steps"]))
+    table.add_row("held-out PSNR", f"{info['held_out_psnr_db']:.2f} dB")
+    table.add_row("weights", str(out / "toy_faces.pt"))
+    table.add_row("loss curve", str(out / "loss.png"))
+    console.print(table)
+    console.print("Copy the weights into dgan_al/generators/toy_faces/ to ship them.")
+
+
+@toy_app.command("oracle")
+@handles_user_errors
+def oracle_command(
+    round_number: Optional[int] = typer.Argument(None, metavar="[ROUND]", help="Round to annotate (default: the latest)."),
+    keep: Optional[int] = typer.Option(
+        None, help="Act as the paper's expert: annotate only the KEEP most realistic, tick 'unrealistic' on the rest."),
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+) -> None:
+    """Annotate a round from the toy-faces ground truth, exactly as a person's LabelMe files come back."""
+    from dgan_al.workflows.oracle import oracle_annotate
+    from dgan_al.workspace.layout import Workspace
+    from dgan_al.workspace.lock import WorkspaceLock
+
+    ws = Workspace.find(workspace)
+    with WorkspaceLock(ws.root, "toy oracle"):
+        result = oracle_annotate(ws, round_number, keep)
+    table = Table(title=f"oracle annotations in {result.folder}")
+    for col in ("id", "flag", "vertices", "GAN vs render MSE"):
+        table.add_column(col)
+    for id in result.annotated:
+        table.add_row(id, "done", str(result.vertices[id]), f"{result.realism_mse[id]:.0f}")
+    for id in result.unrealistic:
+        table.add_row(id, "unrealistic", "-", f"{result.realism_mse[id]:.0f}")
+    console.print(table)
+    if result.untouched:
+        console.print(f"left alone (already done or skipped): {', '.join(result.untouched)}")
+    console.print("Next: [bold]dgan-al next-round[/] imports them.")

@@ -1,0 +1,133 @@
+"""Export a round's chosen images for annotation in LabelMe.
+
+``rounds/round_NNN/`` gets, per chosen latent, ``<id>.png`` and ``<id>.json`` (pre-filled with the
+interpreter's predicted polygons unless asked not to), the labels file, ``selection.json`` (ids, latents,
+scores, ranks, coreset order and distances, image sha256), ``contact_sheet.png`` and ``README.txt``.
+The JSON carries our metadata in the extra key ``dgan_al`` (LabelMe keeps unknown keys when it saves).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgan_al.files import atomic_write_json, atomic_write_text, sha256_file
+from dgan_al.generators.protocol import Generator
+from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
+from dgan_al.progress import ProgressCallback, silent
+from dgan_al.report import contact_sheet, heatmap, overlay
+
+META_KEY = "dgan_al"
+LABELS_FILE = "labels.txt"
+OWN_FILES = {"selection.json", "state.json"}  # JSON files of ours in a round folder (not LabelMe files)
+
+
+@dataclass
+class ExportItem:
+    id: str
+    z: torch.Tensor  # [z_dim]
+    latent: dict  # {"seed": s, "index": i} or {"mean": True}
+    score: float | None = None
+    rank: int | None = None  # 0 = the most uncertain of the pool
+    coreset_order: int | None = None
+    coreset_distance: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+README = """\
+dgan-al round {round:03d}: images to annotate
+{rule}
+
+What to do (DatasetGAN's protocol):
+  1. Open this folder in LabelMe:   dgan-al annotate {round}
+  2. Of these {n} images, annotate the {keep} that look most realistic.{prefill}
+     Every pixel you do not cover is background; use the label __ignore__ for pixels to leave out.
+  3. Tick the image flag "done" when an image is finished: only "done" files are imported.
+     Tick "unrealistic" on images not worth annotating (GAN failures): they are recorded as skipped.
+  4. Run `dgan-al next-round` again: it imports what you finished and picks the next images.
+
+Do not rename the files: each image is tied to its latent by its name and checksum.
+Files: <id>.png / <id>.json (one per image), labels.txt (the classes), selection.json (why these images),
+contact_sheet.png (the images with the current prediction and its uncertainty).
+"""
+
+
+def export_round(folder: Path, number: int, generator: Generator, items: list[ExportItem], classes: list[str],
+                 ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
+                 selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent) -> dict:
+    """Write the round's files; returns the selection record (also written to selection.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_labels_file(folder / LABELS_FILE, classes)
+    records, sheet_rows, captions = [], [], []
+    z = torch.stack([item.z for item in items]) if items else torch.zeros(0, generator.z_dim)
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        out = generator.synthesize(z[start:start + batch])
+        pred = ensemble.predict(out.features) if ensemble is not None else None
+        for j, item in enumerate(chunk):
+            image = out.images[j].numpy()
+            json_path = folder / f"{item.id}.json"
+            shapes = []
+            if pred is not None and prefill:
+                shapes = mask_to_polygons(pred.labels[j].numpy(), classes, min_pixels=6)
+            meta = {"id": item.id, "round": number, "latent": item.latent,
+                    "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
+                    "score": item.score, "rank": item.rank}
+            if not _touched_by_a_person(json_path):
+                write_labelme(json_path, image, shapes, extra={META_KEY: meta})
+            png = json_path.with_suffix(".png")
+            records.append({**{k: v for k, v in meta.items() if k not in ("z", "generator", "round")},
+                            "coreset_order": item.coreset_order, "coreset_distance": item.coreset_distance,
+                            "image": png.name, "image_sha256": sha256_file(png), "json": json_path.name,
+                            "z": meta["z"], "prefilled_shapes": len(shapes), **item.extra})
+            panels = [image]
+            if pred is not None:
+                labels = pred.labels[j].numpy()
+                panels += [overlay(image, labels, 0.55), heatmap(pred.js[j].numpy())]
+            sheet_rows.append(panels)
+            score = "" if item.score is None else f"  JS {item.score:.1f}"
+            rank = "" if item.rank is None else f"  rank {item.rank}"
+            captions.append(f"{item.id}{score}{rank}")
+        progress("exporting", min(start + batch, len(items)), len(items))
+    if sheet_rows:
+        title = f"round {number:03d}: " + ("image | predicted parts | JS uncertainty" if ensemble is not None else "image")
+        contact_sheet(sheet_rows, captions, path=folder / "contact_sheet.png", scale=2 if generator.resolution[0] <= 256 else 1,
+                      title=title, legend=classes)
+    keep = len(items) if keep is None else min(keep, len(items))
+    prefill_text = "\n     The JSON files are pre-filled with the current prediction: correct it, do not start from nothing." \
+        if ensemble is not None and prefill else ""
+    atomic_write_text(folder / "README.txt", README.format(round=number, n=len(items), keep=keep, prefill=prefill_text,
+                                                           rule=rule or ""))
+    record = dict(selection or {})
+    record.update({"round": number, "generator": generator.identity, "classes": classes, "items": records})
+    atomic_write_json(folder / "selection.json", record)
+    return record
+
+
+def _touched_by_a_person(json_path: Path) -> bool:
+    """A JSON already there whose flags say someone worked on it: never overwrite it."""
+    if not json_path.is_file():
+        return False
+    try:
+        flags = json.loads(json_path.read_text(encoding="utf-8")).get("flags") or {}
+    except (ValueError, OSError, AttributeError):
+        return True
+    return bool(flags.get("done") or flags.get("unrealistic"))
+
+
+def read_selection(folder: Path) -> dict | None:
+    path = folder / "selection.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def latent_tensor(record: dict) -> torch.Tensor:
+    return torch.tensor(np.asarray(record["z"], dtype=np.float32))

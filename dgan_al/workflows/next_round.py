@@ -1,0 +1,314 @@
+"""``next_round``: import -> train -> score the pool -> uncertainty band + k-center coreset -> export.
+
+Every stage leaves its result in the round folder, so an interrupted run (Ctrl-C, kill -9) resumes
+where it stopped: the interpreter is reused when it was trained on the same annotation set, pool scores
+are written in chunks (atomically) and only missing chunks are computed, and the selection is a
+deterministic function of the scores. The resumed run ends with exactly the result of an uninterrupted
+one.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.files import atomic_write_bytes, atomic_write_json, sha256_file
+from dgan_al.generators import resolve_device
+from dgan_al.interpreter import PixelEnsemble
+from dgan_al.progress import ProgressCallback, silent
+from dgan_al.selection import k_center_greedy, uncertainty_band
+from dgan_al.workflows.export import ExportItem, export_round, read_selection
+from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features, load_maps
+from dgan_al.workflows.importing import ImportReport, import_annotations
+from dgan_al.workspace.annotations import AnnotationStore
+from dgan_al.workspace.layout import Workspace, latent_id, parse_latent_id
+from dgan_al.workspace.lock import WorkspaceLock
+
+INTERPRETER_FILE = "interpreter.pt"
+STATE_FILE = "state.json"
+
+
+@dataclass
+class RoundOverrides:
+    """Command-line overrides of ``dgan-al.toml`` for one run (None = use the config)."""
+
+    pool_size: int | None = None
+    skip_top: float | None = None
+    band: float | None = None
+    centers: int | None = None
+    device: str | None = None
+    seed: int | None = None
+    prefill: bool | None = None
+    score_pixels: str | None = None
+    embedding: str | None = None
+
+    def apply(self, ws: Workspace) -> None:
+        c = ws.config
+        for name, target in (("pool_size", (c.pool, "size")), ("skip_top", (c.selection, "skip_top")),
+                             ("band", (c.selection, "band")), ("centers", (c.selection, "centers")),
+                             ("device", (c.run, "device")), ("seed", (c.ensemble, "seed")),
+                             ("prefill", (c.run, "prefill")), ("score_pixels", (c.selection, "score_pixels")),
+                             ("embedding", (c.selection, "embedding"))):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(target[0], target[1], value)
+        c.selection.annotate = min(c.selection.annotate, c.selection.centers)
+        c.validate(ws.config_path)
+
+
+@dataclass
+class NextRoundResult:
+    status: str  # "exported" or "up-to-date"
+    imports: ImportReport
+    round: int | None = None
+    folder: Path | None = None
+    chosen: list[dict] = field(default_factory=list)
+    class_totals: dict = field(default_factory=dict)  # class -> (images, pixels)
+    quantiles: dict = field(default_factory=dict)  # pool score quantiles
+    times: dict = field(default_factory=dict)  # stage -> seconds
+    chunks_computed: int = 0
+    chunks_reused: int = 0
+    interpreter_reused: bool = False
+    cache_mb_per_image: float = 0.0
+    n_annotations: int = 0
+    message: str = ""
+
+
+def _read_state(folder: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def next_round(ws: Workspace, overrides: RoundOverrides | None = None,
+               progress: ProgressCallback = silent) -> NextRoundResult:
+    (overrides or RoundOverrides()).apply(ws)
+    with WorkspaceLock(ws.root, "next-round"):
+        return _next_round_locked(ws, progress)
+
+
+def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundResult:
+    cfg = ws.config
+    store = AnnotationStore(ws.annotations_dir)
+    imports = import_annotations(ws, store)
+    annotation_set = store.set_hash()
+    result = NextRoundResult(status="exported", imports=imports, n_annotations=len(store.records),
+                             class_totals=store.class_totals(cfg.classes))
+    if not store.records:
+        first = ws.latest_round()
+        where = f"rounds/round_{first:03d}" if first is not None else "a round folder"
+        raise UserError(f"no finished annotations yet: annotate the image(s) in {where} and tick 'done'",
+                        path=ws.annotations_dir, fix="run `dgan-al annotate`, then `dgan-al next-round` again")
+
+    latest = ws.latest_round()
+    state = _read_state(ws.round_dir(latest)) if latest is not None else {}
+    if latest is not None and state.get("stage") == "complete" and state.get("annotation_set") == annotation_set \
+            and not imports.changed:
+        result.status, result.round, result.folder = "up-to-date", latest, ws.round_dir(latest)
+        result.message = (f"nothing new to import and round {latest:03d} was trained on exactly these "
+                          f"{len(store.records)} annotations: nothing to do")
+        return result
+
+    # which round folder: resume an interrupted one on the same annotations, else a new one
+    if latest is not None and state.get("stage") != "complete" and latest > 0 and state.get("annotation_set") == annotation_set:
+        number = latest
+    else:
+        number = (latest + 1) if latest is not None else 0
+        if latest is not None and state and state.get("stage") != "complete" and latest > 0:
+            stale = ws.rounds_dir / f"round_{latest:03d}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+            shutil.move(str(ws.round_dir(latest)), stale)  # an interrupted round on other annotations
+            number = latest
+    folder = ws.round_dir(number)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.round, result.folder = number, folder
+    state = _read_state(folder) if state.get("annotation_set") == annotation_set else {}
+    state.update({"round": number, "annotation_set": annotation_set, "stage": state.get("stage", "started")})
+    atomic_write_json(folder / STATE_FILE, state)
+
+    device = resolve_device(cfg.run.device)
+    generator = ws.load_generator(device=str(device))
+    ids = store.ids()
+    latents = torch.stack([torch.tensor(store.records[i].z, dtype=torch.float32) for i in ids])
+
+    # --- train ---------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    paths = cached_features(generator, ws.cache_dir, ids, latents, batch=cfg.run.batch, progress=progress)
+    result.cache_mb_per_image = cache_bytes(paths) / len(paths) / 2**20
+    weights = folder / INTERPRETER_FILE
+    ensemble = None
+    if weights.is_file() and state.get("interpreter_sha256") == sha256_file(weights):
+        ensemble = PixelEnsemble.load(weights, expect_generator=generator.identity, expect_classes=cfg.classes,
+                                      device=device)
+        result.interpreter_reused = True
+    if ensemble is None:
+        ensemble = PixelEnsemble(generator.feature_channels, cfg.classes, n_members=cfg.ensemble.members,
+                                 generator=generator.identity, pixels_per_image=cfg.ensemble.pixels_per_image,
+                                 max_epochs=cfg.ensemble.epochs, seed=cfg.ensemble.seed, device=device)
+        masks = [store.mask(i) for i in ids]
+        ensemble.fit(TrainingItems(paths, masks), generator.geometry, progress=progress)
+        ensemble.save(weights)
+        state.update({"stage": "trained", "interpreter_sha256": sha256_file(weights), "annotations": ids})
+        atomic_write_json(folder / STATE_FILE, state)
+    result.times["train"] = time.perf_counter() - t0
+
+    # --- score the pool --------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    excluded = _already_used(ws, store, number)
+    pool = ws.pool_latents(generator.z_dim)
+    scores = _score_pool(ws, folder, generator, ensemble, pool, state["interpreter_sha256"], result, progress)
+    result.times["score"] = time.perf_counter() - t0
+
+    # --- select ------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    selection, chosen = _select(ws, generator, ensemble, store, ids, paths, pool, scores, excluded)
+    result.times["select"] = time.perf_counter() - t0
+
+    # --- export ------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    record = export_round(folder, number, generator, chosen, cfg.classes, ensemble=ensemble, prefill=cfg.run.prefill,
+                          keep=cfg.selection.annotate, selection=selection, batch=cfg.run.batch, progress=progress,
+                          rule=f"Chosen by JS uncertainty (top {cfg.selection.skip_top:.0%} dropped, band of "
+                               f"{cfg.selection.band:.0%} below) and a {cfg.selection.centers}-centre k-center coreset.")
+    result.times["export"] = time.perf_counter() - t0
+    result.chosen = record["items"]
+    result.quantiles = selection["pool"]["score_quantiles"]
+    state.update({"stage": "complete", "times": result.times})
+    atomic_write_json(folder / STATE_FILE, state)
+    return result
+
+
+def _already_used(ws: Workspace, store: AnnotationStore, before_round: int) -> set[str]:
+    """Ids never to offer again: annotated, skipped, removed, or exported in an earlier round.
+
+    The round being made (or resumed) does not count, so a resumed run chooses what the first did.
+    """
+    used = set(store.records) | set(store.skipped) | set(store.removed)
+    for number in ws.rounds():
+        selection = read_selection(ws.round_dir(number)) if number < before_round else None
+        if selection:
+            used |= {item["id"] for item in selection.get("items", [])}
+    return used
+
+
+def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble, pool: torch.Tensor,
+                interpreter_sha: str, result: NextRoundResult, progress: ProgressCallback) -> dict[str, np.ndarray]:
+    """Score every pool latent in resumable chunks: image JS scores, pooled activations and w."""
+    cfg = ws.config
+    chunk, n = cfg.run.chunk, len(pool)
+    pixels = cfg.selection.score_pixels
+    key = f"{interpreter_sha[:16]}|{cfg.pool.seed}|{chunk}|{pixels}"
+    out_dir = folder / "scores"
+    parts: list[dict[str, np.ndarray]] = []
+    done = 0
+    for c, start in enumerate(range(0, n, chunk)):
+        path = out_dir / f"chunk_{c:05d}.npz"
+        stop = min(start + chunk, n)
+        part = _read_chunk(path, key, stop - start)
+        if part is not None:
+            result.chunks_reused += 1
+        else:
+            rows = {"score_sum": [], "score_top10": [], "activations": [], "w": []}
+            for s in range(start, stop, cfg.run.batch):
+                z = pool[s:min(s + cfg.run.batch, stop)]
+                out = generator.synthesize(z)
+                scored = ensemble.score_images(out.features, pixels=pixels, seed=cfg.pool.seed)
+                rows["score_sum"].append(scored.image_score.numpy())
+                rows["score_top10"].append(scored.image_score_top10.numpy())
+                rows["activations"].append(scored.embedding.numpy())
+                rows["w"].append(_w_embedding(generator, z))
+                progress("scoring pool", done + min(s + cfg.run.batch, stop) - start, n)
+            part = {k: np.concatenate(v) for k, v in rows.items()}
+            buf = io.BytesIO()
+            np.savez(buf, key=np.array(key), **part)
+            atomic_write_bytes(path, buf.getvalue())
+            result.chunks_computed += 1
+        parts.append(part)
+        done = stop
+        progress("scoring pool", done, n)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _read_chunk(path: Path, key: str, expected_rows: int) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            if str(data["key"]) != key:
+                return None
+            part = {k: data[k] for k in ("score_sum", "score_top10", "activations", "w")}
+    except (OSError, ValueError, KeyError):
+        return None
+    return part if len(part["score_sum"]) == expected_rows else None
+
+
+@torch.no_grad()
+def _w_embedding(generator, z: torch.Tensor) -> np.ndarray:
+    model = getattr(generator, "model", None)
+    if model is None or not hasattr(model, "map"):
+        return z.numpy().astype(np.float32)  # a generator without a mapping network: z itself
+    return model.map(z.to(generator.device), generator.truncation_psi).float().cpu().numpy()
+
+
+def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: AnnotationStore, ids: list[str],
+            paths: list[Path], pool: torch.Tensor, scores: dict[str, np.ndarray], excluded: set[str]):
+    cfg = ws.config
+    s = cfg.selection
+    pool_ids = [latent_id(cfg.pool.seed, i) for i in range(len(pool))]
+    candidates = np.array([i for i, pid in enumerate(pool_ids) if pid not in excluded], dtype=np.int64)
+    if len(candidates) < s.centers:
+        raise UserError(f"only {len(candidates)} pool latents left to choose from ({len(excluded)} used)",
+                        path=ws.config_path, fix="grow the pool: --pool-size or [pool] size")
+    image_scores = scores["score_sum" if s.score == "sum" else "score_top10"][candidates]
+    band = uncertainty_band(image_scores, s.skip_top, s.band)
+    if len(band) < s.centers:
+        raise UserError(f"the uncertainty band holds {len(band)} images, fewer than the {s.centers} centres",
+                        path=ws.config_path, fix="widen [selection] band, grow the pool, or lower centers")
+    embeddings = scores[s.embedding][candidates]
+    # seed the coreset with the annotated images, embedded the same way
+    if s.embedding == "w":
+        seeds = _w_embedding(generator, torch.stack([torch.tensor(store.records[i].z) for i in ids]))
+    else:
+        seeds = np.concatenate([
+            ensemble.score_images([m[None].float() for m in load_maps(p)], pixels=s.score_pixels,
+                                  seed=cfg.pool.seed).embedding.numpy() for p in paths])
+    coreset = k_center_greedy(embeddings[band], seeds, s.centers)
+    ranks = np.empty(len(candidates), dtype=np.int64)
+    ranks[np.lexsort((np.arange(len(candidates)), -image_scores))] = np.arange(len(candidates))
+    chosen = []
+    for order, (b, dist) in enumerate(zip(coreset.order, coreset.distances)):
+        index = int(candidates[band[b]])
+        chosen.append(ExportItem(id=pool_ids[index], z=pool[index], latent={"seed": cfg.pool.seed, "index": index},
+                                 score=float(image_scores[band[b]]), rank=int(ranks[band[b]]), coreset_order=order,
+                                 coreset_distance=float(dist)))
+    q = np.quantile(image_scores, [0.0, 0.1, 0.5, 0.8, 0.9, 1.0])
+    selection = {
+        "annotation_set": store.set_hash(),
+        "annotations": ids,
+        "settings": {"skip_top": s.skip_top, "band": s.band, "centers": s.centers, "score": s.score,
+                     "score_pixels": s.score_pixels, "embedding": s.embedding},
+        "pool": {"seed": cfg.pool.seed, "size": len(pool), "candidates": int(len(candidates)),
+                 "excluded": len(pool) - int(len(candidates)),
+                 "score_quantiles": {k: float(v) for k, v in zip(("min", "p10", "median", "p80", "p90", "max"), q)}},
+        "band": {"ranks": [int(round(s.skip_top * len(candidates))), int(round(s.skip_top * len(candidates))) + len(band) - 1],
+                 "score_range": [float(image_scores[band].min()), float(image_scores[band].max())],
+                 "size": int(len(band))},
+        "coreset": {"radius_after": coreset.radius, "seeded_with": len(ids)},
+    }
+    return selection, chosen
+
+
+def mean_latent_item(generator) -> ExportItem:
+    return ExportItem(id="mean", z=generator.mean_latent(), latent={"mean": True})
+
+
+__all__ = ["NextRoundResult", "RoundOverrides", "next_round", "mean_latent_item", "parse_latent_id"]

@@ -1,0 +1,218 @@
+"""``dgan-al.toml``: every setting of the loop, read strictly, written with comments.
+
+Unknown sections or keys (a typo) and values of the wrong type are errors that name the file, the key
+and the closest known key. Command-line flags override these settings for one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from dgan_al.errors import UserError
+
+CONFIG_NAME = "dgan-al.toml"
+
+
+@dataclass
+class GeneratorSettings:
+    spec: str = "toy-faces"  # toy-faces, or a checkpoint path (relative to the workspace)
+    truncation_psi: float = 1.0  # truncation towards the mean w (1 = none)
+    label_resolution: int = 0  # label at this resolution (0 = the generator's own)
+    crop: list[int] = field(default_factory=list)  # [top, left, height, width] of the labelled image, or []
+
+
+@dataclass
+class PoolSettings:
+    size: int = 10_000  # candidate latents scored each round
+    seed: int = 0  # latent i of the pool comes from (seed, i)
+
+
+@dataclass
+class SelectionSettings:
+    skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures)
+    band: float = 0.10  # then keep this fraction just below it
+    centers: int = 12  # k-center greedy picks this many images from the band
+    annotate: int = 6  # the annotator annotates the most realistic this many of them
+    embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features) or "w"
+    score: str = "sum"  # image score: "sum" of pixel JS (paper) or "top10" (mean of the top 10% pixels)
+    score_pixels: str = "full"  # pixels scored for the image score: "full", "grid:N" or "subset:N"
+
+
+@dataclass
+class EnsembleSettings:
+    members: int = 10  # MLPs in the interpreter ensemble
+    seed: int = 0
+    epochs: int = 8  # at most this many passes over the pixel sample (stops earlier once the loss plateaus)
+    pixels_per_image: int = 2048  # pixels sampled per annotated image (every labelled region at least once)
+
+
+@dataclass
+class RunSettings:
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda
+    batch: int = 16  # images per generator batch while scoring
+    chunk: int = 512  # pool latents per resumable chunk
+    prefill: bool = True  # pre-fill exported LabelMe files with the predicted polygons
+
+
+@dataclass
+class WorkspaceConfig:
+    classes: list[str] = field(default_factory=list)  # class 0 is the background
+    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def validate(self, path: Path | None = None) -> "WorkspaceConfig":
+        problems = []
+        if len(self.classes) < 2:
+            problems.append("classes: need the background and at least one part class")
+        if len(set(self.classes)) != len(self.classes):
+            problems.append("classes: names must be unique")
+        for name in self.classes:
+            if not name or name.strip() != name or name.startswith("_"):
+                problems.append(f"classes: {name!r} is not a valid class name (no leading '_' or spaces)")
+        s = self.selection
+        if not 0 <= s.skip_top < 1:
+            problems.append(f"selection.skip_top = {s.skip_top}: must be in [0, 1)")
+        if not 0 < s.band <= 1 or s.skip_top + s.band > 1:
+            problems.append(f"selection.band = {s.band}: must be in (0, 1 - skip_top]")
+        if s.centers < 1 or not 1 <= s.annotate <= s.centers:
+            problems.append("selection: need centers >= 1 and 1 <= annotate <= centers")
+        if s.embedding not in ("activations", "w"):
+            problems.append(f"selection.embedding = {s.embedding!r}: use \"activations\" or \"w\"")
+        if s.score not in ("sum", "top10"):
+            problems.append(f"selection.score = {s.score!r}: use \"sum\" or \"top10\"")
+        if not (s.score_pixels == "full" or _is_pixel_spec(s.score_pixels)):
+            problems.append(f"selection.score_pixels = {s.score_pixels!r}: use \"full\", \"grid:N\" or \"subset:N\"")
+        if self.pool.size < 1 or self.pool.seed < 0:
+            problems.append("pool: size must be >= 1 and seed >= 0")
+        if self.ensemble.members < 1 or self.ensemble.epochs < 1 or self.ensemble.pixels_per_image < 16:
+            problems.append("ensemble: need members >= 1, epochs >= 1, pixels_per_image >= 16")
+        if self.run.batch < 1 or self.run.chunk < 1:
+            problems.append("run: batch and chunk must be >= 1")
+        if self.generator.crop and len(self.generator.crop) != 4:
+            problems.append("generator.crop: [top, left, height, width] or []")
+        if problems:
+            raise UserError("; ".join(problems), path=path, fix=f"edit {CONFIG_NAME}")
+        return self
+
+
+def _is_pixel_spec(text: str) -> bool:
+    kind, _, number = text.partition(":")
+    return kind in ("grid", "subset") and number.isdigit() and int(number) > 0
+
+
+def _check_value(value: Any, expected: Any, where: str, path: Path) -> Any:
+    origin = getattr(expected, "__origin__", None)
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif expected is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        (item,) = expected.__args__
+        ok = isinstance(value, list) and all(
+            isinstance(v, item) and not isinstance(v, bool) for v in value)
+    else:  # pragma: no cover - every field type is one of the above
+        raise TypeError(expected)
+    if not ok:
+        name = getattr(expected, "__name__", str(expected))
+        raise UserError(f"{where} = {value!r} should be of type {name}", path=path,
+                        fix=f"edit {CONFIG_NAME}")
+    return value
+
+
+def _from_table(cls, table: dict, where: str, path: Path):
+    hints = get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in table.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {(where + '.' if where else '') + close[0]!r}?" if close else \
+                f"known keys: {', '.join(known)}"
+            raise UserError(f"unknown setting {(where + '.' if where else '') + key!r} ({hint})", path=path,
+                            fix=f"fix the key in {CONFIG_NAME}")
+        expected = hints[key]
+        if is_dataclass(expected):
+            if not isinstance(value, dict):
+                raise UserError(f"[{key}] should be a table", path=path, fix=f"edit {CONFIG_NAME}")
+            kwargs[key] = _from_table(expected, value, key, path)
+        else:
+            kwargs[key] = _check_value(value, expected, (where + "." if where else "") + key, path)
+    return cls(**kwargs)
+
+
+def load_config(path: Path) -> WorkspaceConfig:
+    """Read and validate a workspace's ``dgan-al.toml``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError("no workspace here (dgan-al.toml not found)", path=path,
+                        fix="run the command inside a workspace, or create one with `dgan-al init DIR`") from None
+    except UnicodeDecodeError:
+        raise UserError("not UTF-8 text", path=path, fix=f"save {CONFIG_NAME} as UTF-8") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"not valid TOML: {err}", path=path, fix=f"fix the syntax of {CONFIG_NAME}") from None
+    return _from_table(WorkspaceConfig, table, "", path).validate(path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(type(value))
+
+
+def _comments(cls) -> dict[str, str]:
+    """The trailing ``# comment`` of each field in this module's source, for the written file."""
+    import inspect
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        head, sep, comment = line.partition("#")
+        name = head.strip().split(":")[0]
+        if sep and name.isidentifier():
+            out[name] = comment.strip()
+    return out
+
+
+SECTION_HELP = {
+    "generator": "Where images and features come from.",
+    "pool": "The candidate latents scored each round (latent i from (seed, i): growing the pool never reshuffles it).",
+    "selection": "What to annotate next (DatasetGAN §5.1): drop the top skip_top most uncertain, k-center on the band below.",
+    "ensemble": "The style interpreter: an ensemble of per-pixel MLPs on the generator's features.",
+    "run": "How commands run.",
+}
+
+
+def render_config(config: WorkspaceConfig) -> str:
+    """The TOML text of a config, every setting with its comment."""
+    lines = ["# dgan-al workspace settings. Command-line flags override them for one run.", ""]
+    lines.append("# The part classes; class 0 is the background (LabelMe's _background_).")
+    lines.append(f"classes = {_toml_value(config.classes)}")
+    for section in ("generator", "pool", "selection", "ensemble", "run"):
+        obj = getattr(config, section)
+        comments = _comments(type(obj))
+        lines += ["", f"# {SECTION_HELP[section]}", f"[{section}]"]
+        for f in fields(obj):
+            value = _toml_value(getattr(obj, f.name))
+            comment = comments.get(f.name)
+            lines.append(f"{f.name} = {value}" + (f"  # {comment}" if comment else ""))
+    return "\n".join(lines) + "\n"

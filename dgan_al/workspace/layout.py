@@ -1,0 +1,125 @@
+"""A workspace on disk: where everything lives, found from any folder inside it.
+
+```
+dgan-al.toml            the project settings
+annotations/            the human annotations (LabelMe JSON + image per id), derived masks, index.json
+rounds/pool/            the candidate latents (deterministic from the pool seed)
+rounds/round_NNN/       one folder per round: interpreter, scores, selection, the files to annotate
+rounds/cache/           derived data that can be rebuilt (feature maps of annotated latents)
+```
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.workspace.config import CONFIG_NAME, WorkspaceConfig, load_config
+from dgan_al.files import atomic_write_bytes, atomic_write_json
+
+ROUND_RE = re.compile(r"^round_(\d{3,})$")
+MEAN_ID = "mean"
+
+
+def latent_id(seed: int, index: int) -> str:
+    """The stable id of pool latent ``index`` of stream ``seed``: e.g. ``s0-000123``."""
+    return f"s{seed}-{index:06d}"
+
+
+def parse_latent_id(text: str) -> tuple[int, int] | None:
+    m = re.fullmatch(r"s(\d+)-(\d{6,})", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@dataclass
+class Workspace:
+    root: Path
+    config: WorkspaceConfig
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> "Workspace":
+        """The workspace containing ``start`` (default: the current folder)."""
+        start = Path(start or Path.cwd()).resolve()
+        for folder in [start, *start.parents]:
+            if (folder / CONFIG_NAME).is_file():
+                return cls(folder, load_config(folder / CONFIG_NAME))
+        raise UserError(f"no dgan-al workspace at {start} or above it (no {CONFIG_NAME})",
+                        fix="cd into a workspace, or create one with `dgan-al init DIR`")
+
+    # --- paths -------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def annotations_dir(self) -> Path:
+        return self.root / "annotations"
+
+    @property
+    def rounds_dir(self) -> Path:
+        return self.root / "rounds"
+
+    @property
+    def pool_dir(self) -> Path:
+        return self.rounds_dir / "pool"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.rounds_dir / "cache"
+
+    def round_dir(self, number: int) -> Path:
+        return self.rounds_dir / f"round_{number:03d}"
+
+    def rounds(self) -> list[int]:
+        """Round numbers present on disk, ascending."""
+        if not self.rounds_dir.is_dir():
+            return []
+        found = [int(m.group(1)) for p in self.rounds_dir.iterdir() if p.is_dir() and (m := ROUND_RE.match(p.name))]
+        return sorted(found)
+
+    def latest_round(self) -> int | None:
+        found = self.rounds()
+        return found[-1] if found else None
+
+    # --- the generator and the pool ---------------------------------------------------------------
+    def generator_spec(self) -> str:
+        spec = self.config.generator.spec
+        if spec == "toy-faces":
+            return spec
+        path = Path(spec).expanduser()
+        return str(path if path.is_absolute() else (self.root / path))
+
+    def load_generator(self, device: str = "cpu"):
+        from dgan_al.generators import load_generator
+
+        g = self.config.generator
+        return load_generator(self.generator_spec(), truncation_psi=g.truncation_psi,
+                              label_resolution=g.label_resolution or None,
+                              crop=tuple(g.crop) if g.crop else None, device=device)
+
+    def pool_latents(self, z_dim: int, size: int | None = None) -> torch.Tensor:
+        """The pool's latents [size, z_dim], created or grown on first use (stored in rounds/pool/)."""
+        from dgan_al.generators.protocol import sample_latents
+
+        size = size or self.config.pool.size
+        seed = self.config.pool.seed
+        path = self.pool_dir / f"latents_s{seed}.npy"
+        have = np.load(path) if path.is_file() else np.zeros((0, z_dim), np.float32)
+        if have.ndim != 2 or have.shape[1] != z_dim:
+            have = np.zeros((0, z_dim), np.float32)  # another generator's pool: rebuild (it is derived data)
+        if len(have) < size:
+            extra = sample_latents(z_dim, size - len(have), seed=seed, start=len(have)).numpy()
+            have = np.concatenate([have, extra])
+            import io
+
+            buf = io.BytesIO()
+            np.save(buf, have)
+            atomic_write_bytes(path, buf.getvalue())
+            atomic_write_json(self.pool_dir / "pool.json", {"seed": seed, "size": int(len(have)), "z_dim": z_dim,
+                                                            "ids": f"{latent_id(seed, 0)} .. {latent_id(seed, len(have) - 1)}"})
+        return torch.from_numpy(have[:size].copy())

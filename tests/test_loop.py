@@ -1,0 +1,241 @@
+"""The annotation loop end to end on toy-faces with the oracle, resumption after kill -9, and bad inputs
+that must leave annotations/ and the round folder byte-identical."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from dgan_al.cli import app
+from dgan_al.labelme import read_labelme
+from dgan_al.workflows.init import init_workspace
+from dgan_al.workflows.next_round import RoundOverrides, next_round
+from dgan_al.workflows.oracle import oracle_annotate
+from dgan_al.workflows.status import workspace_status
+from dgan_al.workspace.annotations import AnnotationStore
+from dgan_al.workspace.layout import Workspace
+from dgan_al.workspace.lock import WorkspaceLock
+
+runner = CliRunner()
+SMALL = {"members = 10": "members = 2", "epochs = 8": "epochs = 1", "pixels_per_image = 2048": "pixels_per_image = 256",
+         "chunk = 512": "chunk = 16", "centers = 12": "centers = 4", "annotate = 6": "annotate = 2", 'score_pixels = "full"': 'score_pixels = "grid:2"'}
+
+
+def make_workspace(path: Path, pool_size: int = 48, **edits) -> Workspace:
+    init_workspace(path, pool_size=pool_size)
+    config = path / "dgan-al.toml"
+    text = config.read_text()
+    for old, new in {**SMALL, **edits}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    config.write_text(text)
+    return Workspace.find(path)
+
+
+def snapshot(*folders: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def round1(tmp_path_factory) -> Path:
+    """A workspace after init -> oracle annotates round 000 -> next-round (round 001 exported)."""
+    root = tmp_path_factory.mktemp("ws") / "faces"
+    ws = make_workspace(root)
+    oracle_annotate(ws, 0)
+    result = next_round(Workspace.find(root))
+    assert result.status == "exported" and result.round == 1
+    return root
+
+
+def copy_of(round1: Path, tmp_path: Path) -> Workspace:
+    target = tmp_path / "faces"
+    shutil.copytree(round1, target)
+    return Workspace.find(target)
+
+
+def test_end_to_end_loop(round1, tmp_path):
+    ws = copy_of(round1, tmp_path)
+    folder = ws.round_dir(1)
+    selection = json.loads((folder / "selection.json").read_text())
+    assert len(selection["items"]) == 4
+    lo, hi = selection["band"]["ranks"]
+    assert all(lo <= item["rank"] <= hi for item in selection["items"])
+    assert {p.name for p in folder.iterdir()} >= {"README.txt", "labels.txt", "selection.json", "contact_sheet.png",
+                                                  "interpreter.pt", "state.json", "scores"}
+    for item in selection["items"]:  # exported files open in our strict reader; pre-filled shapes present
+        ann = read_labelme(folder / item["json"], ws.config.classes)
+        assert not ann.done and ann.extra["dgan_al"]["id"] == item["id"]
+        assert item["prefilled_shapes"] == len(ann.shapes) > 0
+    assert Image.open(folder / "contact_sheet.png").size[0] > 3 * 128
+
+    oracle_annotate(ws, 1, keep=2)  # the expert keeps 2 of the 4
+    result = next_round(ws)
+    assert sorted(result.imports.imported) and len(result.imports.imported) == 2
+    assert len(result.imports.skipped) == 2
+    assert result.round == 2 and result.n_annotations == 3
+    store = AnnotationStore(ws.annotations_dir)
+    assert set(store.ids()) == {"mean", *result.imports.imported}
+    for id in store.ids():  # copies byte for byte, mask consistent with the JSON
+        record = store.records[id]
+        source = ws.root / record.source
+        assert store.json_path(id).read_bytes() == source.read_bytes()
+        assert store.mask(id).shape == (128, 128)
+    chosen = {item["id"] for item in result.chosen}
+    assert not chosen & (set(store.ids()) | set(store.skipped) | {i["id"] for i in selection["items"]})
+
+    status = workspace_status(ws)
+    assert status.annotations == 3 and status.skipped == 2
+    assert [r.number for r in status.rounds] == [0, 1, 2]
+    assert "annotate round 002" in status.next_step
+
+    before = snapshot(ws.annotations_dir, ws.rounds_dir)
+    again = next_round(ws)
+    assert again.status == "up-to-date"
+    assert snapshot(ws.annotations_dir, ws.rounds_dir) == before
+
+    cli = runner.invoke(app, ["status", "-w", str(ws.root)])
+    assert cli.exit_code == 0 and "annotations 3" in cli.output
+
+
+def test_edit_in_place_is_reimported_with_history_and_remove_moves_aside(round1, tmp_path):
+    ws = copy_of(round1, tmp_path)
+    store = AnnotationStore(ws.annotations_dir)
+    path = store.json_path("mean")
+    data = json.loads(path.read_text())
+    data["shapes"] = [s for s in data["shapes"] if s["label"] != "hair"]
+    path.write_text(json.dumps(data))
+    result = next_round(ws)
+    assert result.imports.reimported == ["mean"]
+    store = AnnotationStore(ws.annotations_dir)
+    assert store.records["mean"].version == 2
+    assert (ws.annotations_dir / "history" / "mean" / "v1.json").is_file()
+    assert "hair" not in store.records["mean"].class_pixels
+
+    cli = runner.invoke(app, ["remove", "mean", "-w", str(ws.root)])
+    assert cli.exit_code == 0, cli.output
+    store = AnnotationStore(ws.annotations_dir)
+    assert "mean" not in store.records and "mean" in store.removed
+    moved = list((ws.annotations_dir / "removed" / "mean").rglob("*.json"))
+    assert moved and moved[0].read_bytes() == path.read_bytes() if path.exists() else moved
+    assert runner.invoke(app, ["remove", "nope", "-w", str(ws.root)]).exit_code == 2
+
+
+def _done(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    data["flags"]["done"] = True
+    return data
+
+
+def _bad_malformed(folder, first, second):
+    first.write_text(first.read_text()[:-40])
+
+
+def _bad_unknown_label(folder, first, second):
+    data = _done(first)
+    data["shapes"][0]["label"] = "eyes"
+    first.write_text(json.dumps(data))
+
+
+def _bad_size(folder, first, second):
+    data = _done(first)
+    data["imageHeight"] = 100
+    first.write_text(json.dumps(data))
+
+
+def _bad_path_escape(folder, first, second):
+    data = _done(first)
+    data["imagePath"] = "../../../outside.png"
+    first.write_text(json.dumps(data))
+
+
+def _bad_never_exported(folder, first, second):
+    data = _done(first)
+    (folder / "s9-999999.json").write_text(json.dumps(data))
+
+
+def _bad_checksum(folder, first, second):
+    first.write_text(json.dumps(_done(first)))
+    png = first.with_suffix(".png")
+    pixels = np.array(Image.open(png))
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(png)
+
+
+@pytest.mark.parametrize("corrupt,message", [
+    (_bad_malformed, "not valid JSON"),
+    (_bad_unknown_label, "eyes"),
+    (_bad_size, "100x128"),
+    (_bad_path_escape, "outside"),
+    (_bad_never_exported, "s9-999999"),
+    (_bad_checksum, "sha256"),
+])
+def test_bad_annotation_files_import_nothing_and_change_nothing(round1, tmp_path, corrupt, message):
+    ws = copy_of(round1, tmp_path)
+    folder = ws.round_dir(1)
+    items = json.loads((folder / "selection.json").read_text())["items"]
+    oracle_annotate(ws, 1)  # every image done: a valid file beside the broken one must not be imported either
+    first, second = folder / items[0]["json"], folder / items[1]["json"]
+    corrupt(folder, first, second)
+    before = snapshot(ws.annotations_dir, folder)
+    cli = runner.invoke(app, ["next-round", "-w", str(ws.root)])
+    assert cli.exit_code == 2, cli.output
+    assert message in cli.output and "nothing was imported" in cli.output
+    assert "Traceback" not in cli.output
+    assert snapshot(ws.annotations_dir, folder) == before
+    assert ws.latest_round() == 1
+
+
+def test_concurrent_next_round_is_refused(round1, tmp_path):
+    ws = copy_of(round1, tmp_path)
+    before = snapshot(ws.annotations_dir, ws.rounds_dir)
+    with WorkspaceLock(ws.root, "next-round"):
+        cli = runner.invoke(app, ["next-round", "-w", str(ws.root)])
+    assert cli.exit_code == 2 and "busy" in cli.output and str(os.getpid()) in cli.output
+    assert snapshot(ws.annotations_dir, ws.rounds_dir) == before
+
+
+def test_init_refuses_an_existing_workspace(round1):
+    cli = runner.invoke(app, ["init", str(round1)])
+    assert cli.exit_code == 2 and "already exists" in cli.output
+
+
+def test_kill_9_during_scoring_resumes_with_the_same_selection(tmp_path):
+    root = tmp_path / "killed"
+    ws = make_workspace(root, pool_size=64, **{"chunk = 16": "chunk = 8", "batch = 16": "batch = 4"})
+    n_chunks = 8
+    oracle_annotate(ws, 0)
+    twin = tmp_path / "twin"
+    shutil.copytree(root, twin)
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dgan_al", "next-round", "-w", str(root)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scores = root / "rounds" / "round_001" / "scores"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(scores.glob("chunk_*.npz"))) < 3 and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    present = len(list(scores.glob("chunk_*.npz")))
+    assert 1 <= present < n_chunks, "the kill must land during scoring"
+
+    resumed = next_round(Workspace.find(root))
+    assert resumed.round == 1 and resumed.interpreter_reused
+    assert resumed.chunks_reused == present and resumed.chunks_computed == n_chunks - present  # one chunk lost at most
+    # the same run uninterrupted, in the same kind of process (thread count changes float rounding)
+    subprocess.run([sys.executable, "-m", "dgan_al", "next-round", "-w", str(twin)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a = json.loads((root / "rounds" / "round_001" / "selection.json").read_text())
+    b = json.loads((twin / "rounds" / "round_001" / "selection.json").read_text())
+    assert [i["id"] for i in a["items"]] == [i["id"] for i in b["items"]]
+    assert [i["score"] for i in a["items"]] == pytest.approx([i["score"] for i in b["items"]], rel=1e-6)
+    assert [i["coreset_distance"] for i in a["items"]] == pytest.approx([i["coreset_distance"] for i in b["items"]], rel=1e-6)
