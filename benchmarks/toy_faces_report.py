@@ -1,0 +1,126 @@
+"""The toy-faces world, measured: what the issue asks the closing note to report.
+
+    python benchmarks/toy_faces_report.py [--weights PATH] [--sheet docs/toy-faces.png]
+
+- PSNR of G(z) against render(z) on 200 held-out latents;
+- per-class pixel share and presence rate (oracle masks of those latents);
+- features sanity: a linear per-pixel classifier on the upsampled G features of 16 images, mIoU against
+  the oracle on 50 others, next to the same classifier on RGB colour + pixel position alone;
+- the time to sample 1000 images with features on this machine;
+- the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import SGDClassifier
+from sklearn.preprocessing import StandardScaler
+
+from dgan_al.generators.protocol import sample_latents
+from dgan_al.generators.toy_faces import CLASSES, load_toy_faces
+from dgan_al.generators.toy_faces.distill import HELD_OUT_SEED, psnr
+from dgan_al.report import contact_sheet, overlay
+
+REPORT_SEED = 3_000  # latents for the feature-sanity classifier, disjoint from training / held-out
+
+
+def upsampled_features(features: list[torch.Tensor], size: int) -> torch.Tensor:
+    """[B, D, size, size]: every map bilinearly upsampled (align_corners=False) and concatenated."""
+    return torch.cat([F.interpolate(f, size=(size, size), mode="bilinear", align_corners=False) for f in features], 1)
+
+
+def miou(pred: np.ndarray, truth: np.ndarray, n: int) -> tuple[float, list[float]]:
+    ious = []
+    for c in range(n):
+        inter = np.logical_and(pred == c, truth == c).sum()
+        union = np.logical_or(pred == c, truth == c).sum()
+        ious.append(float(inter / union) if union else float("nan"))
+    return float(np.nanmean(ious)), ious
+
+
+def pixel_classifier(train_x, train_y, test_x, test_y, n_classes, seed=0) -> tuple[float, list[float]]:
+    scaler = StandardScaler().fit(train_x)
+    clf = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=None, random_state=seed)
+    clf.fit(scaler.transform(train_x), train_y)
+    pred = np.concatenate([clf.predict(scaler.transform(test_x[i:i + 50_000])) for i in range(0, len(test_x), 50_000)])
+    return miou(pred, test_y, n_classes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--sheet", type=Path, default=Path("docs/toy-faces.png"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/toy_faces_report.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    gen = load_toy_faces(path=args.weights) if args.weights else load_toy_faces()
+    report: dict = {"generator": gen.identity}
+
+    # PSNR against the renderer, per-class share and presence
+    z = sample_latents(gen.z_dim, 200, seed=HELD_OUT_SEED)
+    images = torch.cat([gen.synthesize(c).images for c in z.split(50)])
+    rgb, masks = gen.render(z)
+    p = psnr(images, torch.from_numpy(rgb))
+    report["psnr_db"] = {"mean": float(p.mean()), "median": float(p.median()), "p10": float(p.quantile(0.1)),
+                         "min": float(p.min())}
+    counts = np.stack([np.bincount(m.reshape(-1), minlength=len(CLASSES)) for m in masks])
+    report["classes"] = {name: {"pixel_share": float(counts[:, i].sum() / counts.sum()),
+                                "presence": float((counts[:, i] > 0).mean())} for i, name in enumerate(CLASSES)}
+
+    # features sanity: linear classifier on G features vs on RGB + position
+    rng = np.random.default_rng(0)
+    zf = sample_latents(gen.z_dim, 66, seed=REPORT_SEED)
+    syn = gen.synthesize(zf)
+    feats = upsampled_features(syn.features, 128).permute(0, 2, 3, 1).numpy()  # [66,128,128,D]
+    truth = gen.oracle_mask(zf)
+    yy, xx = np.mgrid[0:128, 0:128] / 127.0
+    colour = np.concatenate([syn.images.numpy() / 255.0, np.broadcast_to(np.stack([yy, xx], -1), (66, 128, 128, 2))], -1)
+    train_pix = [rng.choice(128 * 128, 3000, replace=False) for _ in range(16)]
+
+    def split(data):
+        flat = data.reshape(66, 128 * 128, -1)
+        tr = np.concatenate([flat[i, train_pix[i]] for i in range(16)])
+        return tr, flat[16:].reshape(-1, flat.shape[-1])
+
+    y_tr = np.concatenate([truth[i].reshape(-1)[train_pix[i]] for i in range(16)])
+    y_te = truth[16:].reshape(-1)
+    f_tr, f_te = split(feats)
+    report["linear_on_features_miou"], per_f = pixel_classifier(f_tr, y_tr, f_te, y_te, len(CLASSES))
+    c_tr, c_te = split(colour)
+    report["linear_on_rgb_position_miou"], per_c = pixel_classifier(c_tr, y_tr, c_te, y_te, len(CLASSES))
+    report["per_class_iou"] = {n: {"features": a, "rgb_position": b} for n, a, b in zip(CLASSES, per_f, per_c)}
+
+    # speed: 1000 images with features
+    zs = sample_latents(gen.z_dim, 1000, seed=REPORT_SEED + 1)
+    t0 = time.perf_counter()
+    for chunk in zs.split(32):
+        gen.synthesize(chunk)
+    report["seconds_for_1000_with_features"] = time.perf_counter() - t0
+
+    # contact sheet: GAN image, oracle mask over it
+    z16 = torch.cat([gen.mean_latent()[None], sample_latents(gen.z_dim, 15, seed=0)])
+    s16 = gen.synthesize(z16)
+    m16 = gen.oracle_mask(z16)
+    rows = [[s16.images[i].numpy(), overlay(s16.images[i].numpy(), m16[i], 0.55)] for i in range(16)]
+    pairs = [rows[i] + rows[i + 1] for i in range(0, 16, 2)]
+    caps = [f"{'z = 0 (mean)' if i == 0 else f's0-{i - 1:06d}'}  |  s0-{i:06d}" for i in range(0, 16, 2)]
+    contact_sheet(pairs, caps, path=args.sheet, scale=2, legend=CLASSES,
+                  title=f"toy-faces: GAN sample | oracle mask over it   (PSNR vs renderer {report['psnr_db']['mean']:.1f} dB)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("classes", "per_class_iou")}, indent=2))
+    print(f"{'class':<12}{'share':>8}{'present':>9}{'IoU feat':>10}{'IoU rgb':>9}")
+    for n in CLASSES:
+        c, i = report["classes"][n], report["per_class_iou"][n]
+        print(f"{n:<12}{c['pixel_share']:>8.2%}{c['presence']:>9.1%}{i['features']:>10.3f}{i['rgb_position']:>9.3f}")
+
+
+if __name__ == "__main__":
+    main()

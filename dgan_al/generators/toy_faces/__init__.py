@@ -1,0 +1,14 @@
+"""The built-in toy-faces world: a procedural renderer of cartoon heads with exact part masks, and a
+small StyleGAN2 distilled from it whose weights ship inside the package.
+
+- ``render_latents(z)`` / ``oracle_mask(z)``: the renderer's image and exact mask for any latent.
+- ``load_toy_faces()``: the distilled generator (the ``Generator`` protocol + ``oracle_mask``).
+"""
+
+from dgan_al.generators.toy_faces.classes import CLASSES, PALETTE, RARE_CLASSES
+from dgan_al.generators.toy_faces.generator import ToyFacesGenerator, load_toy_faces
+from dgan_al.generators.toy_faces.render import oracle_mask, render_latents
+from dgan_al.generators.toy_faces.scene import Z_DIM, params_from_latent
+
+__all__ = ["CLASSES", "PALETTE", "RARE_CLASSES", "Z_DIM", "ToyFacesGenerator", "load_toy_faces", "oracle_mask",
+           "params_from_latent", "render_latents"]

@@ -1,0 +1,223 @@
+"""Distil a small StyleGAN2 from the toy-faces renderer: G(z) ~ render(params_from_latent(z)).
+
+Reproduce the shipped weights with ``dgan-al toy distill --out runs/distill`` (about 80 minutes on two
+CPU cores; ``--device cuda`` is much faster). Training is plain supervised regression, no adversary:
+the renderer gives the exact target image for every z, so the loss is an L1 on the image plus L1 on 2x
+and 4x average-pooled copies (the multi-scale term keeps colours and layout right while the fine edges
+are still being learnt). Adam with a short warm-up and a cosine decay; an exponential moving average of
+the weights is what gets exported. Resumable: a checkpoint is written every few hundred steps and
+``--resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dgan_al.generators.protocol import sample_latents
+from dgan_al.generators.stylegan2 import StyleGAN2, StyleGAN2Config
+from dgan_al.progress import ProgressCallback, silent
+
+TRAIN_SEED = 1_000  # latent streams used for training data, disjoint from pools (seed 0..) by convention
+HELD_OUT_SEED = 2_000  # the 200 latents PSNR is reported on
+
+
+def toy_config() -> StyleGAN2Config:
+    """The toy-faces generator: 128px, ~1 GFLOP/image, 1040 feature channels."""
+    return StyleGAN2Config(resolution=128, z_dim=32, w_dim=128, mapping_layers=4, mapping_lr_mul=0.1,
+                           channels=(128, 128, 128, 64, 48, 24))
+
+
+@dataclass
+class DistillSettings:
+    steps: int = 9_000
+    batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 200
+    n_train: int = 40_000  # rendered scenes (re-used across epochs)
+    n_held_out: int = 200
+    ema_beta: float = 0.999
+    minutes: float | None = None  # stop early after this much training time
+    checkpoint_every: int = 250
+    threads: int | None = None  # torch CPU threads (1 avoids slow spinning when the cores are shared)
+    seed: int = 0
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB between uint8 images [B,H,W,3]."""
+    mse = (a.float() - b.float()).square().flatten(1).mean(1)
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def render_targets(z: torch.Tensor, progress: ProgressCallback = silent, task: str = "rendering") -> torch.Tensor:
+    """Render the scenes of z [N,32] -> uint8 [N,H,W,3] (chunked, with progress)."""
+    from dgan_al.generators.toy_faces.render import render_latents
+
+    out = []
+    for start in range(0, len(z), 256):
+        rgb, _ = render_latents(z[start:start + 256].numpy())
+        out.append(torch.from_numpy(np.ascontiguousarray(rgb)))
+        progress(task, min(start + 256, len(z)), len(z))
+    return torch.cat(out)
+
+
+def _loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    loss = (fake - real).abs().mean()
+    for k in (2, 4):
+        loss = loss + (F.avg_pool2d(fake, k) - F.avg_pool2d(real, k)).abs().mean()
+    return loss
+
+
+def _to_unit(images_u8: torch.Tensor) -> torch.Tensor:
+    return (images_u8.permute(0, 3, 1, 2).float() - 128) / 127.5
+
+
+def evaluate(model: StyleGAN2, z: torch.Tensor, targets: torch.Tensor, device) -> float:
+    from dgan_al.generators.stylegan2 import to_uint8
+
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(z), 50):
+            img, _ = model(z[start:start + 50].to(device))
+            scores.append(psnr(to_uint8(img).cpu(), targets[start:start + 50]))
+    return float(torch.cat(scores).mean())
+
+
+def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False,
+            progress: ProgressCallback = silent) -> dict:
+    """Train and write ``out_dir/toy_faces.pt`` (the shippable weights), ``loss.png`` and ``log.json``."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.set_flush_denormal(True)
+    config = toy_config()
+    torch.manual_seed(settings.seed)
+    model = StyleGAN2(config, seed=settings.seed).to(device)
+    ema = StyleGAN2(config, seed=settings.seed).to(device).eval().requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.99))
+    history: list[tuple[int, float]] = []
+    step = 0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        step = int(ckpt["step"])
+        history = [tuple(h) for h in ckpt["history"]]
+
+    z_train = sample_latents(config.z_dim, settings.n_train, seed=TRAIN_SEED)
+    targets = render_targets(z_train, progress, "rendering training scenes")
+    z_val = sample_latents(config.z_dim, settings.n_held_out, seed=HELD_OUT_SEED)
+    val_targets = render_targets(z_val, progress, "rendering held-out scenes")
+
+    gen = torch.Generator().manual_seed(settings.seed + step)
+    t0 = time.time()
+    running = None
+    while step < settings.steps:
+        if settings.minutes is not None and (time.time() - t0) / 60 > settings.minutes:
+            break
+        model.train()
+        idx = torch.randint(len(z_train), (settings.batch,), generator=gen)
+        z = z_train[idx].to(device)
+        real = _to_unit(targets[idx]).to(device)
+        lr = settings.lr * min(1.0, (step + 1) / settings.warmup) * (0.55 + 0.45 * math.cos(math.pi * step / settings.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        fake, _ = model(z)
+        loss = _loss(fake, real)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            beta = min(settings.ema_beta, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - beta)
+        step += 1
+        value = loss.item()
+        running = value if running is None else 0.98 * running + 0.02 * value
+        if step % 25 == 0:
+            history.append((step, running))
+        progress("distilling", step, settings.steps)
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "step": step, "history": history}, tmp)
+            tmp.replace(ckpt_path)
+            with open(out_dir / "log.txt", "a") as log:
+                log.write(f"step {step}  loss {running:.4f}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
+
+    held_out_psnr = evaluate(ema, z_val, val_targets, device)
+    plot_loss(history, out_dir / "loss.png", held_out_psnr)
+    ema = ema.cpu()
+    info = {"steps": step, "held_out_psnr_db": held_out_psnr, "train_minutes": (time.time() - t0) / 60,
+            "settings": asdict(settings)}
+    export_weights(ema, out_dir / "toy_faces.pt", info)
+    (out_dir / "log.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def export_weights(model: StyleGAN2, path: Path, info: dict) -> None:
+    """Write the shippable file: config, EMA weights, a few stored outputs the tests check against."""
+    from dgan_al.generators.stylegan2 import to_uint8
+    from dgan_al.generators.toy_faces.render import render_latents
+    from dgan_al.generators.stylegan2 import estimate_w_avg
+
+    z_check = sample_latents(model.config.z_dim, 4, seed=HELD_OUT_SEED + 1)
+    with torch.no_grad():
+        model.mapping.w_avg.copy_(estimate_w_avg(model))
+        img, feats = model.eval()(z_check)
+    _, masks = render_latents(z_check.numpy())
+    payload = {
+        "format": "dgan-al toy-faces generator",
+        "version": 1,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "info": {k: v for k, v in info.items() if k != "settings"} | {"settings": str(info.get("settings"))},
+        "check": {
+            "z": z_check,
+            "images": to_uint8(img),
+            "feature_means": torch.stack([f.mean() for f in feats]),
+            "oracle_masks": torch.from_numpy(np.ascontiguousarray(masks)),
+        },
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def plot_loss(history: list[tuple[int, float]], path: Path, held_out_psnr: float | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if history:
+        steps, losses = zip(*history)
+        ax.plot(steps, losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("L1 + multi-scale L1 (smoothed)")
+    ax.set_yscale("log")
+    title = "toy-faces distillation"
+    if held_out_psnr is not None:
+        title += f" - held-out PSNR {held_out_psnr:.2f} dB"
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

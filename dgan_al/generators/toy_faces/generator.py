@@ -1,0 +1,81 @@
+"""The toy-faces generator: the distilled StyleGAN2 with its renderer as an exact oracle.
+
+Latents are z vectors (32-d). It always runs at truncation psi = 1, so that G(z) and the renderer's
+scene for z stay the same scene; its "mean latent" (the first image to annotate) is z = 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.generators.stylegan2 import StyleGAN2, StyleGAN2Config, StyleGAN2Generator
+
+WEIGHTS_FILE = "toy_faces.pt"
+
+
+class ToyFacesGenerator(StyleGAN2Generator):
+    """``Generator`` protocol plus ``oracle_mask``: the exact part mask of any latent."""
+
+    def __init__(self, model: StyleGAN2, identity: str, info: dict | None = None, device="cpu"):
+        super().__init__(model, identity=identity, truncation_psi=1.0, device=device, source="built-in toy-faces")
+        self.info = info or {}
+
+    @property
+    def classes(self) -> list[str]:
+        from dgan_al.generators.toy_faces.classes import CLASSES
+
+        return list(CLASSES)
+
+    def mean_latent(self) -> torch.Tensor:
+        return torch.zeros(self.z_dim)
+
+    def oracle_mask(self, latents: torch.Tensor) -> np.ndarray:
+        """Ground-truth class masks of the scenes, uint8 [B,128,128] (class ids as in ``classes``)."""
+        from dgan_al.generators.toy_faces.render import render_latents
+
+        _, masks = render_latents(np.asarray(torch.as_tensor(latents, dtype=torch.float32).cpu()))
+        return masks
+
+    def render(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The renderer's own (crisp) image and mask of each scene: uint8 [B,128,128,3], [B,128,128]."""
+        from dgan_al.generators.toy_faces.render import render_latents
+
+        return render_latents(np.asarray(torch.as_tensor(latents, dtype=torch.float32).cpu()))
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["classes"] = ", ".join(self.classes)
+        if "held_out_psnr_db" in self.info:
+            out["PSNR vs renderer"] = f"{self.info['held_out_psnr_db']:.2f} dB (200 held-out latents)"
+        return out
+
+
+def weights_path() -> Path:
+    return Path(str(resources.files("dgan_al.generators.toy_faces") / WEIGHTS_FILE))
+
+
+def read_weights(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError("the toy-faces weights are missing from the installed package", path=path,
+                        fix="reinstall dgan-al, or rebuild them with `dgan-al toy distill`")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != "dgan-al toy-faces generator":
+        raise UserError("not a toy-faces weights file", path=path, fix="rebuild it with `dgan-al toy distill`")
+    return payload
+
+
+def load_toy_faces(device: str | torch.device = "cpu", path: Path | None = None) -> ToyFacesGenerator:
+    """The built-in generator, from the weights shipped inside the package."""
+    path = path or weights_path()
+    payload = read_weights(path)
+    config = StyleGAN2Config(**{k: (tuple(v) if k == "channels" else v) for k, v in payload["config"].items()})
+    model = StyleGAN2(config)
+    model.load_state_dict(payload["state_dict"])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return ToyFacesGenerator(model, identity=f"toy-faces@{digest}", info=payload.get("info"), device=device)
