@@ -44,7 +44,7 @@ dgan-al round {round:03d}: images to annotate
 
 What to do (DatasetGAN's protocol):
   1. Open this folder in LabelMe:   dgan-al annotate {round}
-  2. Of these {n} images, annotate the {keep} that look most realistic.{prefill}
+  2. {which}{prefill}
      Every pixel you do not cover is background; use the label __ignore__ for pixels to leave out.
   3. Tick the image flag "done" when an image is finished: only "done" files are imported.
      Tick "unrealistic" on images not worth annotating (GAN failures): they are recorded as skipped.
@@ -100,7 +100,9 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
     keep = len(items) if keep is None else min(keep, len(items))
     prefill_text = "\n     The JSON files are pre-filled with the current prediction: correct it, do not start from nothing." \
         if ensemble is not None and prefill else ""
-    atomic_write_text(folder / "README.txt", README.format(round=number, n=len(items), keep=keep, prefill=prefill_text,
+    which = "Annotate the image." if len(items) == 1 else \
+        f"Of these {len(items)} images, annotate the {keep} that look most realistic."
+    atomic_write_text(folder / "README.txt", README.format(round=number, which=which, prefill=prefill_text,
                                                            rule=rule or ""))
     record = dict(selection or {})
     record.update({"round": number, "generator": generator.identity, "classes": classes, "items": records})
