@@ -27,7 +27,7 @@ from dgan_al.workspace.lock import WorkspaceLock
 
 runner = CliRunner()
 SMALL = {"members = 10": "members = 2", "epochs = 8": "epochs = 1", "pixels_per_image = 2048": "pixels_per_image = 256",
-         "chunk = 512": "chunk = 16", "centers = 12": "centers = 4", "annotate = 6": "annotate = 2", 'score_pixels = "full"': 'score_pixels = "grid:2"'}
+         "chunk = 512": "chunk = 16", "centers = 12": "centers = 4", "annotate = 6": "annotate = 2", 'score_pixels = "auto"': 'score_pixels = "grid:2"'}
 
 
 def make_workspace(path: Path, pool_size: int = 48, **edits) -> Workspace:

@@ -13,6 +13,17 @@ from dgan_al.cli.generator import parse_crop
 from dgan_al.cli.progress import progress_bars
 
 
+def class_table(title: str, totals: dict) -> Table:
+    """Images and labelled pixels per class; classes nobody has annotated yet in red."""
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("images", justify="right")
+    table.add_column("pixels", justify="right")
+    for name, (images, pixels) in totals.items():
+        table.add_row(name, str(images), f"{pixels:,}", style=None if images else "red")
+    return table
+
+
 @app.command("init")
 @handles_user_errors
 def init_command(
@@ -74,13 +85,7 @@ def next_round_command(
     if result.status == "up-to-date":
         console.print(result.message)
         return
-    classes = Table(title=f"annotated so far: {result.n_annotations} images")
-    classes.add_column("class")
-    classes.add_column("images", justify="right")
-    classes.add_column("pixels", justify="right")
-    for name, (images, pixels) in result.class_totals.items():
-        classes.add_row(name, str(images), f"{pixels:,}", style=None if images else "red")
-    console.print(classes)
+    console.print(class_table(f"annotated so far: {result.n_annotations} images", result.class_totals))
     q = result.quantiles
     console.print("pool image scores (JS sum): " + "  ".join(f"{k} {v:.1f}" for k, v in q.items()))
     chosen = Table(title=f"round {result.round:03d}: chosen for annotation")
@@ -118,13 +123,7 @@ def status_command(
         rounds.add_row(f"{r.number:03d}", r.stage, str(r.exported), str(r.done), str(r.imported), str(r.unrealistic),
                        str(r.pending), "-" if median is None else f"{median:.1f}")
     console.print(rounds)
-    classes = Table(title="annotations per class")
-    classes.add_column("class")
-    classes.add_column("images", justify="right")
-    classes.add_column("pixels", justify="right")
-    for name, (images, pixels) in st.class_totals.items():
-        classes.add_row(name, str(images), f"{pixels:,}", style=None if images else "red")
-    console.print(classes)
+    console.print(class_table("annotations per class", st.class_totals))
     console.print(f"next: {st.next_step}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import collections
-import hashlib
 import io
 import pickle
 import pickletools
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from dgan_al.errors import UserError
+from dgan_al.files import sha256_file
 from dgan_al.generators.stylegan2 import (
     OutputWindow,
     StyleGAN2,
@@ -218,14 +218,6 @@ def _read_pickle(path: Path) -> Any:
                     "check that the file is complete")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_checkpoint(path: str | Path, truncation_psi: float = 1.0, window: OutputWindow | None = None,
                     device: str | torch.device = "cpu") -> StyleGAN2Generator:
     """Load a StyleGAN2 generator from a checkpoint file, detecting its format from the content."""
@@ -249,7 +241,7 @@ def load_checkpoint(path: str | Path, truncation_psi: float = 1.0, window: Outpu
             model.mapping.w_avg.copy_(latent_avg.reshape(-1)[: model.config.w_dim])
         else:  # rosinality training checkpoints keep no average: estimate it as its converter does
             model.mapping.w_avg.copy_(estimate_w_avg(model))
-    identity = f"stylegan2:{file_sha256(path)[:16]}"
+    identity = f"stylegan2:{sha256_file(path)[:16]}"
     return StyleGAN2Generator(model, identity=identity, truncation_psi=truncation_psi, window=window,
                               device=device, source=source)
 

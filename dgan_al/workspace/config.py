@@ -39,7 +39,7 @@ class SelectionSettings:
     annotate: int = 6  # the annotator annotates the most realistic this many of them
     embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features) or "w"
     score: str = "sum"  # image score: "sum" of pixel JS (paper) or "top10" (mean of the top 10% pixels)
-    score_pixels: str = "full"  # pixels scored for the image score: "full", "grid:N" or "subset:N"
+    score_pixels: str = "auto"  # pixels for the image score: "auto" (full on a GPU, the measured grid on a CPU), "full", "grid:N", "subset:N"
 
 
 @dataclass
@@ -87,8 +87,8 @@ class WorkspaceConfig:
             problems.append(f"selection.embedding = {s.embedding!r}: use \"activations\" or \"w\"")
         if s.score not in ("sum", "top10"):
             problems.append(f"selection.score = {s.score!r}: use \"sum\" or \"top10\"")
-        if not (s.score_pixels == "full" or _is_pixel_spec(s.score_pixels)):
-            problems.append(f"selection.score_pixels = {s.score_pixels!r}: use \"full\", \"grid:N\" or \"subset:N\"")
+        if not (s.score_pixels in ("auto", "full") or _is_pixel_spec(s.score_pixels)):
+            problems.append(f"selection.score_pixels = {s.score_pixels!r}: use \"auto\", \"full\", \"grid:N\" or \"subset:N\"")
         if self.pool.size < 1 or self.pool.seed < 0:
             problems.append("pool: size must be >= 1 and seed >= 0")
         if self.ensemble.members < 1 or self.ensemble.epochs < 1 or self.ensemble.pixels_per_image < 16:
