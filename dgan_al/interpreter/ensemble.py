@@ -1,0 +1,440 @@
+"""``PixelEnsemble``: the style interpreter as an estimator — fit on annotations, predict labels and JS.
+
+    ensemble = PixelEnsemble(generator.feature_channels, classes, generator=generator.identity)
+    ensemble.fit([(maps, mask), ...], generator.geometry)    # maps: [C_l, h_l, w_l] per layer, mask uint8 [H, W]
+    out = ensemble.predict(synthesis.features)               # maps: [B, C_l, h_l, w_l] per layer
+    out.labels, out.js, out.image_score, out.embedding
+    ensemble.save(path);  PixelEnsemble.load(path, expect_generator=..., expect_classes=...)
+
+Hyperparameters live in the constructor (scikit-learn style); learned state in attributes ending in ``_``.
+See ``network`` for the architecture, ``training`` for sampling and the stopping rule, ``inference`` for
+the fast path and ``reference`` for the plain algorithm it is checked against.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.interpreter.inference import (
+    LayerGroup,
+    interpret_full,
+    interpret_grid,
+    interpret_pixels,
+    plan_layer_groups,
+)
+from dgan_al.interpreter.network import FoldedWeights, StackedMLP, paper_hidden_sizes
+from dgan_al.interpreter.sampling import IGNORE
+from dgan_al.interpreter.training import (
+    EpochRecord,
+    bootstrap_samples,
+    build_pixel_pool,
+    train_members,
+)
+from dgan_al.interpreter.uncertainty import image_score_sum, image_score_top_fraction
+from dgan_al.progress import ProgressCallback, silent
+
+FILE_FORMAT = "dgan-al pixel ensemble"
+FILE_VERSION = 1
+
+
+@dataclass
+class Prediction:
+    """What ``PixelEnsemble.predict`` returns for a batch of B images of H x W label pixels (on the CPU)."""
+
+    labels: torch.Tensor  # uint8 [B, H, W] majority vote (int64 if there are more than 255 classes)
+    js: torch.Tensor  # float32 [B, H, W] per-pixel Jensen-Shannon divergence, nats
+    image_score: torch.Tensor  # float64 [B] sum of js over the pixels (the paper's score, the default)
+    image_score_top10: torch.Tensor  # float64 [B] mean of the top 10% js values (the reference code's)
+    embedding: torch.Tensor  # float32 [B, M*h1] pooled first-layer activations (see ``PixelEnsemble``)
+    probabilities: torch.Tensor | None = None  # float32 [B, K, H, W] mean over members, if asked for
+
+
+@dataclass
+class ImageScores:
+    """What ``PixelEnsemble.score_images`` returns: per-image scores from a set of pixels."""
+
+    image_score: torch.Tensor  # float64 [B] estimated sum of js over all label pixels
+    image_score_top10: torch.Tensor  # float64 [B] mean of the top 10% js values of the scored pixels
+    embedding: torch.Tensor  # float32 [B, M*h1] pooled first-layer activations over the scored pixels
+    pixels: str  # the pixel set used: "full", "grid:S" or "subset:N"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else the CPU; anything else as ``torch.device`` reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def scoring_pixels(pixels: str, size: tuple[int, int], seed: int = 0) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The label pixels an image score is computed from: ``(kind, ys, xs)``.
+
+    "full": every pixel (ys, xs empty); "grid:S": the centre pixel of every S x S cell (ys: the grid's
+    rows [ny], xs: its columns [nx]); "subset:N": N distinct pixels drawn once from ``seed``, the same
+    for every image (ys, xs: int64 [N]).
+    """
+    height, width = size
+    empty = torch.zeros(0, dtype=torch.int64)
+    if pixels == "full":
+        return "full", empty, empty
+    grid = re.fullmatch(r"grid:(\d+)", pixels)
+    subset = re.fullmatch(r"subset:(\d+)", pixels)
+    if grid and int(grid.group(1)) >= 1:
+        step = int(grid.group(1))
+        return "grid", torch.arange(step // 2, height, step), torch.arange(step // 2, width, step)
+    if subset and int(subset.group(1)) >= 1:
+        n = min(int(subset.group(1)), height * width)
+        flat = np.sort(np.random.default_rng([seed, 3]).choice(height * width, size=n, replace=False))
+        flat = torch.from_numpy(flat)
+        return "subset", flat // width, flat % width
+    raise ValueError(f"pixels must be 'full', 'grid:S' or 'subset:N' with S, N >= 1, got {pixels!r}")
+
+
+class PixelEnsemble:
+    """The style interpreter: ``n_members`` pixel MLPs trained on bootstrap samples of annotated pixels.
+
+    Hyperparameters:
+        feature_channels  C_l of each feature layer of the generator (its ``feature_channels``)
+        classes           class names; class id = index; masks use ``IGNORE`` (255) for unlabelled
+        n_members         ensemble size (paper: 10)
+        hidden            (h1, h2); None = the paper's (128, 32) below 32 classes, else (256, 128)
+        generator         identity of the generator the features come from (saved, checked on load)
+        pixels_per_image  training pixels drawn per annotated image (every region at least once)
+        class_balance     1 = every class an equal share of an image's draws, 0 = in proportion to area
+        batch_size        pixels per member per Adam step (paper: 64; 256 trains ~1.45x faster on a CPU
+                          with the same held-out accuracy per epoch, measured on a synthetic task)
+        lr                Adam learning rate (paper: 1e-3)
+        max_epochs, tol   stopping rule: stop at the first epoch that does not lower the members' mean
+                          training loss by ``tol`` (relative) below the best so far, or after max_epochs
+        seed              seeds sampling, initialisation and shuffling
+        device            "cpu", "cuda", "auto" (CUDA when available)
+
+    Learned attributes: ``net_`` (``StackedMLP``), ``geometry_`` (of the training features),
+    ``history_`` (one ``EpochRecord`` per epoch), ``pool_bytes_`` (memory of the sampled training pixels).
+
+    The embedding for coreset selection is the first hidden layer, ReLU then BatchNorm, averaged over
+    the pixels, members concatenated ([M*h1]): members' hidden units are unrelated to each other, so
+    they are kept side by side rather than averaged.
+    """
+
+    def __init__(
+        self,
+        feature_channels: Sequence[int],
+        classes: Sequence[str],
+        n_members: int = 10,
+        hidden: tuple[int, int] | None = None,
+        generator: str | None = None,
+        pixels_per_image: int = 2048,
+        class_balance: float = 1.0,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        max_epochs: int = 8,
+        tol: float = 0.02,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
+        self.feature_channels = [int(c) for c in feature_channels]
+        self.classes = [str(c) for c in classes]
+        self.n_members = int(n_members)
+        self.hidden = tuple(hidden) if hidden is not None else paper_hidden_sizes(len(self.classes))
+        self.generator = generator
+        self.pixels_per_image = int(pixels_per_image)
+        self.class_balance = float(class_balance)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.max_epochs = int(max_epochs)
+        self.tol = float(tol)
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self._check_hyperparameters()
+        self.net_: StackedMLP | None = None
+        self.geometry_: LabelGeometry | None = None
+        self.history_: list[EpochRecord] = []
+        self.pool_bytes_: int = 0
+        self._folded: FoldedWeights | None = None
+        self._plans: dict = {}
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_hyperparameters(self) -> None:
+        if not self.feature_channels or any(c <= 0 for c in self.feature_channels):
+            raise ValueError(f"feature_channels must be a non-empty list of positive ints, got {self.feature_channels}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or any(not c for c in self.classes):
+            raise ValueError(f"classes must be at least 2 distinct non-empty names, got {self.classes}")
+        if len(self.classes) > IGNORE:
+            raise ValueError(
+                f"at most {IGNORE} classes (mask value {IGNORE} means unlabelled), got {len(self.classes)}"
+            )
+        for name in ("n_members", "pixels_per_image", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (BatchNorm needs 2 pixels), got {self.batch_size}")
+        if len(self.hidden) != 2 or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be two positive widths (h1, h2), got {self.hidden}")
+        if not 0.0 <= self.class_balance <= 1.0:
+            raise ValueError(f"class_balance must be in [0, 1], got {self.class_balance}")
+
+    def _check_training_item(self, index: int, maps, mask, geometry: LabelGeometry) -> None:
+        if len(maps) != len(self.feature_channels):
+            raise ValueError(f"item {index}: expected {len(self.feature_channels)} feature maps, got {len(maps)}")
+        for layer, (fmap, channels) in enumerate(zip(maps, self.feature_channels)):
+            if fmap.ndim != 3 or fmap.shape[0] != channels:
+                raise ValueError(
+                    f"item {index}, layer {layer}: expected a [{channels}, h, w] map of one image, "
+                    f"got shape {list(fmap.shape)}"
+                )
+        mask = np.asarray(mask)
+        if mask.shape != tuple(geometry.size):
+            raise ValueError(f"item {index}: expected a mask of shape {tuple(geometry.size)}, got {mask.shape}")
+        bad = np.unique(mask[((mask < 0) | (mask >= len(self.classes))) & (mask != IGNORE)])
+        if bad.size:
+            raise ValueError(
+                f"item {index}: mask has class ids {bad.tolist()}; expected 0..{len(self.classes) - 1} "
+                f"or {IGNORE} (unlabelled)"
+            )
+
+    def _check_maps(self, feature_maps: Sequence[torch.Tensor]) -> int:
+        if len(feature_maps) != len(self.feature_channels):
+            raise ValueError(f"expected {len(self.feature_channels)} feature maps, got {len(feature_maps)}")
+        batch = feature_maps[0].shape[0] if feature_maps[0].ndim == 4 else -1
+        for layer, (fmap, channels) in enumerate(zip(feature_maps, self.feature_channels)):
+            if fmap.ndim != 4 or fmap.shape[0] != batch or fmap.shape[1] != channels:
+                raise ValueError(
+                    f"layer {layer}: expected a [B, {channels}, h, w] batch (B the same for all layers), "
+                    f"got shape {list(fmap.shape)}"
+                )
+        return batch
+
+    def _require_fitted(self) -> None:
+        if self.net_ is None:
+            raise RuntimeError("this PixelEnsemble is not trained yet: call fit() or PixelEnsemble.load()")
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        items: Iterable[tuple[list[torch.Tensor], np.ndarray]],
+        geometry: LabelGeometry,
+        progress: ProgressCallback = silent,
+    ) -> "PixelEnsemble":
+        """Train on annotated images. Each item: (feature maps [C_l, h_l, w_l] per layer, mask uint8 [H, W]).
+
+        Items are read once, one at a time (a generator reading a disk cache is fine; float16 maps are
+        fine): only the sampled pixels' features are kept (``pool_bytes_``).
+        """
+        total = len(items) if hasattr(items, "__len__") else None
+        pool = build_pixel_pool(
+            items, geometry, self.pixels_per_image, self.class_balance, self.seed,
+            check_item=lambda i, maps, mask: self._check_training_item(i, maps, mask, geometry),
+            progress=progress, total=total,
+        )
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        net = StackedMLP(self.n_members, sum(self.feature_channels), self.hidden, len(self.classes))
+        net.reset_parameters(generator)
+        net.to(self.device)
+        samples = bootstrap_samples(pool, self.n_members, self.batch_size, self.seed)
+        self.history_ = train_members(
+            net, pool, samples, self.batch_size, self.lr, self.max_epochs, self.tol, self.seed, progress
+        )
+        self.net_ = net
+        self.geometry_ = geometry
+        self.pool_bytes_ = pool.nbytes
+        self._folded, self._plans = None, {}
+        return self
+
+    # ------------------------------------------------------------------ inference
+
+    def _groups(self, feature_maps, geometry: LabelGeometry) -> tuple[FoldedWeights, list[LayerGroup]]:
+        if self._folded is None:
+            self._folded = self.net_.fold()
+        sizes = tuple((int(m.shape[-2]), int(m.shape[-1])) for m in feature_maps)
+        key = (sizes, geometry)
+        if key not in self._plans:
+            self._plans[key] = plan_layer_groups(self._folded, self.feature_channels, list(sizes), geometry)
+        return self._folded, self._plans[key]
+
+    def predict(
+        self,
+        feature_maps: Sequence[torch.Tensor],
+        geometry: LabelGeometry | None = None,
+        chunk_pixels: int = 1 << 12,
+        return_probabilities: bool = False,
+    ) -> Prediction:
+        """Labels, per-pixel JS, image scores and embeddings of a batch, at full label resolution.
+
+        feature_maps: [B, C_l, h_l, w_l] per layer, native resolution. geometry: defaults to the one
+        used in ``fit``. ``chunk_pixels`` bounds the label pixels processed at once (memory: about
+        chunk_pixels x M*h1 x 4 bytes, plus the low-resolution projections of the batch).
+        """
+        self._require_fitted()
+        self._check_maps(feature_maps)
+        geometry = geometry or self.geometry_
+        weights, groups = self._groups(feature_maps, geometry)
+        result = interpret_full(list(feature_maps), weights, groups, geometry, chunk_pixels, return_probabilities)
+        labels_dtype = torch.uint8 if len(self.classes) <= 255 else torch.int64
+        return Prediction(
+            labels=result.labels.to(labels_dtype).cpu(),
+            js=result.js.cpu(),
+            image_score=image_score_sum(result.js).cpu(),
+            image_score_top10=image_score_top_fraction(result.js, 0.1).cpu(),
+            embedding=self._embedding(result.hidden_mean).cpu(),
+            probabilities=None if result.probabilities is None else result.probabilities.cpu(),
+        )
+
+    def score_images(
+        self,
+        feature_maps: Sequence[torch.Tensor],
+        geometry: LabelGeometry | None = None,
+        pixels: str = "full",
+        chunk_pixels: int = 1 << 12,
+        seed: int = 0,
+    ) -> ImageScores:
+        """Image scores (and embeddings) only, from every pixel or a cheaper pixel set.
+
+        pixels: "full" (same as ``predict``), "grid:S" (centre of every S x S cell) or "subset:N" (N
+        pixels drawn once from ``seed``). For a pixel set the score is the mean JS over it times H*W, an
+        estimate of the full sum. Use ``uncertainty.rank_agreement`` to check such a score against the
+        full one on a pool before relying on it.
+        """
+        self._require_fitted()
+        self._check_maps(feature_maps)
+        geometry = geometry or self.geometry_
+        weights, groups = self._groups(feature_maps, geometry)
+        kind, ys, xs = scoring_pixels(pixels, geometry.size, seed)
+        maps = list(feature_maps)
+        if kind == "full":
+            result = interpret_full(maps, weights, groups, geometry, chunk_pixels)
+            score = image_score_sum(result.js)
+        else:
+            interpret = interpret_grid if kind == "grid" else interpret_pixels
+            result = interpret(maps, ys, xs, weights, groups, geometry, chunk_pixels)
+            height, width = geometry.size
+            js = result.js.reshape(result.js.shape[0], -1)
+            score = js.to(torch.float64).mean(1) * (height * width)
+        return ImageScores(
+            image_score=score.cpu(),
+            image_score_top10=image_score_top_fraction(result.js, 0.1).cpu(),
+            embedding=self._embedding(result.hidden_mean).cpu(),
+            pixels=pixels,
+        )
+
+    def _embedding(self, hidden_mean: torch.Tensor) -> torch.Tensor:
+        return hidden_mean * self._folded.bn1_scale + self._folded.bn1_shift  # BatchNorm of the pixel mean
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> None:
+        """Write the trained ensemble (atomically) to ``path``; read it back with ``PixelEnsemble.load``."""
+        self._require_fitted()
+        path = Path(path)
+        geometry = None if self.geometry_ is None else {
+            "canvas": list(self.geometry_.canvas), "crop": list(self.geometry_.crop)
+        }
+        payload = {
+            "format": FILE_FORMAT,
+            "format_version": FILE_VERSION,
+            "classes": list(self.classes),
+            "feature_channels": list(self.feature_channels),
+            "generator": self.generator,
+            "hyperparameters": {
+                "n_members": self.n_members, "hidden": list(self.hidden),
+                "pixels_per_image": self.pixels_per_image, "class_balance": self.class_balance,
+                "batch_size": self.batch_size, "lr": self.lr, "max_epochs": self.max_epochs,
+                "tol": self.tol, "seed": self.seed,
+            },
+            "geometry": geometry,
+            "history": [[r.epoch, r.loss, r.accuracy] for r in self.history_],
+            "pool_bytes": self.pool_bytes_,
+            "state": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        expect_generator: str | None = None,
+        expect_classes: Sequence[str] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> "PixelEnsemble":
+        """Read an ensemble saved by ``save`` (``torch.load(weights_only=True)``: no code is executed).
+
+        Raises ``UserError`` naming the file if it is missing, not an interpreter file, or was trained
+        for another generator (``expect_generator``) or another class list (``expect_classes``).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise UserError("interpreter weights not found", path=path, fix="train one first with `dgan-al next-round`")
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+            raise UserError("not a dgan-al interpreter file (not a torch archive)", path=path,
+                            fix="point to a file written by dgan-al")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+            raise UserError(
+                f"not a readable dgan-al interpreter file ({type(err).__name__})", path=path,
+                fix="delete it and train again",
+            ) from None
+        required = {"classes", "feature_channels", "generator", "hyperparameters", "geometry", "history", "state"}
+        if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT or not required <= payload.keys():
+            raise UserError("not a dgan-al interpreter file", path=path, fix="point to a file written by dgan-al")
+        if payload.get("format_version") != FILE_VERSION:
+            raise UserError(
+                f"interpreter file version {payload.get('format_version')} is not supported "
+                f"(this dgan-al reads version {FILE_VERSION})", path=path, fix="train the interpreter again",
+            )
+        if expect_generator is not None and payload["generator"] != expect_generator:
+            raise UserError(
+                f"the interpreter was trained on features of generator {payload['generator']!r}, "
+                f"not {expect_generator!r}", path=path, fix="train a new interpreter for this generator",
+            )
+        if expect_classes is not None and list(payload["classes"]) != list(expect_classes):
+            difference = _class_difference(payload["classes"], expect_classes)
+            raise UserError(
+                f"the interpreter's classes differ from the expected ones: {difference}",
+                path=path, fix="train a new interpreter for this class list",
+            )
+        hp = payload["hyperparameters"]
+        ensemble = cls(
+            payload["feature_channels"], payload["classes"], n_members=hp["n_members"], hidden=tuple(hp["hidden"]),
+            generator=payload["generator"], pixels_per_image=hp["pixels_per_image"],
+            class_balance=hp["class_balance"], batch_size=hp["batch_size"], lr=hp["lr"],
+            max_epochs=hp["max_epochs"], tol=hp["tol"], seed=hp["seed"], device=device,
+        )
+        net = StackedMLP(ensemble.n_members, sum(ensemble.feature_channels), ensemble.hidden, len(ensemble.classes))
+        net.load_state_dict(payload["state"])
+        ensemble.net_ = net.to(ensemble.device).eval()
+        geometry = payload["geometry"]
+        if geometry is not None:
+            ensemble.geometry_ = LabelGeometry(canvas=tuple(geometry["canvas"]), crop=tuple(geometry["crop"]))
+        ensemble.history_ = [EpochRecord(int(e), float(l), float(a)) for e, l, a in payload["history"]]
+        ensemble.pool_bytes_ = int(payload["pool_bytes"])
+        return ensemble
+
+
+def _class_difference(found: Sequence[str], expected: Sequence[str]) -> str:
+    found, expected = list(found), list(expected)
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing {missing}")
+    if extra:
+        parts.append(f"unexpected {extra}")
+    if not parts:
+        parts.append(f"same names in another order: {found} instead of {expected}")
+    return "; ".join(parts)
