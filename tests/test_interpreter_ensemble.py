@@ -12,14 +12,6 @@ from dgan_al.generators.protocol import LabelGeometry
 from dgan_al.interpreter import IGNORE, PixelEnsemble, resolve_device
 from dgan_al.interpreter.training import bootstrap_samples, build_pixel_pool
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny ops; with 2 threads on a busy 2-core machine each one can stall for
-    tens of milliseconds waiting for the second thread (BatchNorm on [64, 48]: 46 ms instead of 8 us)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 CHANNELS = [8, 6]

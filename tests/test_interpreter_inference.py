@@ -16,14 +16,6 @@ from dgan_al.interpreter.network import StackedMLP
 from dgan_al.interpreter.reference import reference_interpret, reference_members, upsampled_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny ops; with 2 threads on a busy 2-core machine each one can stall for
-    tens of milliseconds waiting for the second thread (BatchNorm on [64, 48]: 46 ms instead of 8 us)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def disagreeing_ensemble(channels: list[int], n_classes: int, n_members: int, geometry, seed: int = 0) -> PixelEnsemble:
