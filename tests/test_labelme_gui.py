@@ -115,6 +115,7 @@ def qt_env(tmp_path: Path, **more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
+    (tmp_path / "home").mkdir(exist_ok=True)  # LabelMe writes ~/.labelmerc on first start and exits if it cannot
     env.update(QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path / "home"), XDG_RUNTIME_DIR=str(runtime), **more)
     return env
 
