@@ -10,6 +10,7 @@ from dgan_al.cli import generator as _generator  # noqa: F401  (registers inspec
 from dgan_al.cli import toy as _toy  # noqa: F401  (registers the toy group)
 from dgan_al.cli import annotate as _annotate  # noqa: F401  (registers annotate)
 from dgan_al.cli import loop as _loop  # noqa: F401  (registers init, next-round, status, remove)
+from dgan_al.cli import dataset as _dataset  # noqa: F401  (registers build-dataset)
 
 
 def main() -> None:

@@ -27,17 +27,16 @@ from dgan_al.selection import k_center_greedy, uncertainty_band
 from dgan_al.workflows.export import ExportItem, export_round, read_selection
 from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features, load_maps
 from dgan_al.workflows.importing import ImportReport, import_annotations
+from dgan_al.workflows.interpreter import INTERPRETER_FILE, STATE_FILE, annotation_latents, new_ensemble
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace, latent_id, parse_latent_id
 from dgan_al.workspace.lock import WorkspaceLock
 
-INTERPRETER_FILE = "interpreter.pt"
 # The image score on a CPU when score_pixels = "auto": the centre pixel of every 8x8 cell (256 of 16384 on
 # toy-faces). Measured by benchmarks/bench_score_pixels.py on toy-faces (300-image pool, 7 annotations):
 # Spearman 0.990 with the full-resolution score, 87% of the same 10-20% band, 5.8x the images/s of
 # full-resolution scoring. The bar is >= 0.95 and >= 80%. On a GPU: every pixel.
 CPU_SCORE_PIXELS = "grid:8"
-STATE_FILE = "state.json"
 
 
 @dataclass
@@ -145,7 +144,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     device = resolve_device(cfg.run.device)
     generator = ws.load_generator(device=str(device))
     ids = store.ids()
-    latents = torch.stack([torch.tensor(store.records[i].z, dtype=torch.float32) for i in ids])
+    latents = annotation_latents(store, ids)
 
     # --- train ---------------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -158,9 +157,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
                                       device=device)
         result.interpreter_reused = True
     if ensemble is None:
-        ensemble = PixelEnsemble(generator.feature_channels, cfg.classes, n_members=cfg.ensemble.members,
-                                 generator=generator.identity, pixels_per_image=cfg.ensemble.pixels_per_image,
-                                 max_epochs=cfg.ensemble.epochs, seed=cfg.ensemble.seed, device=device)
+        ensemble = new_ensemble(ws, generator, device)
         masks = [store.mask(i) for i in ids]
         ensemble.fit(TrainingItems(paths, masks), generator.geometry, progress=progress)
         ensemble.save(weights)

@@ -31,8 +31,8 @@ class WorkspaceLock:
     that no longer runs on this host (kill -9, power loss) is taken over.
     """
 
-    def __init__(self, root: Path, command: str):
-        self.path = Path(root) / LOCK_NAME
+    def __init__(self, root: Path, command: str, name: str = LOCK_NAME):
+        self.path = Path(root) / name
         self.command = command
         self.held = False
 

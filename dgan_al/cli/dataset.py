@@ -1,0 +1,66 @@
+"""The data factory: `build-dataset`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from dgan_al.cli.app import app, console, handles_user_errors
+from dgan_al.cli.progress import progress_bars
+
+
+@app.command("build-dataset")
+@handles_user_errors
+def build_dataset_command(
+    out: Optional[Path] = typer.Option(None, help="Output folder (images/, masks/, manifest.csv, ...)."),
+    size: int = typer.Option(10_000, help="Generated samples, before filtering."),
+    filter_fraction: float = typer.Option(0.10, "--filter", help="Drop this most-uncertain fraction from train.txt."),
+    seed: int = typer.Option(1, help="Dataset latent stream: sample i comes from (seed, i), never a pool latent."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: the workspace's [run] device)."),
+    shard: Optional[str] = typer.Option(None, help="Build only slice i of n (e.g. 0/4); merge with --merge when all are done."),
+    merge: Optional[Path] = typer.Option(None, help="Merge the finished shards in this folder: apply the filter over all."),
+    workers: int = typer.Option(4, help="Threads encoding PNGs while the next batch is generated."),
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+) -> None:
+    """Generate image + mask pairs with the interpreter; drop the most uncertain; resumable and shardable."""
+    from dgan_al.workflows.build_dataset import build_dataset, merge_dataset, parse_shard
+    from dgan_al.workspace.layout import Workspace
+
+    if merge is not None:
+        with progress_bars() as report:
+            merged = merge_dataset(merge, filter_fraction, progress=report)
+        _print_merge(merge, merged)
+        return
+    if out is None:
+        raise typer.BadParameter("give --out DIR (or --merge DIR)", param_hint="--out")
+    ws = Workspace.find(workspace)
+    with progress_bars() as report:
+        result = build_dataset(ws, out, size, seed, filter_fraction, device, parse_shard(shard), workers,
+                               progress=report)
+    console.print(f"interpreter: {result.interpreter_source}")
+    for message in result.messages:
+        console.print(f"[yellow]note:[/] {message}")
+    what = f"shard {shard}" if shard else "dataset"
+    console.print(f"{what}: {result.chunks_computed} chunks generated, {result.chunks_reused} already done"
+                  + (f" ({result.samples_per_s:.1f} samples/s)" if result.samples_computed else ""))
+    if result.merge is not None:
+        _print_merge(result.out, result.merge)
+    else:
+        console.print(f"Other shards still to finish; when all are done: [bold]dgan-al build-dataset --merge {out}[/]")
+
+
+def _print_merge(out: Path, merged) -> None:
+    table = Table(title=f"dataset {out}", show_header=False)
+    table.add_row("samples", f"{merged.size}")
+    table.add_row("kept (train.txt)", f"{merged.kept}")
+    table.add_row("filtered out", f"{merged.rejected} (top {merged.filter:.0%} by JS score"
+                  + (f", score >= {merged.threshold:.4g})" if merged.rejected else ")"))
+    q = merged.score_quantiles
+    table.add_row("image score", f"min {q['min']:.4g}  median {q['median']:.4g}  p90 {q['p90']:.4g}  max {q['max']:.4g}")
+    table.add_row("classes (pixel share)", "  ".join(f"{c} {s:.1%}" for c, s in merged.class_share.items()))
+    for name, path in merged.files.items():
+        table.add_row(name.replace("_", " "), path)
+    console.print(table)

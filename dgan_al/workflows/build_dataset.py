@@ -1,0 +1,405 @@
+"""``build-dataset``: the labelled-data factory — generated images with the interpreter's masks.
+
+    OUT/
+      dataset.json          what was built: generator, classes, size, seed, interpreter, filter, summary
+      interpreter.pt        the interpreter every sample was labelled with (pinned for resumes and shards)
+      images/<id>.png       the generated image        (id = d<seed>-<index>, latent from that stream)
+      masks/<id>.png        its majority-vote mask: 8-bit palette PNG, pixel value = class id
+      labels.txt            class names, line i = class id i
+      manifest.csv          id, latent seed and index, image score, uncertainty rank, kept (0 = filtered out)
+      train.txt             the training list: ids of the kept samples
+      contact_sheet.png     kept samples and the most uncertain rejected ones, with mask overlays
+      parts/chunk_NNNNN.json  per-chunk records (scores), written after the chunk's PNGs
+
+Latents: sample i of seed S is z ~ N(0, I) from ``default_rng([DATASET_STREAM, S, i])`` — a stream of its
+own, never a pool latent (pools use ``[seed, i]``), and a larger ``--size`` extends a smaller one.
+
+Work is cut in fixed chunks of ``CHUNK`` samples; a chunk's record is written (atomically) only after all
+its PNGs are, so an interrupted run redoes at most the chunks in flight, and since a chunk is always
+computed the same way, a resumed run ends byte-identical to an uninterrupted one. ``--shard i/n`` owns
+the chunks c with c % n == i (disjoint, complete); shards may run at once, on one shared folder or
+separate copies merged later. The filter needs every score, so it runs in ``merge_dataset`` once all
+chunks exist: an unsharded run merges at the end by itself; after shards, ``build-dataset --merge OUT``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dgan_al.errors import UserError
+from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from dgan_al.generators import resolve_device
+from dgan_al.interpreter import PixelEnsemble
+from dgan_al.progress import ProgressCallback, silent
+from dgan_al.report import contact_sheet, overlay, save_mask_png
+from dgan_al.workflows.interpreter import round_interpreter, train_on_annotations
+from dgan_al.workspace.annotations import AnnotationStore
+from dgan_al.workspace.layout import Workspace
+from dgan_al.workspace.lock import WorkspaceLock
+
+DATASET_FORMAT = "dgan-al dataset"
+DATASET_VERSION = 1
+DATASET_STREAM = 0x64617461  # "data": the first entropy word of every dataset latent
+CHUNK = 64
+SETTINGS_FILE = "dataset.json"
+INTERPRETER_FILE = "interpreter.pt"
+
+
+def dataset_latents(z_dim: int, seed: int, start: int, n: int) -> torch.Tensor:
+    """Samples ``start .. start+n-1`` of the dataset stream ``seed``: float32 [n, z_dim]."""
+    out = np.empty((n, z_dim), dtype=np.float32)
+    for row, index in enumerate(range(start, start + n)):
+        out[row] = np.random.default_rng([DATASET_STREAM, seed, index]).standard_normal(z_dim, dtype=np.float32)
+    return torch.from_numpy(out)
+
+
+def sample_id(seed: int, index: int) -> str:
+    return f"d{seed}-{index:07d}"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """"i/n" -> (i, n) with 0 <= i < n; None stays None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise UserError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}",
+                        fix="shards are numbered from 0: --shard 0/4 ... --shard 3/4")
+    return i, n
+
+
+@dataclass
+class MergeResult:
+    size: int
+    kept: int
+    rejected: int
+    filter: float
+    threshold: float  # the lowest score that was filtered out (inf if none)
+    score_quantiles: dict = field(default_factory=dict)
+    class_share: dict = field(default_factory=dict)  # class -> share of pixels among kept masks
+    files: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    shard: tuple[int, int] | None
+    interpreter_source: str  # where the interpreter came from, in words
+    trained: bool
+    chunks_total: int = 0
+    chunks_computed: int = 0
+    chunks_reused: int = 0
+    samples_computed: int = 0
+    seconds: float = 0.0
+    merge: MergeResult | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples_computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fraction: float = 0.10,
+                  device: str | None = None, shard: tuple[int, int] | None = None, workers: int = 4,
+                  chunk: int = CHUNK, progress: ProgressCallback = silent) -> BuildResult:
+    """Generate ``size`` samples (or a shard of them) into ``out``; merge (filter) when all are there."""
+    out = Path(out).resolve()
+    if size < 1:
+        raise UserError(f"--size must be at least 1, got {size}", fix="e.g. --size 10000")
+    _check_filter(filter_fraction)
+    if ws.annotations_dir.resolve() in (out, *out.parents) or out == ws.rounds_dir.resolve():
+        raise UserError(f"--out {out} would write into the workspace's own {out.name}/", path=out,
+                        fix="choose another folder, e.g. --out data/")
+    if out.exists() and not out.is_dir():
+        raise UserError("--out is a file, not a folder", path=out, fix="choose a folder name")
+    if out.is_dir() and any(out.iterdir()) and not (out / SETTINGS_FILE).is_file():
+        raise UserError("--out is a non-empty folder that is not a dgan-al dataset", path=out,
+                        fix="choose a new or empty folder (nothing there was touched)")
+    out.mkdir(parents=True, exist_ok=True)
+    i, n = shard or (0, 1)
+    lock_name = f".build-{i}-of-{n}.lock"
+    with WorkspaceLock(out, f"build-dataset {i}/{n}", name=lock_name):
+        return _build_locked(ws, out, size, seed, filter_fraction, device, shard, workers, chunk, progress)
+
+
+def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, device, shard, workers, chunk,
+                  progress) -> BuildResult:
+    cfg = ws.config
+    device = resolve_device(device or cfg.run.device)
+    generator = ws.load_generator(device=str(device))
+    store = AnnotationStore(ws.annotations_dir)
+    ensemble, source, trained = _interpreter(ws, store, out, generator, device, progress)
+    interpreter_sha = sha256_file(out / INTERPRETER_FILE)
+    settings = _settings(out, generator, cfg.classes, size, seed, interpreter_sha, cfg.selection.score,
+                         ws.generator_spec(), chunk)
+    result = BuildResult(out, shard, source, trained)
+    if settings.get("annotation_set") != store.set_hash():
+        result.messages.append("the annotations changed since this dataset was started: it goes on with the "
+                               "interpreter it started with (use a new --out for one trained on them)")
+    settings.setdefault("annotation_set", store.set_hash())
+    settings.setdefault("n_annotations", len(store.records))
+    atomic_write_json(out / SETTINGS_FILE, settings)
+    (out / "images").mkdir(exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
+    (out / "parts").mkdir(exist_ok=True)
+
+    n_chunks = (size + chunk - 1) // chunk
+    i, n = shard or (0, 1)
+    mine = [c for c in range(n_chunks) if c % n == i]
+    result.chunks_total = len(mine)
+    key = _chunk_key(settings)
+    todo = [c for c in mine if _read_chunk(out, c, key, _chunk_rows(c, size, chunk)) is None]
+    result.chunks_reused = len(mine) - len(todo)
+    total = sum(_chunk_rows(c, size, chunk) for c in mine)
+    done = total - sum(_chunk_rows(c, size, chunk) for c in todo)
+    progress("generating samples", done, total)
+    t0 = time.perf_counter()
+    batch = cfg.run.batch
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="png") as pool:
+        pending: tuple[int, list[dict], list[Future]] | None = None
+        for c in todo:
+            start, rows_n = c * chunk, _chunk_rows(c, size, chunk)
+            z = dataset_latents(generator.z_dim, seed, start, rows_n)
+            rows, futures = [], []
+            for s in range(0, rows_n, batch):
+                zb = z[s:s + batch]
+                synthesis = generator.synthesize(zb)
+                with torch.no_grad():
+                    pred = ensemble.predict(synthesis.features)
+                images = synthesis.images.numpy()
+                labels = pred.labels.numpy()
+                for j in range(len(zb)):
+                    index = start + s + j
+                    id = sample_id(seed, index)
+                    rows.append({"id": id, "index": index, "score_sum": float(pred.image_score[j]),
+                                 "score_top10": float(pred.image_score_top10[j])})
+                    futures.append(pool.submit(_write_pair, out, id, images[j].copy(), labels[j].copy()))
+                done += len(zb)
+                progress("generating samples", done, total)
+            if pending is not None:  # the previous chunk's PNGs were encoded while this one was computed
+                _finish_chunk(out, key, *pending)
+            pending = (c, rows, futures)
+            result.chunks_computed += 1
+            result.samples_computed += rows_n
+        if pending is not None:
+            _finish_chunk(out, key, *pending)
+    result.seconds = time.perf_counter() - t0
+
+    if shard is None or all(_read_chunk(out, c, key, _chunk_rows(c, size, chunk)) is not None for c in range(n_chunks)):
+        result.merge = merge_dataset(out, filter_fraction, progress=progress)
+    return result
+
+
+def _check_filter(filter_fraction: float) -> None:
+    if not 0.0 <= filter_fraction < 1.0:
+        raise UserError(f"--filter must be a fraction in [0, 1), got {filter_fraction}",
+                        fix="e.g. --filter 0.10 drops the 10% most uncertain samples")
+
+
+def _interpreter(ws: Workspace, store: AnnotationStore, out: Path, generator, device, progress):
+    """The dataset's pinned interpreter; else the round's one trained on these annotations; else train."""
+    cfg = ws.config
+    weights = out / INTERPRETER_FILE
+    if weights.is_file():
+        ensemble = PixelEnsemble.load(weights, expect_generator=generator.identity, expect_classes=cfg.classes,
+                                      device=device)
+        return ensemble, "the one this dataset was started with", False
+    if not store.records:
+        raise UserError("no annotations yet: the interpreter needs at least one", path=ws.annotations_dir,
+                        fix="run the annotation loop first (dgan-al next-round, annotate, next-round)")
+    found = round_interpreter(ws, store.set_hash())
+    if found is not None:
+        number, path = found
+        ensemble = PixelEnsemble.load(path, expect_generator=generator.identity, expect_classes=cfg.classes,
+                                      device=device)
+        tmp = weights.with_suffix(".tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(weights)
+        return ensemble, f"round {number:03d}'s (trained on these {len(store.records)} annotations)", False
+    ensemble = train_on_annotations(ws, store, store.ids(), generator, device, progress)
+    ensemble.save(weights)
+    return ensemble, f"trained now on all {len(store.records)} annotations (no round was trained on exactly them)", True
+
+
+def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_sha: str, score: str,
+              spec: str, chunk: int) -> dict:
+    """dataset.json: the settings a resume or another shard must share; refuses a mismatch."""
+    path = out / SETTINGS_FILE
+    wanted = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "generator": generator.identity,
+              "generator_spec": spec, "classes": list(classes), "seed": seed, "chunk": chunk,
+              "interpreter_sha256": interpreter_sha, "score": score,
+              "resolution": list(generator.geometry.size)}
+    if not path.is_file():
+        return wanted | {"size": size}
+    try:
+        found = json.loads(path.read_text())
+    except ValueError as error:
+        raise UserError(f"dataset.json is not valid JSON ({error})", path=path,
+                        fix="restore it, or build into a new --out") from None
+    for name, value in wanted.items():
+        if found.get(name) != value:
+            what = {"seed": f"--seed {found.get(name)}"}.get(name, f"its {name}")
+            raise UserError(f"this folder holds a dataset built with another {name} "
+                            f"({_short(found.get(name))} here, {_short(value)} now)", path=path,
+                            fix=f"rerun with {what}, or build into a new --out")
+    if size < int(found.get("size", 0)):
+        raise UserError(f"this dataset already has --size {found['size']}; it can grow, not shrink", path=path,
+                        fix=f"rerun with --size {found['size']} or more, or build into a new --out")
+    found["size"] = size
+    return found
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _chunk_key(settings: dict) -> str:
+    return f"{settings['interpreter_sha256'][:16]}|{settings['generator']}|{settings['seed']}|{settings['chunk']}"
+
+
+def _chunk_rows(c: int, size: int, chunk: int) -> int:
+    return min(chunk, size - c * chunk)
+
+
+def _chunk_path(out: Path, c: int) -> Path:
+    return out / "parts" / f"chunk_{c:05d}.json"
+
+
+def _read_chunk(out: Path, c: int, key: str, rows: int) -> list[dict] | None:
+    """The chunk's records if the chunk is complete (record valid and every PNG present), else None."""
+    try:
+        record = json.loads(_chunk_path(out, c).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("key") != key or len(record.get("rows", [])) != rows:
+        return None
+    for row in record["rows"]:
+        if not (out / "images" / f"{row['id']}.png").is_file() or not (out / "masks" / f"{row['id']}.png").is_file():
+            return None
+    return record["rows"]
+
+
+def _write_pair(out: Path, id: str, image: np.ndarray, mask: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(out / "images" / f"{id}.png", buf.getvalue())
+    save_mask_png(out / "masks" / f"{id}.png", mask)
+
+
+def _finish_chunk(out: Path, key: str, c: int, rows: list[dict], futures: list[Future]) -> None:
+    for future in futures:
+        future.result()  # re-raises an encoding / disk error here
+    atomic_write_json(_chunk_path(out, c), {"key": key, "chunk": c, "rows": rows})
+
+
+def merge_dataset(out: Path, filter_fraction: float | None = None, progress: ProgressCallback = silent) -> MergeResult:
+    """Apply the global filter over every chunk: manifest.csv, train.txt, labels.txt, contact sheet."""
+    out = Path(out).resolve()
+    path = out / SETTINGS_FILE
+    if not path.is_file():
+        raise UserError("not a dgan-al dataset folder (no dataset.json)", path=out,
+                        fix="give the --out folder of build-dataset")
+    try:
+        settings = json.loads(path.read_text())
+    except ValueError as error:
+        raise UserError(f"dataset.json is not valid JSON ({error})", path=path, fix="restore it") from None
+    if filter_fraction is None:
+        filter_fraction = float(settings.get("merged", {}).get("filter", 0.10))
+    _check_filter(filter_fraction)
+    size, chunk, key = int(settings["size"]), int(settings["chunk"]), _chunk_key(settings)
+    n_chunks = (size + chunk - 1) // chunk
+    rows, missing = [], []
+    for c in range(n_chunks):
+        part = _read_chunk(out, c, key, _chunk_rows(c, size, chunk))
+        if part is None:
+            missing.append(c)
+        else:
+            rows.extend(part)
+        progress("merging", c + 1, n_chunks)
+    if missing:
+        listed = ", ".join(f"{c} (samples {c * chunk}-{c * chunk + _chunk_rows(c, size, chunk) - 1})" for c in missing[:6])
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        raise UserError(f"{len(missing)} of {n_chunks} chunks are not finished: {listed}{more}", path=out,
+                        fix="run the shards that own them (chunk c belongs to shard c % n), "
+                            "or build-dataset without --shard, then --merge again")
+    scores = np.array([r["score_sum" if settings.get("score", "sum") == "sum" else "score_top10"] for r in rows])
+    order = np.lexsort((np.arange(len(rows)), -scores))  # most uncertain first, ties by index
+    n_drop = int(round(filter_fraction * len(rows)))
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = np.arange(1, len(rows) + 1)
+    kept = rank > n_drop
+    classes = settings["classes"]
+
+    lines = io.StringIO()
+    writer = csv.writer(lines, lineterminator="\n")
+    writer.writerow(["id", "latent_seed", "latent_index", "score", "rank", "kept", "image", "mask"])
+    for row, score, r, k in zip(rows, scores, rank, kept):
+        writer.writerow([row["id"], settings["seed"], row["index"], repr(float(score)), int(r), int(k),
+                         f"images/{row['id']}.png", f"masks/{row['id']}.png"])
+    atomic_write_text(out / "manifest.csv", lines.getvalue())
+    atomic_write_text(out / "train.txt", "".join(f"{row['id']}\n" for row, k in zip(rows, kept) if k))
+    atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+    share = _class_share(out, [row["id"] for row, k in zip(rows, kept) if k][:200], len(classes))
+    _contact_sheet(out, rows, kept, order, scores, classes)
+    q = np.quantile(scores, [0.0, 0.5, 0.9, 1.0])
+    result = MergeResult(size=len(rows), kept=int(kept.sum()), rejected=int((~kept).sum()), filter=filter_fraction,
+                         threshold=float(scores[order[n_drop - 1]]) if n_drop else float("inf"),
+                         score_quantiles={k: float(v) for k, v in zip(("min", "median", "p90", "max"), q)},
+                         class_share={c: float(s) for c, s in zip(classes, share)},
+                         files={"manifest": str(out / "manifest.csv"), "train_list": str(out / "train.txt"),
+                                "contact_sheet": str(out / "contact_sheet.png")})
+    settings["merged"] = {"filter": filter_fraction, "kept": result.kept, "rejected": result.rejected,
+                          "threshold": None if n_drop == 0 else result.threshold,
+                          "score_quantiles": result.score_quantiles}
+    atomic_write_json(path, settings)
+    return result
+
+
+def _class_share(out: Path, ids: list[str], n_classes: int) -> np.ndarray:
+    """Share of pixels per class over (up to 200 of) the kept masks."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for id in ids:
+        counts += np.bincount(np.asarray(Image.open(out / "masks" / f"{id}.png")).reshape(-1), minlength=n_classes)[:n_classes]
+    return counts / max(1, counts.sum())
+
+
+def _contact_sheet(out: Path, rows: list[dict], kept: np.ndarray, order: np.ndarray, scores: np.ndarray,
+                   classes: list[str]) -> None:
+    """Three rows of kept samples and one of the most uncertain rejected ones, image + overlay each."""
+    def panels(index: int) -> list[np.ndarray]:
+        id = rows[index]["id"]
+        image = np.asarray(Image.open(out / "images" / f"{id}.png").convert("RGB"))
+        mask = np.asarray(Image.open(out / "masks" / f"{id}.png"))
+        if image.shape[0] > 160:  # keep the sheet a sensible size for large generators
+            step = int(np.ceil(image.shape[0] / 128))
+            image, mask = image[::step, ::step], mask[::step, ::step]
+        return [image, overlay(image, mask)]
+
+    kept_idx = [i for i in range(len(rows)) if kept[i]][:12]
+    rejected_idx = [int(i) for i in order if not kept[i]][:4]
+    sheet_rows, captions = [], []
+    for start in range(0, len(kept_idx), 4):
+        group = kept_idx[start:start + 4]
+        sheet_rows.append([p for i in group for p in panels(i)])
+        captions.append("kept: " + "  ".join(f"{rows[i]['id']} (JS {scores[i]:.3g})" for i in group))
+    if rejected_idx:
+        sheet_rows.append([p for i in rejected_idx for p in panels(i)])
+        captions.append("filtered out (most uncertain): " + "  ".join(f"{rows[i]['id']} ({scores[i]:.3g})"
+                                                                      for i in rejected_idx))
+    contact_sheet(sheet_rows, captions, out / "contact_sheet.png", title=f"dataset {out.name}: "
+                  f"{int(kept.sum())} kept, {int((~kept).sum())} filtered out", legend=classes)

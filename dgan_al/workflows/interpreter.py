@@ -1,0 +1,61 @@
+"""The interpreter of a workspace: train one on the annotations, or find the one a round trained.
+
+``next-round``, ``build-dataset``, ``evaluate`` and ``simulate`` all train the same way, from the
+settings in ``dgan-al.toml`` and the features cached per annotated latent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from dgan_al.files import sha256_file
+from dgan_al.interpreter import PixelEnsemble
+from dgan_al.progress import ProgressCallback, silent
+from dgan_al.workflows.features import TrainingItems, cached_features
+from dgan_al.workspace.annotations import AnnotationStore
+from dgan_al.workspace.layout import Workspace
+
+INTERPRETER_FILE = "interpreter.pt"
+STATE_FILE = "state.json"
+
+
+def new_ensemble(ws: Workspace, generator, device: torch.device) -> PixelEnsemble:
+    """An untrained ensemble with the workspace's settings."""
+    cfg = ws.config
+    return PixelEnsemble(generator.feature_channels, cfg.classes, n_members=cfg.ensemble.members,
+                         generator=generator.identity, pixels_per_image=cfg.ensemble.pixels_per_image,
+                         max_epochs=cfg.ensemble.epochs, seed=cfg.ensemble.seed, device=device)
+
+
+def annotation_latents(store: AnnotationStore, ids: Sequence[str]) -> torch.Tensor:
+    return torch.stack([torch.tensor(store.records[i].z, dtype=torch.float32) for i in ids])
+
+
+def train_on_annotations(ws: Workspace, store: AnnotationStore, ids: Sequence[str], generator,
+                         device: torch.device, progress: ProgressCallback = silent) -> PixelEnsemble:
+    """Fit a fresh ensemble on the annotations ``ids`` (features from the workspace cache)."""
+    paths = cached_features(generator, ws.cache_dir, ids, annotation_latents(store, ids),
+                            batch=ws.config.run.batch, progress=progress)
+    ensemble = new_ensemble(ws, generator, device)
+    ensemble.fit(TrainingItems(paths, [store.mask(i) for i in ids]), generator.geometry, progress=progress)
+    return ensemble
+
+
+def round_interpreter(ws: Workspace, annotation_set: str) -> tuple[int, Path] | None:
+    """The latest round whose interpreter was trained on exactly this annotation set (and is intact)."""
+    import json
+
+    for number in reversed(ws.rounds()):
+        folder = ws.round_dir(number)
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        weights = folder / INTERPRETER_FILE
+        if state.get("annotation_set") == annotation_set and weights.is_file() \
+                and state.get("interpreter_sha256") == sha256_file(weights):
+            return number, weights
+    return None
