@@ -401,5 +401,5 @@ def _contact_sheet(out: Path, rows: list[dict], kept: np.ndarray, order: np.ndar
         sheet_rows.append([p for i in rejected_idx for p in panels(i)])
         captions.append("filtered out (most uncertain): " + "  ".join(f"{rows[i]['id']} ({scores[i]:.3g})"
                                                                       for i in rejected_idx))
-    contact_sheet(sheet_rows, captions, out / "contact_sheet.png", title=f"dataset {out.name}: "
-                  f"{int(kept.sum())} kept, {int((~kept).sum())} filtered out", legend=classes)
+    contact_sheet(sheet_rows, captions, out / "contact_sheet.png", title=f"generated dataset: {int(kept.sum())} "
+                  f"kept, {int((~kept).sum())} filtered out as most uncertain", legend=classes)
