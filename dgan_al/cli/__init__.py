@@ -11,6 +11,7 @@ from dgan_al.cli import toy as _toy  # noqa: F401  (registers the toy group)
 from dgan_al.cli import annotate as _annotate  # noqa: F401  (registers annotate)
 from dgan_al.cli import loop as _loop  # noqa: F401  (registers init, next-round, status, remove)
 from dgan_al.cli import dataset as _dataset  # noqa: F401  (registers build-dataset)
+from dgan_al.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate)
 
 
 def main() -> None:

@@ -68,3 +68,20 @@ def oracle_command(
     if result.untouched:
         console.print(f"left alone (already done or skipped): {', '.join(result.untouched)}")
     console.print("Next: [bold]dgan-al next-round[/] imports them.")
+
+
+@toy_app.command("real-test")
+@handles_user_errors
+def real_test_command(
+    folder: Path = typer.Argument(..., help="New folder for the test images and their LabelMe files."),
+    n: int = typer.Option(100, help="Number of test images."),
+    seed: int = typer.Option(3000, help="Latent stream of the test scenes (apart from pools and datasets)."),
+) -> None:
+    """Render a "real" annotated test set: crisp renderer images (not GAN-made) with LabelMe files."""
+    from dgan_al.workflows.toy_real_test import make_real_test
+
+    with progress_bars() as report:
+        result = make_real_test(folder, n, seed, progress=report)
+    console.print(f"{result.written} test images with LabelMe files in {result.folder}")
+    console.print("classes present in: " + ", ".join(f"{c} {p:.0%}" for c, p in result.class_presence.items()))
+    console.print(f"Next: [bold]dgan-al evaluate --dataset DATA --test {folder}[/]")

@@ -92,10 +92,10 @@ class AnnotationStore:
         """The class-id mask of an annotation: uint8 [H,W]."""
         return np.array(Image.open(self.mask_path(id)))
 
-    def set_hash(self) -> str:
-        """Identity of the current annotation set: changes when any annotation is added, edited, removed."""
+    def set_hash(self, ids: list[str] | None = None) -> str:
+        """Identity of the annotation set (default: all): changes when any annotation is added, edited, removed."""
         h = hashlib.sha256()
-        for id in self.ids():
+        for id in sorted(ids) if ids is not None else self.ids():
             r = self.records[id]
             h.update(f"{id}:{r.json_sha256}:{r.mask_sha256};".encode())
         return h.hexdigest()[:16]

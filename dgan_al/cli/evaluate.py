@@ -1,0 +1,115 @@
+"""`evaluate`: cross-validated interpreter quality per round, and the paper's downstream test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from dgan_al.cli.app import app, console, handles_user_errors
+from dgan_al.cli.progress import progress_bars
+from dgan_al.errors import UserError
+
+
+@app.command("evaluate")
+@handles_user_errors
+def evaluate_command(
+    dataset: Optional[Path] = typer.Option(None, help="A built dataset (build-dataset --out) to train a segmenter on."),
+    test: Optional[Path] = typer.Option(None, help="Real test images with LabelMe JSON (toy-faces: dgan-al toy real-test)."),
+    model: str = typer.Option("compact", help="Downstream network: compact (CPU-friendly U-Net) or deeplabv3 (needs torchvision)."),
+    epochs: int = typer.Option(12, help="Downstream training epochs (each one a checkpoint candidate)."),
+    batch: int = typer.Option(8, help="Downstream batch size (the paper's 8)."),
+    lr: float = typer.Option(1e-3, help="Downstream Adam learning rate (the paper's 1e-3)."),
+    seed: int = typer.Option(0, help="Downstream initialisation, batch order and test folds."),
+    all_rounds: bool = typer.Option(False, "--all-rounds", help="Cross-validate the annotations of every round so far, not only the current set."),
+    folds: int = typer.Option(5, help="Cross-validation folds over the annotated images (leave-one-out below this)."),
+    force: bool = typer.Option(False, "--force", help="Recompute cross-validations already on record."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+) -> None:
+    """How good are the labels: k-fold CV of the interpreter on the annotations; with --dataset and --test,
+    a segmentation network trained on the generated dataset and tested on real images (5-fold protocol)."""
+    from dgan_al.workspace.layout import Workspace
+
+    if (dataset is None) != (test is None):
+        raise typer.BadParameter("give both --dataset DIR and --test DIR (or neither)", param_hint="--dataset/--test")
+    try:
+        ws = Workspace.find(workspace)
+    except UserError:
+        if dataset is None:
+            raise
+        ws = None
+        console.print("[yellow]note:[/] not in a workspace: no cross-validation, only the downstream test")
+    cv = _cross_validation(ws, all_rounds, folds, force, device) if ws is not None else None
+    if dataset is not None:
+        _downstream(dataset, test, model, epochs, batch, lr, seed, device, cv)
+
+
+def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
+    from dgan_al.workflows.cross_validation import cross_validate, evaluation_dir, history, plot_history, round_prefixes
+    from dgan_al.workspace.annotations import AnnotationStore
+    from dgan_al.workspace.lock import WorkspaceLock
+
+    store = AnnotationStore(ws.annotations_dir)
+    if len(store.records) < 2:
+        console.print(f"[yellow]note:[/] {len(store.records)} annotation(s): cross-validation needs 2 or more")
+        return None
+    sets = [ids for _, ids in round_prefixes(store) if len(ids) >= 2] if all_rounds else []
+    sets = [ids for ids in sets if len(ids) < len(store.records)] + [store.ids()]
+    with WorkspaceLock(ws.root, "evaluate"), progress_bars() as report:
+        results = [cross_validate(ws, ids, folds, device, force, progress=report) for ids in sets]
+        runs = history(ws)
+        plot = plot_history(runs, evaluation_dir(ws) / "cv_history.png", ws.config.classes)
+    current = results[-1]
+    table = Table(title="interpreter cross-validation history")
+    for col in ("round", "annotations", "folds", "mIoU", "± std", ""):
+        table.add_column(col, justify="right")
+    for run in runs:
+        note = "now" if run.annotation_set == current.annotation_set else ""
+        table.add_row(f"{run.round:03d}" if run.round is not None else "-", str(run.n_annotations),
+                      str(len(run.folds)), f"{run.summary.miou_mean:.3f}", f"{run.summary.miou_std:.3f}", note)
+    console.print(table)
+    console.print(f"current set: {'on record' if current.reused else f'computed in {current.seconds:.0f} s'}"
+                  f" -> {current.path}")
+    console.print(f"plot: {plot}")
+    return current
+
+
+def _downstream(dataset: Path, test: Path, model: str, epochs: int, batch: int, lr: float, seed: int,
+                device, cv) -> None:
+    from dgan_al.generators import resolve_device
+    from dgan_al.segmenter.train import SegmenterSettings
+    from dgan_al.workflows.downstream import evaluate_downstream
+
+    settings = SegmenterSettings(model=model, epochs=epochs, batch=batch, lr=lr, seed=seed,
+                                 device=str(resolve_device(device or "auto")))
+    with progress_bars() as report:
+        result = evaluate_downstream(dataset, test, settings, progress=report)
+    classes = list(result.summary.classes)
+    table = Table(title=f"downstream: {model} trained on {result.n_train} generated pairs, "
+                        f"tested on {result.n_test} real images")
+    table.add_column("class")
+    table.add_column("IoU (test, 5-fold)", justify="right")
+    if cv is not None:
+        table.add_column("interpreter IoU (CV)", justify="right")
+    downstream_iou = result.summary.class_iou
+    cv_iou = cv.summary.class_iou if cv is not None else None
+    for k, name in enumerate(classes):
+        row = [name, _fmt(downstream_iou[k])]
+        if cv_iou is not None:
+            row.append(_fmt(cv_iou[k]) if k < len(cv_iou) else "-")
+        table.add_row(*row)
+    row = ["mIoU", f"{result.summary.miou_mean:.3f} ± {result.summary.miou_std:.3f}"]
+    if cv is not None:
+        row.append(f"{cv.summary.miou_mean:.3f} ± {cv.summary.miou_std:.3f}")
+    table.add_row(*row, style="bold")
+    console.print(table)
+    console.print(f"epochs chosen by the folds: {result.chosen_epochs}; trained in {result.seconds / 60:.1f} min")
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")
+
+
+def _fmt(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"
