@@ -68,6 +68,7 @@ class ImageScores:
     image_score_top10: torch.Tensor  # float64 [B] mean of the top 10% js values of the scored pixels
     embedding: torch.Tensor  # float32 [B, M*h1] pooled first-layer activations over the scored pixels
     pixels: str  # the pixel set used: "full", "grid:S" or "subset:N"
+    labels: torch.Tensor | None = None  # int64 [B, P] majority vote at those pixels (row-major; see scoring_pixels)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -328,6 +329,7 @@ class PixelEnsemble:
             image_score_top10=image_score_top_fraction(result.js, 0.1).cpu(),
             embedding=self._embedding(result.hidden_mean).cpu(),
             pixels=pixels,
+            labels=result.labels.reshape(result.labels.shape[0], -1).cpu(),
         )
 
     def _embedding(self, hidden_mean: torch.Tensor) -> torch.Tensor:
