@@ -12,6 +12,7 @@ from dgan_al.cli import annotate as _annotate  # noqa: F401  (registers annotate
 from dgan_al.cli import loop as _loop  # noqa: F401  (registers init, next-round, status, remove)
 from dgan_al.cli import dataset as _dataset  # noqa: F401  (registers build-dataset)
 from dgan_al.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate)
+from dgan_al.cli import simulate as _simulate  # noqa: F401  (registers simulate)
 
 
 def main() -> None:
