@@ -146,6 +146,9 @@ def test_trains_an_interpreter_when_no_round_matches_the_annotations(workspace, 
     shutil.copytree(workspace, root)
     ws = Workspace.find(root)
     oracle_annotate(ws, 1, keep=1)
+    early = build_dataset(ws, tmp_path / "early", 2, chunk=CHUNK)  # the finished file is not imported yet
+    assert any("1 finished annotation file(s)" in m and "not imported" in m for m in early.messages)
+    assert not early.trained  # round 001's interpreter still matches the imported set
     store = AnnotationStore(ws.annotations_dir)
     import_annotations(ws, store)
     assert len(store.records) == 2

@@ -44,6 +44,7 @@ from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, overlay, save_mask_png
 from dgan_al.workflows.interpreter import round_interpreter, train_on_annotations
+from dgan_al.workflows.status import workspace_status
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
 from dgan_al.workspace.lock import WorkspaceLock
@@ -150,6 +151,11 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     if settings.get("annotation_set") != store.set_hash():
         result.messages.append("the annotations changed since this dataset was started: it goes on with the "
                                "interpreter it started with (use a new --out for one trained on them)")
+    waiting = sum(r.done - r.imported for r in workspace_status(ws).rounds)
+    if waiting and not (out / SETTINGS_FILE).is_file():  # a new dataset
+        result.messages.append(f"{waiting} finished annotation file(s) in the round folders are not imported yet: "
+                               f"this dataset uses the {len(store.records)} imported ones (run `dgan-al next-round` "
+                               "first to include them)")
     settings.setdefault("annotation_set", store.set_hash())
     settings.setdefault("n_annotations", len(store.records))
     atomic_write_json(out / SETTINGS_FILE, settings)
