@@ -10,23 +10,11 @@ from pathlib import Path
 
 import torch
 
+from dgan_al.device import resolve_device
 from dgan_al.errors import UserError
 from dgan_al.generators.protocol import Generator, LabelGeometry, Synthesis, sample_latents
 
 BUILTIN = ("toy-faces",)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}", fix="use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but CUDA is not available here", fix="use --device cpu")
-    return dev
 
 
 def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: int | None = None,

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from dgan_al.device import resolve_device
 from dgan_al.errors import UserError
 from dgan_al.generators.protocol import LabelGeometry
 from dgan_al.interpreter.inference import (
@@ -69,13 +70,6 @@ class ImageScores:
     embedding: torch.Tensor  # float32 [B, M*h1] pooled first-layer activations over the scored pixels
     pixels: str  # the pixel set used: "full", "grid:S" or "subset:N"
     labels: torch.Tensor | None = None  # int64 [B, P] majority vote at those pixels (row-major; see scoring_pixels)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; anything else as ``torch.device`` reads it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def scoring_pixels(pixels: str, size: tuple[int, int], seed: int = 0) -> tuple[str, torch.Tensor, torch.Tensor]:
