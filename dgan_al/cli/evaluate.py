@@ -19,7 +19,7 @@ def evaluate_command(
     dataset: Optional[Path] = typer.Option(None, help="A built dataset (build-dataset --out) to train a segmenter on."),
     test: Optional[Path] = typer.Option(None, help="Real test images with LabelMe JSON (toy-faces: dgan-al toy real-test)."),
     model: str = typer.Option("compact", help="Downstream network: compact (CPU-friendly U-Net) or deeplabv3 (needs torchvision)."),
-    epochs: int = typer.Option(12, help="Downstream training epochs (each one a checkpoint candidate)."),
+    epochs: int = typer.Option(20, help="Downstream training epochs (each one a checkpoint candidate; the paper's 20)."),
     batch: int = typer.Option(8, help="Downstream batch size (the paper's 8)."),
     lr: float = typer.Option(1e-3, help="Downstream Adam learning rate (the paper's 1e-3)."),
     seed: int = typer.Option(0, help="Downstream initialisation, batch order and test folds."),
@@ -27,6 +27,7 @@ def evaluate_command(
     folds: int = typer.Option(5, help="Cross-validation folds over the annotated images (leave-one-out below this)."),
     force: bool = typer.Option(False, "--force", help="Recompute cross-validations already on record."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads for the downstream training (1 is fastest on a busy machine)."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
     """How good are the labels: k-fold CV of the interpreter on the annotations; with --dataset and --test,
@@ -44,7 +45,7 @@ def evaluate_command(
         console.print("[yellow]note:[/] not in a workspace: no cross-validation, only the downstream test")
     cv = _cross_validation(ws, all_rounds, folds, force, device) if ws is not None else None
     if dataset is not None:
-        _downstream(dataset, test, model, epochs, batch, lr, seed, device, cv)
+        _downstream(dataset, test, model, epochs, batch, lr, seed, device, threads, cv)
 
 
 def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
@@ -78,13 +79,13 @@ def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
 
 
 def _downstream(dataset: Path, test: Path, model: str, epochs: int, batch: int, lr: float, seed: int,
-                device, cv) -> None:
-    from dgan_al.generators import resolve_device
+                device, threads, cv) -> None:
+    from dgan_al.device import resolve_device
     from dgan_al.segmenter.train import SegmenterSettings
     from dgan_al.workflows.downstream import evaluate_downstream
 
     settings = SegmenterSettings(model=model, epochs=epochs, batch=batch, lr=lr, seed=seed,
-                                 device=str(resolve_device(device or "auto")))
+                                 device=str(resolve_device(device or "auto")), threads=threads)
     with progress_bars() as report:
         result = evaluate_downstream(dataset, test, settings, progress=report)
     classes = list(result.summary.classes)

@@ -8,16 +8,28 @@ for any H, W >= 1. The ``Segmenter`` normalises its input itself (ImageNet chann
 convention of torchvision's backbones), so a trained model needs nothing besides its weights, and the
 trainer and the predictor feed it the same thing: ``uint8 / 255``.
 
-The compact network (``CompactUNet``) is a small U-Net (Ronneberger et al. 2015) with BatchNorm:
+The compact network (``CompactUNet``) is a small U-Net (Ronneberger et al. 2015) with BatchNorm, shaped
+to train in minutes on a CPU: it works from half resolution up (full-resolution convs with few channels
+are the slowest convs there are on a CPU) and its decoder adds the skips instead of concatenating them
+(as LinkNet / FPN do), which spends the compute on width instead:
 
-    level 0  (H,    W)     ConvBlock(3 -> w)          -------------------- skip --> concat -> ConvBlock(2w -> w) -> 1x1 conv -> K
-    level 1  (H/2,  W/2)   maxpool, ConvBlock(w -> 2w)   ---- skip --> concat -> ConvBlock(4w -> 2w) -> up
-    ...
-    level d  (H/2^d, ...)  maxpool, ConvBlock(2^(d-1)w -> 2^d w)  (the bottleneck) -> up
+    stem     pixel_unshuffle(2): [B, 3, H, W] -> [B, 12, H/2, W/2]    (lossless: each 2x2 patch -> 12 channels)
+    level 0  (H/2, W/2)        ConvBlock(12 -> w)                      ------------- skip -------------+
+    level 1  (H/4, W/4)        maxpool, ConvBlock(w -> 2w)              ------ skip ------+              |
+    ...                                                                                   |              |
+    level d  (H/2^(d+1), ...)  maxpool, ConvBlock(2^(d-1) w -> 2^d w)  -> Up(4w -> 2w) -> Up(2w -> w) -> head
+    head     1x1 conv (w -> 4K), pixel_shuffle(2): [B, 4K, H/2, W/2] -> logits [B, K, H, W]
 
-where ConvBlock = two (3x3 conv, BatchNorm, ReLU) and "up" is a bilinear x2 upsample followed by a 1x1
-conv that halves the channels. Inputs whose size is not a multiple of 2^d are padded on the bottom and
-right (edge pixels repeated) and the logits are cropped back, so any size works.
+ConvBlock = two (3x3 conv, BatchNorm, ReLU). Up = bilinear x2 upsample, 1x1 conv halving the channels,
+plus the skip, one (3x3 conv, BatchNorm, ReLU). The head is a sub-pixel convolution (Shi et al. 2016):
+each half-resolution position predicts the logits of its own 2x2 pixels, so the output keeps
+full-resolution detail. Inputs whose size is not a multiple of the total stride 2^(d+1) are padded on the
+bottom and right (edge pixels repeated) and the logits are cropped back, so any size works.
+
+Defaults (width 32, depth 3; 1.4 M parameters) were chosen on toy-faces at 128 px: at equal CPU time
+this beat a width-16 / width-24 U-Net with concatenated skips and two convs per decoder level (6 epochs
+on 1000 rendered faces, mIoU on 200 others: 0.60 against 0.42 / 0.52). With the default 20 epochs it
+reaches 0.86 there (5-fold protocol on 100 rendered test faces; same domain, no GAN gap).
 """
 
 from __future__ import annotations
@@ -39,12 +51,12 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class CompactUNetConfig:
-    """Shape of the compact U-Net. The defaults are sized to train 1000 images of 128 px on 2 CPU cores
-    in minutes (see the report in ``benchmarks/segmenter_speed.py``)."""
+    """Shape of the compact U-Net. The defaults train 1000 pairs of 128 px in ~32 s per epoch on one
+    CPU thread here (``benchmarks/segmenter_speed.py`` measures it)."""
 
     n_classes: int
-    width: int = 16  # channels at full resolution; doubled at every level down
-    depth: int = 4  # number of x2 downsamplings; inputs are padded to a multiple of 2**depth
+    width: int = 32  # channels at level 0 (half resolution); doubled at every level down
+    depth: int = 3  # max-pool levels below level 0; inputs are padded to a multiple of 2**(depth + 1)
 
 
 class ConvBlock(nn.Module):
@@ -66,7 +78,7 @@ class ConvBlock(nn.Module):
 
 
 class Up(nn.Module):
-    """Bilinear x2 upsample, 1x1 conv to halve the channels, concat the skip, ConvBlock.
+    """Bilinear x2 upsample, 1x1 conv to halve the channels, add the skip, 3x3 conv -> BatchNorm -> ReLU.
 
     ``x [B, 2C, h, w], skip [B, C, 2h, 2w] -> [B, C, 2h, 2w]``.
     """
@@ -74,12 +86,15 @@ class Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.reduce = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.block = ConvBlock(2 * out_channels, out_channels)
+        self.mix = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.reduce(x)
-        return self.block(torch.cat([skip, x], dim=1))
+        return self.mix(self.reduce(x) + skip)
 
 
 class CompactUNet(nn.Module):
@@ -88,28 +103,29 @@ class CompactUNet(nn.Module):
     def __init__(self, config: CompactUNetConfig):
         super().__init__()
         self.config = config
-        widths = [config.width * 2**level for level in range(config.depth + 1)]  # e.g. 16, 32, 64, 128, 256
-        self.stride = 2**config.depth
-        self.down = nn.ModuleList([ConvBlock(3, widths[0])])
+        widths = [config.width * 2**level for level in range(config.depth + 1)]  # e.g. 32, 64, 128, 256
+        self.stride = 2 ** (config.depth + 1)  # the stem halves, then each level halves again
+        self.down = nn.ModuleList([ConvBlock(3 * 4, widths[0])])
         self.down.extend(ConvBlock(widths[i - 1], widths[i]) for i in range(1, len(widths)))
         self.up = nn.ModuleList(Up(widths[i], widths[i - 1]) for i in range(len(widths) - 1, 0, -1))
-        self.head = nn.Conv2d(widths[0], config.n_classes, 1)
+        self.head = nn.Conv2d(widths[0], 4 * config.n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         pad_bottom, pad_right = -height % self.stride, -width % self.stride
         if pad_bottom or pad_right:
             x = F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
+        x = F.pixel_unshuffle(x, 2)  # [B, 12, H/2, W/2]
         skips = []
         for level, block in enumerate(self.down):
             if level > 0:
                 x = F.max_pool2d(x, 2)  # [B, C, h/2, w/2]
             x = block(x)
             skips.append(x)
-        x = skips.pop()  # the bottleneck, [B, C_d, H/2^d, W/2^d]
+        x = skips.pop()  # the bottleneck, [B, 2^d w, H/2^(d+1), W/2^(d+1)]
         for up in self.up:
-            x = up(x, skips.pop())
-        logits = self.head(x)  # [B, K, H_padded, W_padded]
+            x = up(x, skips.pop())  # [B, w, H/2, W/2] after the last one
+        logits = F.pixel_shuffle(self.head(x), 2)  # [B, K, H_padded, W_padded]
         return logits[..., :height, :width]
 
 
@@ -120,10 +136,11 @@ class DeepLabV3Logits(nn.Module):
         super().__init__()
         try:
             from torchvision.models.segmentation import deeplabv3_resnet50
-        except ImportError as error:
+        except (ImportError, RuntimeError) as error:  # RuntimeError: a torchvision built for another torch
             raise UserError(
-                f"--model deeplabv3 needs torchvision, which is not importable ({error})",
-                fix=f"pip install torchvision built for your torch {torch.__version__}, or use --model compact",
+                f"the deeplabv3 segmenter needs torchvision, which is not importable ({error})",
+                fix=f"pip install torchvision, the release built for your torch {torch.__version__}; "
+                "or use the compact model",
             ) from None
         self.net = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=n_classes, aux_loss=False)
 
