@@ -40,7 +40,7 @@ def reference(workspace, tmp_path_factory) -> Path:
     """One uninterrupted, unsharded build: what every other way of building must reproduce."""
     out = tmp_path_factory.mktemp("data") / "ref"
     result = build_dataset(Workspace.find(workspace), out, SIZE, filter_fraction=0.2, chunk=CHUNK)
-    assert result.chunks_computed == 4 and result.merge is not None
+    assert result.chunks_computed == 4 and result.merge is not None and result.messages == []
     return out
 
 
@@ -155,7 +155,11 @@ def test_trains_an_interpreter_when_no_round_matches_the_annotations(workspace, 
     result = build_dataset(ws, tmp_path / "data", 4, chunk=CHUNK)
     assert result.trained and "trained now on all 2 annotations" in result.interpreter_source
     again = build_dataset(Workspace.find(root), tmp_path / "data", 4, chunk=CHUNK)
-    assert not again.trained and again.chunks_reused == 1
+    assert not again.trained and again.chunks_reused == 1 and again.messages == []
+    changed = AnnotationStore(ws.annotations_dir)
+    changed.remove([i for i in changed.ids() if i != "mean"][0])  # `dgan-al remove`: the set changes
+    pinned = build_dataset(Workspace.find(root), tmp_path / "data", 4, chunk=CHUNK)
+    assert not pinned.trained and any("annotations changed" in m for m in pinned.messages)
 
 
 def test_bad_invocations_exit_2_and_touch_nothing(workspace, reference, tmp_path):

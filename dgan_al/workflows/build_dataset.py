@@ -148,7 +148,7 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     settings = _settings(out, generator, cfg.classes, size, seed, interpreter_sha, cfg.selection.score,
                          ws.generator_spec(), chunk)
     result = BuildResult(out, shard, source, trained)
-    if settings.get("annotation_set") != store.set_hash():
+    if settings.get("annotation_set", store.set_hash()) != store.set_hash():
         result.messages.append("the annotations changed since this dataset was started: it goes on with the "
                                "interpreter it started with (use a new --out for one trained on them)")
     waiting = sum(r.done - r.imported for r in workspace_status(ws).rounds)
