@@ -33,11 +33,11 @@ class PoolSettings:
 
 @dataclass
 class SelectionSettings:
-    skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures)
+    skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures; simulate: better than 0)
     band: float = 0.10  # then keep this fraction just below it
     centers: int = 12  # k-center greedy picks this many images from the band
     annotate: int = 6  # the annotator annotates the most realistic this many of them
-    embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features) or "w"
+    embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features; simulate: better than w) or "w"
     score: str = "sum"  # image score: "sum" of pixel JS (paper) or "top10" (mean of the top 10% pixels)
     score_pixels: str = "auto"  # pixels for the image score: "auto" (full on a GPU, the measured grid on a CPU), "full", "grid:N", "subset:N"
 
