@@ -55,18 +55,18 @@ def simulate_command(
     summary = result.summary
     points = next(iter(summary.values()))["n_annotations"]
     table = Table(title=f"test mIoU (mean ± std over {repeats} repeat(s)) by annotated images")
-    table.add_column("strategy")
+    table.add_column("strategy", no_wrap=True)
     for n in points:
         table.add_column(str(n), justify="right")
     for strategy, entry in summary.items():
-        table.add_row(strategy, *(f"{m:.3f} ± {s:.3f}" for m, s in zip(entry["test_mean"], entry["test_std"])))
+        table.add_row(strategy, *(f"{m:.3f}±{s:.3f}" for m, s in zip(entry["test_mean"], entry["test_std"])))
     console.print(table)
     val = Table(title="validation mIoU (for choosing settings)")
-    val.add_column("strategy")
+    val.add_column("strategy", no_wrap=True)
     for n in points:
         val.add_column(str(n), justify="right")
     for strategy, entry in summary.items():
-        val.add_row(strategy, *(f"{m:.3f} ± {s:.3f}" for m, s in zip(entry["val_mean"], entry["val_std"])))
+        val.add_row(strategy, *(f"{m:.3f}±{s:.3f}" for m, s in zip(entry["val_mean"], entry["val_std"])))
     console.print(val)
     if result.reused:
         console.print(f"{result.reused} run(s) were already finished in {out} and reused")
