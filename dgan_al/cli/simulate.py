@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
@@ -54,21 +55,27 @@ def simulate_command(
         result = simulate(out, settings, progress=report)
     summary = result.summary
     points = next(iter(summary.values()))["n_annotations"]
-    table = Table(title=f"test mIoU (mean ± std over {repeats} repeat(s)) by annotated images")
+    table = Table(title=f"test mIoU (mean ± std over {repeats} repeat(s)) by annotated images",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("strategy", no_wrap=True)
     for n in points:
-        table.add_column(str(n), justify="right")
+        table.add_column(str(n), justify="right", no_wrap=True, min_width=10)
     for strategy, entry in summary.items():
-        table.add_row(strategy, *(f"{m:.3f}±{s:.3f}" for m, s in zip(entry["test_mean"], entry["test_std"])))
+        table.add_row(strategy, *(_cell(m, s) for m, s in zip(entry["test_mean"], entry["test_std"])))
     console.print(table)
-    val = Table(title="validation mIoU (for choosing settings)")
+    val = Table(title="validation mIoU (for choosing settings)", box=box.SIMPLE_HEAD, padding=(0, 1))
     val.add_column("strategy", no_wrap=True)
     for n in points:
-        val.add_column(str(n), justify="right")
+        val.add_column(str(n), justify="right", no_wrap=True, min_width=10)
     for strategy, entry in summary.items():
-        val.add_row(strategy, *(f"{m:.3f}±{s:.3f}" for m, s in zip(entry["val_mean"], entry["val_std"])))
+        val.add_row(strategy, *(_cell(m, s) for m, s in zip(entry["val_mean"], entry["val_std"])))
     console.print(val)
     if result.reused:
         console.print(f"{result.reused} run(s) were already finished in {out} and reused")
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
+
+
+def _cell(mean: float, std: float) -> str:
+    """"0.237±.002": mean and standard deviation, narrow enough for five columns in 80."""
+    return f"{mean:.3f}±{std:.3f}".replace("±0.", "±.")

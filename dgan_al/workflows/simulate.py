@@ -184,6 +184,7 @@ def simulate(out: Path, settings: SimulateSettings, progress: ProgressCallback =
             atomic_write_json(_run_path(out, repeat, strategy), run)
             result.runs.append(run)
             progress("simulating (strategy rounds)", step, total)
+    progress("simulating (strategy rounds)", total, total)
     result.summary = summarize(result.runs, settings)
     atomic_write_json(out / "simulate.json", {"settings": wanted, "summary": result.summary, "runs": result.runs})
     plot_simulation(result.summary, out / "simulate.png", settings)
