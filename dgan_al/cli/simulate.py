@@ -54,26 +54,23 @@ def simulate_command(
     with progress_bars() as report:
         result = simulate(out, settings, progress=report)
     summary = result.summary
-    points = next(iter(summary.values()))["n_annotations"]
-    table = Table(title=f"test mIoU (mean ± std over {repeats} repeat(s)) by annotated images",
-                  box=box.SIMPLE_HEAD, padding=(0, 1))
-    table.add_column("strategy", no_wrap=True)
-    for n in points:
-        table.add_column(str(n), justify="right", no_wrap=True, min_width=10)
-    for strategy, entry in summary.items():
-        table.add_row(strategy, *(_cell(m, s) for m, s in zip(entry["test_mean"], entry["test_std"])))
-    console.print(table)
-    val = Table(title="validation mIoU (for choosing settings)", box=box.SIMPLE_HEAD, padding=(0, 1))
-    val.add_column("strategy", no_wrap=True)
-    for n in points:
-        val.add_column(str(n), justify="right", no_wrap=True, min_width=10)
-    for strategy, entry in summary.items():
-        val.add_row(strategy, *(_cell(m, s) for m, s in zip(entry["val_mean"], entry["val_std"])))
-    console.print(val)
+    console.print(_table(f"test mIoU (mean ± std over {repeats} repeat(s)) by annotated images", summary, "test"))
+    console.print(_table("validation mIoU (for choosing settings)", summary, "val"))
     if result.reused:
         console.print(f"{result.reused} run(s) were already finished in {out} and reused")
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
+
+
+def _table(title: str, summary: dict, split: str) -> Table:
+    """Strategies (rows) x numbers of annotated images (columns): mean ± std of mIoU on ``split``."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("strategy", no_wrap=True)
+    for n in next(iter(summary.values()))["n_annotations"]:
+        table.add_column(str(n), justify="right", no_wrap=True, min_width=10)
+    for strategy, entry in summary.items():
+        table.add_row(strategy, *(_cell(m, s) for m, s in zip(entry[f"{split}_mean"], entry[f"{split}_std"])))
+    return table
 
 
 def _cell(mean: float, std: float) -> str:

@@ -22,6 +22,7 @@ from dgan_al.files import atomic_write_json
 from dgan_al.generators import resolve_device
 from dgan_al.metrics import FoldSummary, confusion_matrix, k_folds, mean_iou, summarize_folds
 from dgan_al.progress import ProgressCallback, silent
+from dgan_al.report.figures import pyplot, save_figure
 from dgan_al.workflows.features import cached_features, load_maps
 from dgan_al.workflows.interpreter import annotation_latents, train_on_annotations
 from dgan_al.workspace.annotations import AnnotationStore
@@ -125,13 +126,7 @@ def history(ws: Workspace) -> list[CrossValidation]:
 
 def plot_history(runs: list[CrossValidation], path: Path, classes: list[str]) -> Path:
     """Left: mIoU ± std against annotated images. Right: per-class IoU of the latest set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dgan_al.files import atomic_write_bytes
-    import io
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100, gridspec_kw={"width_ratios": [1, 1.4]})
     x = [c.n_annotations for c in runs]
@@ -159,9 +154,5 @@ def plot_history(runs: list[CrossValidation], path: Path, classes: list[str]) ->
     right.set_ylabel("IoU")
     right.set_title(f"per class, {latest.n_annotations} annotations (mIoU {latest.summary.miou_mean:.3f})")
     right.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
     return path

@@ -30,6 +30,7 @@ from dgan_al.files import atomic_write_bytes, atomic_write_json
 from dgan_al.labelme import LabelMeError, rasterize, read_image, read_labelme
 from dgan_al.metrics import FoldSummary, k_folds, mean_iou, select_and_score, summarize_folds
 from dgan_al.progress import ProgressCallback, silent
+from dgan_al.report.figures import pyplot, save_figure
 from dgan_al.segmenter.train import SegmenterSettings, train_segmenter
 
 TEST_FOLDS = 5
@@ -142,10 +143,7 @@ def evaluate_downstream(dataset: Path, test: Path, settings: SegmenterSettings, 
 
 def plot_downstream(result: DownstreamResult, classes: list[str], path: Path) -> None:
     """Left: training loss and test mIoU per epoch. Right: per-class IoU (mean ± std over the folds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100, gridspec_kw={"width_ratios": [1, 1.4]})
     epochs = np.arange(1, len(result.losses) + 1)
@@ -167,11 +165,7 @@ def plot_downstream(result: DownstreamResult, classes: list[str], path: Path) ->
     title = f"per class; mIoU {result.summary.miou_mean:.3f} ± {result.summary.miou_std:.3f} ({TEST_FOLDS} folds)"
     right.set_title(title, fontsize=10)
     right.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def read_downstream(dataset: Path) -> dict | None:

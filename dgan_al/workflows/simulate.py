@@ -47,6 +47,7 @@ from dgan_al.interpreter.bilinear import interpolation_matrix
 from dgan_al.interpreter.ensemble import scoring_pixels
 from dgan_al.metrics import confusion_matrix, iou_per_class, mean_iou
 from dgan_al.progress import ProgressCallback, silent
+from dgan_al.report.figures import pyplot, save_figure
 from dgan_al.selection import k_center_greedy, uncertainty_band
 from dgan_al.workflows.export import ExportItem, export_round
 from dgan_al.workflows.features import cached_features, load_maps
@@ -452,14 +453,7 @@ def table_text(summary: dict) -> str:
 
 
 def plot_simulation(summary: dict, path: Path, settings: SimulateSettings) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dgan_al.files import atomic_write_bytes
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100, gridspec_kw={"width_ratios": [1, 1.3]})
     for strategy, entry in summary.items():
@@ -481,8 +475,4 @@ def plot_simulation(summary: dict, path: Path, settings: SimulateSettings) -> No
     right.set_ylabel("IoU")
     right.set_title("per class after the last round (test)")
     right.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

@@ -201,11 +201,9 @@ def export_weights(model: StyleGAN2, path: Path, info: dict) -> None:
 
 
 def plot_loss(history: list[tuple[int, float]], path: Path, held_out_psnr: float | None = None) -> None:
-    import matplotlib
+    from dgan_al.report.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     if history:
         steps, losses = zip(*history)
@@ -218,6 +216,4 @@ def plot_loss(history: list[tuple[int, float]], path: Path, held_out_psnr: float
         title += f" - held-out PSNR {held_out_psnr:.2f} dB"
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
