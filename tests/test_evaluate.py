@@ -77,6 +77,9 @@ def test_evaluate_cli_writes_history_plot_and_refuses_half_options(annotated, tm
     assert result.exit_code == 0, result.output
     assert "cross-validation history" in result.output
     assert Image.open(root / "rounds" / "evaluation" / "cv_history.png").size[0] > 500
+    status = runner.invoke(app, ["status", "-w", str(root)])
+    said = " ".join(status.output.split())  # rich wraps long lines
+    assert "cross-validated mIoU" in said and "on 4 annotations (the current annotations)" in said
     result = runner.invoke(app, ["evaluate", "-w", str(root), "--dataset", str(tmp_path)])
     assert result.exit_code == 2 and "--test" in result.output
 

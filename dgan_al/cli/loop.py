@@ -124,6 +124,8 @@ def status_command(
                        str(r.pending), "-" if median is None else f"{median:.1f}")
     console.print(rounds)
     console.print(class_table("annotations per class", st.class_totals))
+    if st.evaluation:
+        console.print(st.evaluation)
     console.print(f"next: {st.next_step}")
 
 

@@ -35,6 +35,7 @@ class WorkspaceStatus:
     removed: int
     rounds: list[RoundStatus]
     next_step: str
+    evaluation: str = ""  # the latest cross-validation on record, in words
 
 
 def workspace_status(ws: Workspace) -> WorkspaceStatus:
@@ -81,4 +82,22 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
     else:
         step = "run `dgan-al next-round`, or build the dataset: `dgan-al build-dataset`"
     return WorkspaceStatus(str(ws.root), ws.config.generator.spec, list(ws.config.classes), len(store.records),
-                           store.class_totals(ws.config.classes), len(store.skipped), len(store.removed), rounds, step)
+                           store.class_totals(ws.config.classes), len(store.skipped), len(store.removed), rounds, step,
+                           _evaluation(ws, store))
+
+
+def _evaluation(ws: Workspace, store: AnnotationStore) -> str:
+    from dgan_al.workflows.cross_validation import history
+
+    runs = history(ws)
+    current = store.set_hash()
+    if not runs:
+        return "no cross-validation yet: `dgan-al evaluate` measures the interpreter" if len(store.records) >= 2 else ""
+    last = next((r for r in runs if r.annotation_set == current), None)
+    if last is None:
+        last = runs[-1]
+        tail = " (before the latest annotations: `dgan-al evaluate` to update)"
+    else:
+        tail = " (the current annotations)"
+    return (f"interpreter cross-validated mIoU {last.summary.miou_mean:.3f} ± {last.summary.miou_std:.3f} on "
+            f"{last.n_annotations} annotations{tail}")
