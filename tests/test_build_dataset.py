@@ -15,11 +15,10 @@ from dgan_al.errors import UserError
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.workflows.build_dataset import build_dataset, dataset_latents, merge_dataset
 from dgan_al.workflows.importing import import_annotations
-from dgan_al.workflows.next_round import next_round
 from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
-from workspaces import make_workspace, snapshot
+from workspaces import after_first_round, snapshot
 
 runner = CliRunner()
 SIZE, CHUNK = 21, 6  # 4 chunks, the last one short
@@ -29,9 +28,7 @@ SIZE, CHUNK = 21, 6  # 4 chunks, the last one short
 def workspace(tmp_path_factory) -> Path:
     """A workspace whose round 001 interpreter was trained on its one annotation (the mean image)."""
     root = tmp_path_factory.mktemp("ws") / "faces"
-    ws = make_workspace(root, pool_size=40)
-    oracle_annotate(ws, 0)
-    next_round(Workspace.find(root))
+    after_first_round(root, pool_size=40)
     return root
 
 

@@ -18,12 +18,11 @@ from dgan_al.workflows.build_dataset import build_dataset
 from dgan_al.workflows.cross_validation import cross_validate, history, round_prefixes
 from dgan_al.workflows.downstream import evaluate_downstream, read_test_set
 from dgan_al.workflows.importing import import_annotations
-from dgan_al.workflows.next_round import next_round
 from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workflows.toy_real_test import make_real_test
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
-from workspaces import make_workspace, snapshot
+from workspaces import after_first_round, snapshot
 
 runner = CliRunner()
 
@@ -32,10 +31,8 @@ runner = CliRunner()
 def annotated(tmp_path_factory) -> Path:
     """Mean image (round 0) + 3 oracle annotations from round 1: 4 annotations over 2 rounds."""
     root = tmp_path_factory.mktemp("ws") / "faces"
-    ws = make_workspace(root, pool_size=40)
-    oracle_annotate(ws, 0)
-    next_round(Workspace.find(root))
-    oracle_annotate(Workspace.find(root), 1, keep=3)
+    ws = after_first_round(root, pool_size=40)
+    oracle_annotate(ws, 1, keep=3)
     import_annotations(Workspace.find(root), AnnotationStore(ws.annotations_dir))
     return root
 

@@ -22,3 +22,14 @@ def make_workspace(path: Path, pool_size: int = 48, **edits) -> Workspace:
 
 def snapshot(*folders: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def after_first_round(path: Path, pool_size: int = 48) -> Workspace:
+    """A small workspace after init -> the oracle annotates round 000 -> next-round (round 001 exported)."""
+    from dgan_al.workflows.next_round import next_round
+    from dgan_al.workflows.oracle import oracle_annotate
+
+    ws = make_workspace(path, pool_size=pool_size)
+    oracle_annotate(ws, 0)
+    next_round(Workspace.find(path))
+    return Workspace.find(path)

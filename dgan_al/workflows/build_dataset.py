@@ -43,7 +43,7 @@ from dgan_al.generators import resolve_device
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, overlay, save_mask_png
-from dgan_al.workflows.interpreter import round_interpreter, train_on_annotations
+from dgan_al.workflows.interpreter import INTERPRETER_FILE, round_interpreter, train_on_annotations
 from dgan_al.workflows.status import workspace_status
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
@@ -54,7 +54,6 @@ DATASET_VERSION = 1
 DATASET_STREAM = 0x64617461  # "data": the first entropy word of every dataset latent
 CHUNK = 64
 SETTINGS_FILE = "dataset.json"
-INTERPRETER_FILE = "interpreter.pt"
 
 
 def dataset_latents(z_dim: int, seed: int, start: int, n: int) -> torch.Tensor:
