@@ -225,8 +225,12 @@ def _zero_insert(x):
     return out
 
 
-def reference_forward(sd, ws, size, n_mlp=None):
-    """ws [B, num_ws, w_dim] -> (image [B,3,size,size], feature taps), one sample at a time."""
+def reference_forward(sd, ws, size, n_mlp=None, conv_clamp=None):
+    """ws [B, num_ws, w_dim] -> (image [B,3,size,size], feature taps), one sample at a time.
+
+    ``conv_clamp`` as stylegan2-ada: conv outputs are clamped to +-conv_clamp after the sqrt 2 activation
+    gain, toRGB outputs to +-conv_clamp before they are added to the upsampled skip image."""
+    clamp = (lambda t: t.clamp(-conv_clamp, conv_clamp)) if conv_clamp is not None else (lambda t: t)
     log_size = int(math.log2(size))
     blur = _blur_kernel()
     images, feats_all = [], []
@@ -250,10 +254,10 @@ def reference_forward(sd, ws, size, n_mlp=None):
         def styled(x, prefix, wv, noise, up=False):
             x = modconv(x, prefix, wv, up=up)
             x = x + sd[f"{prefix}.noise.weight"] * noise
-            return F.leaky_relu(x + sd[f"{prefix}.activate.bias"][None, :, None, None], 0.2) * math.sqrt(2)
+            return clamp(F.leaky_relu(x + sd[f"{prefix}.activate.bias"][None, :, None, None], 0.2) * math.sqrt(2))
 
         def torgb(x, prefix, wv, skip):
-            y = modconv(x, prefix, wv, demod=False) + sd[f"{prefix}.bias"]
+            y = clamp(modconv(x, prefix, wv, demod=False) + sd[f"{prefix}.bias"])
             if skip is not None:
                 up = torch.zeros(1, 3, skip.shape[2] * 2, skip.shape[3] * 2)
                 up[:, :, ::2, ::2] = skip

@@ -193,8 +193,8 @@ class SynthesisLayer(nn.Module):
         x = self.conv(x, w)
         x = x + self.noise_const * self.noise_strength
         x = F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * SQRT2
-        if self.conv_clamp is not None:
-            x = x.clamp(-self.conv_clamp * SQRT2, self.conv_clamp * SQRT2)
+        if self.conv_clamp is not None:  # after the activation gain, as stylegan2-ada's bias_act(clamp=...)
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
         return x
 
 
@@ -402,6 +402,9 @@ class StyleGAN2Generator:
             "mapping layers": self.config.mapping_layers,
             "channels per resolution": ", ".join(
                 f"{r}:{c}" for r, c in zip(self.config.resolutions, self.config.channels)
+            ),
+            "channels per feature tap": ", ".join(
+                f"{h}px:{c}" for c, (h, _) in zip(self.feature_channels, self.feature_sizes)
             ),
             "conv clamp": self.config.conv_clamp,
             "feature taps": len(self.feature_channels),
