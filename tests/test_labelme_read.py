@@ -169,7 +169,10 @@ CASES = {
     "imageWidth not a number": (set_key("imageWidth", "32"), ["imageWidth must be a positive whole number"]),
     "imageWidth a float": (set_key("imageWidth", 32.0), ["imageWidth must be a positive whole number"]),
     "size mismatch": (set_key("imageHeight", 25), ["is 25x32 but the image img_0001.png is 24x32"]),
+    "imageWidth missing": (drop_key("imageWidth"), ["imageWidth is missing (the image's is 32)"]),
     "imagePath missing": (drop_key("imagePath"), ["imagePath is missing"]),
+    "imagePath empty": (set_key("imagePath", ""), ["imagePath must be a file name"]),
+    "imagePath with a NUL": (set_key("imagePath", "img\x000001.png"), ["imagePath must be a file name"]),
     "imagePath not text": (set_key("imagePath", 7), ["imagePath must be a file name"]),
     "imagePath absolute": (set_key("imagePath", "/tmp/img_0001.png"), ["is absolute"]),
     "imagePath windows drive": (set_key("imagePath", "C:\\data\\img_0001.png"), ["is absolute"]),
@@ -268,6 +271,34 @@ def test_files_that_are_no_json_object(tmp_path, content, expected):
 
 def test_missing_file(tmp_path):
     assert problems_of(tmp_path / "nothing.json") == ["file not found"]
+
+
+def test_a_folder_where_the_file_should_be(tmp_path):
+    folder = tmp_path / "round_001" / "img_0001.json"
+    folder.mkdir(parents=True)
+    assert any(p.startswith("cannot read the file") for p in problems_of(folder))
+
+
+def test_image_path_in_a_symlink_loop(valid):
+    loop = valid.parent / "loop.png"
+    loop.symlink_to(loop)
+    raw = load(valid)
+    raw["imagePath"] = "loop.png"
+    save(valid, raw)
+    problems = problems_of(valid)
+    # Python 3.11 raises on the loop ("cannot be resolved"); 3.13 resolves it to a file that is not there
+    assert any("cannot be resolved" in p or "does not exist" in p for p in problems), problems
+
+
+def test_image_changed_after_the_file_was_read(valid):
+    annotation = read_labelme(valid, CLASSES)
+    valid.with_suffix(".png").write_bytes(b"no longer a png")
+    with pytest.raises(LabelMeError, match="cannot read the image") as caught:
+        read_image(annotation)
+    assert caught.value.path == valid
+    PIL.Image.fromarray(image_pixels(H + 1, W)).save(valid.with_suffix(".png"))
+    with pytest.raises(LabelMeError, match="changed size since it was read"):
+        read_image(annotation)
 
 
 def test_unreadable_image_and_unshowable_mode(valid):

@@ -57,6 +57,7 @@ def test_end_to_end_loop(round1, tmp_path):
         ann = read_labelme(folder / item["json"], ws.config.classes)
         assert not ann.done and ann.extra["dgan_al"]["id"] == item["id"]
         assert item["prefilled_shapes"] == len(ann.shapes) > 0
+        assert item["prefilled_vertices"] == sum(len(shape.points) for shape in ann.shapes)
     assert Image.open(folder / "contact_sheet.png").size[0] > 3 * 128
 
     oracle_annotate(ws, 1, keep=2)  # the expert keeps 2 of the 4

@@ -89,15 +89,17 @@ def next_round_command(
     q = result.quantiles
     console.print("pool image scores (JS sum): " + "  ".join(f"{k} {v:.1f}" for k, v in q.items()))
     chosen = Table(title=f"round {result.round:03d}: chosen for annotation")
-    for col in ("#", "id", "score", "rank", "coreset distance", "pre-filled shapes"):
+    for col in ("#", "id", "score", "rank", "coreset distance", "pre-filled shapes / vertices"):
         chosen.add_column(col, justify="right" if col != "id" else "left")
     for i, item in enumerate(result.chosen):
         dist = item.get("coreset_distance")
         chosen.add_row(str(i + 1), item["id"], f"{item['score']:.1f}", str(item["rank"]),
-                       "-" if dist is None or dist == float("inf") else f"{dist:.2f}", str(item["prefilled_shapes"]))
+                       "-" if dist is None or dist == float("inf") else f"{dist:.2f}",
+                       f"{item['prefilled_shapes']} / {item.get('prefilled_vertices', '-')}")
     console.print(chosen)
     times = "  ".join(f"{k} {v:.0f}s" for k, v in result.times.items())
-    console.print(f"time: {times}  (pool chunks computed {result.chunks_computed}, reused {result.chunks_reused})")
+    console.print(f"time: {times}  (pool chunks computed {result.chunks_computed}, reused {result.chunks_reused}; "
+                  f"feature cache {result.cache_mb_per_image:.1f} MB per annotated image)")
     console.print(f"wrote {result.folder} (contact_sheet.png, selection.json, README.txt)")
     console.print(f"Next: [bold]dgan-al annotate {result.round}[/]  - annotate the "
                   f"{ws.config.selection.annotate} most realistic, tick 'done'; tick 'unrealistic' on the rest.")

@@ -47,7 +47,8 @@ What to do (DatasetGAN's protocol):
   2. {which}{prefill}
      Every pixel you do not cover is background; use the label __ignore__ for pixels to leave out.
   3. Tick the image flag "done" when an image is finished: only "done" files are imported.
-     Tick "unrealistic" on images not worth annotating (GAN failures): they are recorded as skipped.
+     Tick "unrealistic" on images not worth annotating (GAN failures) and on the ones you leave out:
+     they are recorded as skipped, and no file stays pending.
   4. Run `dgan-al next-round` again: it imports what you finished and picks the next images.
 
 Do not rename the files: each image is tied to its latent by its name and checksum.
@@ -83,7 +84,8 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
             records.append({**{k: v for k, v in meta.items() if k not in ("z", "generator", "round")},
                             "coreset_order": item.coreset_order, "coreset_distance": item.coreset_distance,
                             "image": png.name, "image_sha256": sha256_file(png), "json": json_path.name,
-                            "z": meta["z"], "prefilled_shapes": len(shapes), **item.extra})
+                            "z": meta["z"], "prefilled_shapes": len(shapes),
+                            "prefilled_vertices": sum(len(shape["points"]) for shape in shapes), **item.extra})
             panels = [image]
             if pred is not None:
                 labels = pred.labels[j].numpy()

@@ -1,0 +1,1 @@
+"""The workflows behind the commands: init, next-round, import, export, build-dataset, evaluate, simulate."""

@@ -1,0 +1,1 @@
+"""The workspace on disk: its settings file, folder layout, lock and annotation store."""
