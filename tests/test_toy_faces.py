@@ -53,3 +53,24 @@ def test_inspect_toy_faces():
     result = CliRunner().invoke(app, ["inspect-generator", "toy-faces"])
     assert result.exit_code == 0, result.output
     assert "toy-faces" in result.output and "1040" in result.output and "earring" in result.output
+
+
+def test_rescaling_the_mapping_to_another_lr_multiplier_keeps_the_function():
+    """Distillation resumes a checkpoint trained with another mapping lr multiplier: same outputs."""
+    from dgan_al.generators.stylegan2 import StyleGAN2, StyleGAN2Config
+    from dgan_al.generators.toy_faces.distill import rescale_mapping
+
+    small = dict(resolution=16, z_dim=8, w_dim=16, mapping_layers=2, channels=(8, 8, 4))
+    before = StyleGAN2(StyleGAN2Config(**small, mapping_lr_mul=0.1), seed=1)
+    with torch.no_grad():
+        for p in before.mapping.parameters():
+            p.add_(torch.randn_like(p))  # non-trivial biases too
+    after = StyleGAN2(StyleGAN2Config(**small, mapping_lr_mul=1.0), seed=2)
+    after.load_state_dict(rescale_mapping(before.state_dict(), 0.1, 1.0))
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        img_before, _ = before(z)
+        img_after, _ = after(z)
+        assert torch.allclose(before.mapping(z), after.mapping(z), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(img_before, img_after, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(after.mapping.fcs[0].weight, before.mapping.fcs[0].weight)

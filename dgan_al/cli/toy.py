@@ -16,7 +16,8 @@ from dgan_al.cli.progress import progress_bars
 @handles_user_errors
 def distill_command(
     out: Path = typer.Option(Path("runs/toy-distill"), help="Folder for checkpoints, loss.png and toy_faces.pt."),
-    steps: int = typer.Option(9000, help="Training steps (batch 16)."),
+    steps: int = typer.Option(9000, help="Training steps (batch 16); the cosine learning-rate decay spans them."),
+    lr: float = typer.Option(2e-3, help="Peak Adam learning rate."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     n_train: int = typer.Option(40_000, help="Rendered training scenes."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
@@ -28,7 +29,7 @@ def distill_command(
     from dgan_al.generators import resolve_device
     from dgan_al.generators.toy_faces.distill import DistillSettings, distill
 
-    settings = DistillSettings(steps=steps, minutes=minutes, n_train=n_train, seed=seed, threads=threads,
+    settings = DistillSettings(steps=steps, lr=lr, minutes=minutes, n_train=n_train, seed=seed, threads=threads,
                                device=str(resolve_device(device)))
     with progress_bars() as report:
         info = distill(out, settings, resume=resume, progress=report)

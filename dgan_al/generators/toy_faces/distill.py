@@ -28,10 +28,27 @@ TRAIN_SEED = 1_000  # latent streams used for training data, disjoint from pools
 HELD_OUT_SEED = 2_000  # the 200 latents PSNR is reported on
 
 
-def toy_config() -> StyleGAN2Config:
+# The mapping network's learning-rate multiplier. StyleGAN2 uses 0.01 to keep adversarial training
+# stable; distillation is plain regression, and the mapping (z -> scene) is what it has to learn. Resumed
+# from the same step-6000 checkpoint for 400 steps, multiplier 1 lowered the loss about twice as fast as 0.1.
+MAPPING_LR_MUL = 1.0
+FIRST_RUN_MAPPING_LR_MUL = 0.1  # what checkpoints without a recorded multiplier were trained with
+
+
+def toy_config(mapping_lr_mul: float = MAPPING_LR_MUL) -> StyleGAN2Config:
     """The toy-faces generator: 128px, ~1 GFLOP/image, 1040 feature channels."""
-    return StyleGAN2Config(resolution=128, z_dim=32, w_dim=128, mapping_layers=4, mapping_lr_mul=0.1,
+    return StyleGAN2Config(resolution=128, z_dim=32, w_dim=128, mapping_layers=4, mapping_lr_mul=mapping_lr_mul,
                            channels=(128, 128, 128, 64, 48, 24))
+
+
+def rescale_mapping(state: dict, from_lr_mul: float, to_lr_mul: float) -> dict:
+    """A state dict whose mapping layers compute the same function under another lr multiplier.
+
+    Equalised learning rate stores a mapping weight as ``runtime / (lr_mul / sqrt(fan_in))`` and a bias as
+    ``runtime / lr_mul``, so both stored values scale by from/to.
+    """
+    k = from_lr_mul / to_lr_mul
+    return {name: (value * k if name.startswith("mapping.fcs.") else value) for name, value in state.items()}
 
 
 @dataclass
@@ -114,9 +131,16 @@ def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
+        was = float(ckpt.get("mapping_lr_mul", FIRST_RUN_MAPPING_LR_MUL))
+        model.load_state_dict(rescale_mapping(ckpt["model"], was, config.mapping_lr_mul))
+        ema.load_state_dict(rescale_mapping(ckpt["ema"], was, config.mapping_lr_mul))
+        opt_state = ckpt["opt"]
+        if was != config.mapping_lr_mul:  # Adam's moments of the rescaled mapping parameters start afresh
+            names = [name for name, _ in model.named_parameters()]
+            for i, name in enumerate(names):
+                if name.startswith("mapping."):
+                    opt_state["state"].pop(i, None)
+        opt.load_state_dict(opt_state)
         step = int(ckpt["step"])
         history = [tuple(h) for h in ckpt["history"]]
 
@@ -128,8 +152,19 @@ def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False
     gen = torch.Generator().manual_seed(settings.seed + step)
     t0 = time.time()
     running = None
+
+    def save_checkpoint() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "history": history, "mapping_lr_mul": config.mapping_lr_mul}, tmp)
+        tmp.replace(ckpt_path)
+        with open(out_dir / "log.txt", "a") as log:
+            log.write(f"step {step}  loss {running if running is not None else float('nan'):.4f}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
+
+    lr = settings.lr
     while step < settings.steps:
         if settings.minutes is not None and (time.time() - t0) / 60 > settings.minutes:
+            save_checkpoint()  # so that --resume goes on from exactly here
             break
         model.train()
         idx = torch.randint(len(z_train), (settings.batch,), generator=gen)
@@ -154,12 +189,7 @@ def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False
             history.append((step, running))
         progress("distilling", step, settings.steps)
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "history": history}, tmp)
-            tmp.replace(ckpt_path)
-            with open(out_dir / "log.txt", "a") as log:
-                log.write(f"step {step}  loss {running:.4f}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
+            save_checkpoint()
 
     held_out_psnr = evaluate(ema, z_val, val_targets, device)
     plot_loss(history, out_dir / "loss.png", held_out_psnr)
