@@ -2,7 +2,7 @@
 
     python benchmarks/bench_interpreter.py                      # 256px, 8 images, fit RSS at 256 and 512
     python benchmarks/bench_interpreter.py --resolution 512     # inference at 512 too (the reference is slow)
-    python benchmarks/bench_interpreter.py --device cuda --images 64 --fit-resolutions ""
+    python benchmarks/bench_interpreter.py --device cuda --resolution 512 --images 64 --batch 16 --fit-resolutions ""
 
 On a config-F-shaped StyleGAN2 with random weights (``random_generator``), in one run:
 
@@ -146,10 +146,14 @@ def worker_reference_memory(args) -> dict:
 
 
 def worker_infer(args) -> dict:
-    """Generator + interpreter + JS on ``--n`` images (after one warm-up image) for one implementation."""
+    """Generator + interpreter + JS on ``--n`` images (after a warm-up batch) for one implementation.
+
+    Ours and the generator run ``--batch`` images at a time (what a GPU needs); the reference runs one
+    image at a time, as datasetGAN_release does. Every implementation sees the same latents."""
     torch.set_grad_enabled(False)
     generator = make_generator(args.resolution, args.device)
-    latents = generator.sample_latents(args.n + 1, seed=TEST_SEED)
+    latents = generator.sample_latents(args.n + 1, seed=TEST_SEED)  # latent 0 only warms up
+    batch = 1 if args.impl == "reference" else max(1, args.batch)
     ensemble = None if args.impl == "generator" else PixelEnsemble.load(args.ensemble, device=args.device)
     members = None
     if args.impl == "reference":
@@ -158,33 +162,34 @@ def worker_infer(args) -> dict:
     total_times, interpreter_times, score_times = [], [], {"grid:4": [], "subset:4096": []}
     labels, js = [], []
     baseline = peak_rss_bytes()
-    for i in range(args.n + 1):
+    batches = [latents[:1].expand(batch, -1)] + list(latents[1:].split(batch))
+    for b, z in enumerate(batches):
         sync()
         start = time.perf_counter()
-        synthesis = generator.synthesize(latents[i : i + 1])
+        synthesis = generator.synthesize(z)
         sync()
         middle = time.perf_counter()
         if args.impl == "ours":
             prediction = ensemble.predict(synthesis.features)
             sync()
-            result_labels, result_js = prediction.labels[0].long().numpy(), prediction.js[0].numpy()
+            result_labels, result_js = prediction.labels.long().numpy(), prediction.js.numpy()
         elif args.impl == "reference":
             result = reference_interpret(members, synthesis.features, generator.geometry)
-            result_labels, result_js = result["labels"], result["js"]
+            result_labels, result_js = result["labels"][None], result["js"][None]
         end = time.perf_counter()
-        if i == 0:
+        if b == 0:
             continue  # warm-up
-        total_times.append(end - start)
-        interpreter_times.append(end - middle)
+        total_times += [(end - start) / len(z)] * len(z)
+        interpreter_times += [(end - middle) / len(z)] * len(z)
         if args.impl != "generator":
-            labels.append(result_labels)
-            js.append(result_js)
+            labels.extend(result_labels)
+            js.extend(result_js)
         if args.impl == "ours":
             for pixels in score_times:
                 t0 = time.perf_counter()
                 ensemble.score_images(synthesis.features, pixels=pixels)
                 sync()
-                score_times[pixels].append(time.perf_counter() - t0)
+                score_times[pixels] += [(time.perf_counter() - t0) / len(z)] * len(z)
     if labels:
         np.savez(args.out, labels=np.stack(labels), js=np.stack(js))
     peak_gpu = torch.cuda.max_memory_allocated() if args.device.startswith("cuda") else None
@@ -221,6 +226,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolution", type=int, default=256, help="inference benchmark resolution")
     parser.add_argument("--images", type=int, default=8, help="benchmarked images (after one warm-up)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images per batch for ours and the generator (the reference runs one at a time)")
     parser.add_argument("--train-images", type=int, default=16)
     parser.add_argument("--fit-resolutions", default="256,512", help="resolutions for the fit RSS, comma-separated")
     parser.add_argument("--classes", type=int, default=8)
@@ -276,8 +283,9 @@ def main() -> None:
 
         resolution = args.resolution
         print(f"\n== inference at {resolution}px: generator + interpreter + JS, {args.images} images "
-              f"(median per image), a process each")
-        common = dict(resolution=resolution, n=args.images, ensemble=ensembles[resolution], device=args.device)
+              f"(median per image; ours and the generator in batches of {args.batch}), a process each")
+        common = dict(resolution=resolution, n=args.images, ensemble=ensembles[resolution], device=args.device,
+                      batch=args.batch)
         floor = run_worker("infer", args.threads, impl="generator", out=tmp / "gen.npz", **common)
         ours = run_worker("infer", args.threads, impl="ours", out=tmp / "ours.npz", **common)
         rows = [("generator alone", floor), ("ours", ours)]
