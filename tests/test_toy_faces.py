@@ -74,3 +74,26 @@ def test_rescaling_the_mapping_to_another_lr_multiplier_keeps_the_function():
         assert torch.allclose(before.mapping(z), after.mapping(z), rtol=1e-5, atol=1e-5)
     assert torch.allclose(img_before, img_after, rtol=1e-4, atol=1e-5)
     assert not torch.equal(after.mapping.fcs[0].weight, before.mapping.fcs[0].weight)
+
+
+def test_the_cpu_image_score_ranks_a_pool_like_the_full_score():
+    """score_pixels = "auto" on a CPU scores on a grid; on toy-faces it must rank images as every pixel does."""
+    from dgan_al.generators.protocol import sample_latents
+    from dgan_al.interpreter import PixelEnsemble, rank_agreement
+    from dgan_al.workflows.next_round import score_pixels
+
+    gen = load_toy_faces()
+    cpu_pixels = score_pixels("auto", torch.device("cpu"))
+    assert cpu_pixels != "full" and score_pixels("auto", torch.device("cuda")) == "full"
+    z_train = torch.cat([gen.mean_latent()[None], sample_latents(gen.z_dim, 2, seed=5_000)])
+    train = gen.synthesize(z_train)
+    masks = gen.oracle_mask(z_train)
+    ensemble = PixelEnsemble(gen.feature_channels, gen.classes, n_members=4, max_epochs=3,
+                             pixels_per_image=1024, generator=gen.identity)
+    ensemble.fit([([f[i] for f in train.features], masks[i]) for i in range(3)], gen.geometry)
+    full, cheap = [], []
+    for z in sample_latents(gen.z_dim, 48, seed=0).split(16):
+        features = gen.synthesize(z).features
+        full.append(ensemble.score_images(features, pixels="full").image_score.numpy())
+        cheap.append(ensemble.score_images(features, pixels=cpu_pixels).image_score.numpy())
+    assert rank_agreement(np.concatenate(full), np.concatenate(cheap))["spearman"] >= 0.95

@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 toy_app = typer.Typer(
-    help="The built-in toy-faces world: oracle annotations and real-test images.",
+    help="The built-in toy-faces world: oracle annotations, real-test images, and the distillation of its generator.",
     no_args_is_help=True,
 )
 app.add_typer(toy_app, name="toy")
