@@ -2,7 +2,8 @@
 
     python benchmarks/toy_faces_report.py [--weights PATH] [--sheet docs/toy-faces.png]
 
-- PSNR of G(z) against render(z) on 200 held-out latents;
+- PSNR of G(z) against render(z) on 200 held-out latents, also of 4x4-pooled images (coarse layout and
+  colour only), and where the error is: RMSE inside each part and its share of the squared error;
 - per-class pixel share and presence rate (oracle masks of those latents);
 - features sanity: a linear per-pixel classifier on the upsampled G features of 16 images, mIoU against
   the oracle on 50 others, next to the same classifier on RGB colour + pixel position alone;
@@ -70,6 +71,18 @@ def main() -> None:
     p = psnr(images, torch.from_numpy(rgb))
     report["psnr_db"] = {"mean": float(p.mean()), "median": float(p.median()), "p10": float(p.quantile(0.1)),
                          "min": float(p.min())}
+    # where the error is: coarse layout and colour (PSNR of 4x4-pooled images) vs fine detail, and by part
+    fake, real = images.permute(0, 3, 1, 2).float(), torch.from_numpy(rgb).permute(0, 3, 1, 2).float()
+    pooled_mse = (F.avg_pool2d(fake, 4) - F.avg_pool2d(real, 4)).square().flatten(1).mean(1)
+    report["psnr_4x4_pooled_db"] = float((10 * torch.log10(255.0**2 / pooled_mse)).mean())
+    squared = (fake - real).square().mean(1).numpy()  # [200, 128, 128]
+    flat_masks = masks.reshape(-1)
+    per_class_sq = np.bincount(flat_masks, weights=squared.reshape(-1), minlength=len(CLASSES))
+    per_class_n = np.bincount(flat_masks, minlength=len(CLASSES))
+    report["error_by_class"] = {
+        name: {"rmse": float(np.sqrt(per_class_sq[i] / per_class_n[i])) if per_class_n[i] else None,
+               "share_of_squared_error": float(per_class_sq[i] / per_class_sq.sum())}
+        for i, name in enumerate(CLASSES)}
     counts = np.stack([np.bincount(m.reshape(-1), minlength=len(CLASSES)) for m in masks])
     report["classes"] = {name: {"pixel_share": float(counts[:, i].sum() / counts.sum()),
                                 "presence": float((counts[:, i] > 0).mean())} for i, name in enumerate(CLASSES)}
@@ -115,11 +128,14 @@ def main() -> None:
                   title=f"toy-faces: GAN sample | oracle mask over it   (PSNR vs renderer {report['psnr_db']['mean']:.1f} dB)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: v for k, v in report.items() if k not in ("classes", "per_class_iou")}, indent=2))
-    print(f"{'class':<12}{'share':>8}{'present':>9}{'IoU feat':>10}{'IoU rgb':>9}")
+    print(json.dumps({k: v for k, v in report.items() if k not in ("classes", "per_class_iou", "error_by_class")},
+                     indent=2))
+    print(f"{'class':<12}{'share':>8}{'present':>9}{'IoU feat':>10}{'IoU rgb':>9}{'RMSE':>7}{'of error':>10}")
     for n in CLASSES:
-        c, i = report["classes"][n], report["per_class_iou"][n]
-        print(f"{n:<12}{c['pixel_share']:>8.2%}{c['presence']:>9.1%}{i['features']:>10.3f}{i['rgb_position']:>9.3f}")
+        c, i, e = report["classes"][n], report["per_class_iou"][n], report["error_by_class"][n]
+        rmse = f"{e['rmse']:>7.1f}" if e["rmse"] is not None else f"{'-':>7}"
+        print(f"{n:<12}{c['pixel_share']:>8.2%}{c['presence']:>9.1%}{i['features']:>10.3f}{i['rgb_position']:>9.3f}"
+              f"{rmse}{e['share_of_squared_error']:>10.1%}")
 
 
 if __name__ == "__main__":
