@@ -17,7 +17,7 @@ from dgan_al.cli.progress import progress_bars
 def distill_command(
     out: Path = typer.Option(Path("runs/toy-distill"), help="Folder for checkpoints, loss.png and toy_faces.pt."),
     steps: int = typer.Option(9000, help="Training steps (batch 16); the cosine learning-rate decay spans them."),
-    lr: float = typer.Option(2e-3, help="Peak Adam learning rate."),
+    lr: float = typer.Option(4e-3, help="Peak Adam learning rate."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     n_train: int = typer.Option(40_000, help="Rendered training scenes."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
