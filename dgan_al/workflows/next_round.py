@@ -34,9 +34,9 @@ from dgan_al.workspace.lock import WorkspaceLock
 
 # The image score on a CPU when score_pixels = "auto": the centre pixel of every 4x4 cell (1024 of 16384 on
 # toy-faces). Measured by benchmarks/bench_score_pixels.py on toy-faces (600-image pool, 7 annotations,
-# the shipped generator): Spearman 0.999 with the full-resolution score, 97% of the same 10-20% band,
-# 5.8x the images/s of full-resolution scoring. The bar is >= 0.95 and >= 80%; grid:8 (8.3x)
-# missed it there (0.984, 78%). On a GPU: every pixel.
+# the shipped 20.2 dB generator): Spearman 0.999 with the full-resolution score, 98% of the same 10-20%
+# band, 5.9x the images/s of full-resolution scoring. The bar is >= 0.95 and >= 80%; grid:8
+# (8.8x) misses it (0.974, 65%; 0.984, 78% with the earlier weights). On a GPU: every pixel.
 CPU_SCORE_PIXELS = "grid:4"
 
 
