@@ -97,3 +97,28 @@ def test_the_cpu_image_score_ranks_a_pool_like_the_full_score():
         full.append(ensemble.score_images(features, pixels="full").image_score.numpy())
         cheap.append(ensemble.score_images(features, pixels=cpu_pixels).image_score.numpy())
     assert rank_agreement(np.concatenate(full), np.concatenate(cheap))["spearman"] >= 0.95
+
+
+def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_path):
+    """A tiny real run: stop on --minutes (checkpoint kept), resume a checkpoint trained with the earlier
+    mapping lr multiplier, and export weights the package's loader reads."""
+    from dgan_al.generators.toy_faces.distill import DistillSettings, distill
+
+    tiny = dict(batch=2, n_train=8, n_held_out=4, checkpoint_every=100, threads=1)
+    info = distill(tmp_path, DistillSettings(steps=50, minutes=0, **tiny))
+    assert info["steps"] == 0  # out of time before the first step: still a checkpoint and a weights file
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 0 and ckpt["mapping_lr_mul"] == 1.0
+    info = distill(tmp_path, DistillSettings(steps=3, **tiny), resume=True)
+    assert info["steps"] == 3
+    # a checkpoint from before the multiplier was recorded (trained with 0.1) resumes with the function kept
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    from dgan_al.generators.toy_faces.distill import rescale_mapping
+    old = {**ckpt, "model": rescale_mapping(ckpt["model"], 1.0, 0.1), "ema": rescale_mapping(ckpt["ema"], 1.0, 0.1)}
+    del old["mapping_lr_mul"]
+    torch.save(old, tmp_path / "checkpoint.pt")
+    before = load_toy_faces(path=tmp_path / "toy_faces.pt").synthesize(torch.zeros(1, 32)).images
+    info = distill(tmp_path, DistillSettings(steps=3, **tiny), resume=True)  # nothing left to train
+    assert info["steps"] == 3
+    after = load_toy_faces(path=tmp_path / "toy_faces.pt").synthesize(torch.zeros(1, 32)).images
+    assert (before.int() - after.int()).abs().max() <= 1

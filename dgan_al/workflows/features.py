@@ -2,7 +2,7 @@
 
 The interpreter trains on the generator's features of every annotated image. They are a pure function
 of (generator, latent), so they are cached in ``rounds/cache/features/<generator>/<id>.pt`` and
-recomputed only for new annotations. Per toy-faces image the cache is ~2.8 MB (1040 channels at
+recomputed only for new annotations. Per toy-faces image the cache is ~2.7 MB (1040 channels at
 4..128 px); a config-f 512px image 129 MB fp16 (``interpreter.feature_cache.feature_cache_bytes``),
 far below the full-resolution pixel features the reference code keeps (6 GB fp32 for one 512px image).
 """

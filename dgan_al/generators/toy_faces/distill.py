@@ -168,8 +168,9 @@ def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "step": step, "history": history, "mapping_lr_mul": config.mapping_lr_mul}, tmp)
         tmp.replace(ckpt_path)
+        shown = running if running is not None else float("nan")
         with open(out_dir / "log.txt", "a") as log:
-            log.write(f"step {step}  loss {running if running is not None else float('nan'):.4f}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
+            log.write(f"step {step}  loss {shown:.4f}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
 
     lr = settings.lr
     while step < settings.steps:
