@@ -121,15 +121,25 @@ def evaluate(model: StyleGAN2, z: torch.Tensor, targets: torch.Tensor, device) -
 
 def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False,
             progress: ProgressCallback = silent) -> dict:
-    """Train and write ``out_dir/toy_faces.pt`` (the shippable weights), ``loss.png`` and ``log.json``."""
+    """Train and write ``out_dir/toy_faces.pt`` (the shippable weights), ``loss.png`` and ``log.json``.
+
+    The process's torch thread count and denormal flushing are set for the run and restored after it."""
+    threads = torch.get_num_threads()
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        torch.set_flush_denormal(True)  # denormal floats slow CPU training down
+        return _train(Path(out_dir), settings, resume, progress)
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: ProgressCallback) -> dict:
     import json
 
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(settings.device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.set_flush_denormal(True)
     config = toy_config()
     torch.manual_seed(settings.seed)
     model = StyleGAN2(config, seed=settings.seed).to(device)
