@@ -16,7 +16,8 @@ the weights file's ``info``):
 
 Runs 1 and 2 used StyleGAN2's small mapping lr multiplier (0.1); ``--resume`` converts such a checkpoint.
 From scratch the current defaults (multiplier 1, lr 4e-3) learn far faster than run 1 did: loss 0.51 at
-step 1000 (run 1: 0.69), and 19.6 dB held-out PSNR at step 2000, after 29 minutes on one core.
+step 1000 (run 1: 0.69), 19.6 dB held-out PSNR at step 2000 (29 minutes on one core) and 20.5 dB at step
+4098 (60 minutes): better than the shipped weights, in one command.
 """
 
 from __future__ import annotations
