@@ -102,7 +102,7 @@ def test_the_cpu_image_score_ranks_a_pool_like_the_full_score():
 def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_path):
     """A tiny real run: stop on --minutes (checkpoint kept), resume a checkpoint trained with the earlier
     mapping lr multiplier, and export weights the package's loader reads."""
-    from dgan_al.generators.toy_faces.distill import DistillSettings, distill
+    from dgan_al.generators.toy_faces.distill import DistillSettings, distill, rescale_mapping
 
     tiny = dict(batch=2, n_train=8, n_held_out=4, checkpoint_every=100, threads=1)
     info = distill(tmp_path, DistillSettings(steps=50, minutes=0, **tiny))
@@ -113,7 +113,6 @@ def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_pat
     assert info["steps"] == 3
     # a checkpoint from before the multiplier was recorded (trained with 0.1) resumes with the function kept
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    from dgan_al.generators.toy_faces.distill import rescale_mapping
     old = {**ckpt, "model": rescale_mapping(ckpt["model"], 1.0, 0.1), "ema": rescale_mapping(ckpt["ema"], 1.0, 0.1)}
     del old["mapping_lr_mul"]
     torch.save(old, tmp_path / "checkpoint.pt")
