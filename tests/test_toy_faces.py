@@ -1,6 +1,7 @@
 """The shipped toy-faces generator: loads, reproduces its stored outputs, is deterministic, has an oracle."""
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -111,6 +112,10 @@ def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_pat
     assert ckpt["step"] == 0 and ckpt["mapping_lr_mul"] == 1.0
     info = distill(tmp_path, DistillSettings(steps=3, **tiny), resume=True)
     assert info["steps"] == 3
+    # the held-out PSNR of the EMA weights is logged at each checkpoint and kept for the loss plot
+    val_history = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["val_history"]
+    assert [step for step, _ in val_history] == [3] and val_history[0][1] == pytest.approx(info["held_out_psnr_db"])
+    assert "held-out" in (tmp_path / "log.txt").read_text().splitlines()[-1]
     # a checkpoint from before the multiplier was recorded (trained with 0.1) resumes with the function kept
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     old = {**ckpt, "model": rescale_mapping(ckpt["model"], 1.0, 0.1), "ema": rescale_mapping(ckpt["ema"], 1.0, 0.1)}
@@ -121,3 +126,12 @@ def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_pat
     assert info["steps"] == 3
     after = load_toy_faces(path=tmp_path / "toy_faces.pt").synthesize(torch.zeros(1, 32)).images
     assert (before.int() - after.int()).abs().max() <= 1
+
+
+def test_parallel_rendering_of_training_scenes_equals_serial():
+    from dgan_al.generators.toy_faces.distill import render_targets
+
+    z = torch.randn(10, 32, generator=torch.Generator().manual_seed(3))
+    serial = render_targets(z, workers=1, chunk=4)
+    assert torch.equal(render_targets(z, workers=2, chunk=4), serial)
+    assert torch.equal(serial, torch.from_numpy(render_latents(z.numpy())[0]))

@@ -16,21 +16,23 @@ from dgan_al.cli.progress import progress_bars
 @handles_user_errors
 def distill_command(
     out: Path = typer.Option(Path("runs/toy-distill"), help="Folder for checkpoints, loss.png and toy_faces.pt."),
-    steps: int = typer.Option(9000, help="Training steps (batch 16); the cosine learning-rate decay spans them."),
+    steps: int = typer.Option(9000, help="Training steps; the cosine learning-rate decay spans them."),
+    batch: int = typer.Option(16, help="Scenes per step."),
     lr: float = typer.Option(4e-3, help="Peak Adam learning rate."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     n_train: int = typer.Option(40_000, help="Rendered training scenes."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
     seed: int = typer.Option(0, help="Initialisation and batch-order seed."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (1 is fastest when the cores are busy)."),
+    workers: Optional[int] = typer.Option(None, help="Processes rendering the training scenes (default: every core)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
     """Distil the toy-faces StyleGAN2 from the renderer (reproduces the shipped weights)."""
     from dgan_al.generators import resolve_device
     from dgan_al.generators.toy_faces.distill import DistillSettings, distill
 
-    settings = DistillSettings(steps=steps, lr=lr, minutes=minutes, n_train=n_train, seed=seed, threads=threads,
-                               device=str(resolve_device(device)))
+    settings = DistillSettings(steps=steps, batch=batch, lr=lr, minutes=minutes, n_train=n_train, seed=seed,
+                               threads=threads, workers=workers, device=str(resolve_device(device)))
     with progress_bars() as report:
         info = distill(out, settings, resume=resume, progress=report)
     table = Table(title="toy-faces distillation", show_header=False)

@@ -23,6 +23,7 @@ step 1000 (run 1: 0.69), 19.6 dB held-out PSNR at step 2000 (29 minutes on one c
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class DistillSettings:
     minutes: float | None = None  # stop early after this much training time
     checkpoint_every: int = 250
     threads: int | None = None  # torch CPU threads (1 avoids slow spinning when the cores are shared)
+    workers: int | None = None  # rendering processes (default: every CPU core)
     seed: int = 0
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
@@ -85,15 +87,34 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
 
 
-def render_targets(z: torch.Tensor, progress: ProgressCallback = silent, task: str = "rendering") -> torch.Tensor:
-    """Render the scenes of z [N,32] -> uint8 [N,H,W,3] (chunked, with progress)."""
+def _render_chunk(z: np.ndarray) -> np.ndarray:
     from dgan_al.generators.toy_faces.render import render_latents
 
-    out = []
-    for start in range(0, len(z), 256):
-        rgb, _ = render_latents(z[start:start + 256].numpy())
-        out.append(torch.from_numpy(np.ascontiguousarray(rgb)))
-        progress(task, min(start + 256, len(z)), len(z))
+    return render_latents(z)[0]
+
+
+def render_targets(z: torch.Tensor, progress: ProgressCallback = silent, task: str = "rendering",
+                   workers: int = 1, chunk: int = 256) -> torch.Tensor:
+    """Render the scenes of z [N,32] -> uint8 [N,H,W,3] (chunked, with progress; ``workers`` processes).
+
+    The result does not depend on ``workers``: each chunk is rendered by the same deterministic code."""
+    pieces = [z[start:start + chunk].numpy() for start in range(0, len(z), chunk)]
+    out, done = [], 0
+    if workers > 1 and len(pieces) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may already run torch threads (fork would copy their locks)
+        with ProcessPoolExecutor(min(workers, len(pieces)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for rgb in pool.map(_render_chunk, pieces):
+                out.append(torch.from_numpy(np.ascontiguousarray(rgb)))
+                done += len(rgb)
+                progress(task, done, len(z))
+    else:
+        for piece in pieces:
+            out.append(torch.from_numpy(np.ascontiguousarray(_render_chunk(piece))))
+            done += len(piece)
+            progress(task, done, len(z))
     return torch.cat(out)
 
 
@@ -147,7 +168,8 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
     ema = StyleGAN2(config, seed=settings.seed).to(device).eval().requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.99))
-    history: list[tuple[int, float]] = []
+    history: list[tuple[int, float]] = []  # (step, smoothed training loss)
+    val_history: list[tuple[int, float]] = []  # (step, held-out PSNR of the EMA weights), at each checkpoint
     step = 0
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
@@ -164,24 +186,42 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         opt.load_state_dict(opt_state)
         step = int(ckpt["step"])
         history = [tuple(h) for h in ckpt["history"]]
+        val_history = [tuple(h) for h in ckpt.get("val_history", [])]
 
+    workers = settings.workers or os.cpu_count() or 1
     z_train = sample_latents(config.z_dim, settings.n_train, seed=TRAIN_SEED)
-    targets = render_targets(z_train, progress, "rendering training scenes")
+    targets = render_targets(z_train, progress, "rendering training scenes", workers)
     z_val = sample_latents(config.z_dim, settings.n_held_out, seed=HELD_OUT_SEED)
-    val_targets = render_targets(z_val, progress, "rendering held-out scenes")
+    val_targets = render_targets(z_val, progress, "rendering held-out scenes", workers)
+    if device.type == "cuda":  # keep the training set on the GPU: no host copy per step
+        torch.backends.cudnn.benchmark = True
+        z_train, targets = z_train.to(device), targets.to(device)
 
     gen = torch.Generator().manual_seed(settings.seed + step)
     t0 = time.time()
     running = None
+    pending: list[torch.Tensor] = []  # losses not yet read back (reading each one would stall a GPU)
+
+    def read_losses() -> None:
+        nonlocal running
+        if pending:
+            for value in torch.stack(pending).tolist():
+                running = value if running is None else 0.98 * running + 0.02 * value
+            pending.clear()
 
     def save_checkpoint() -> None:
+        read_losses()
+        if step and (not val_history or val_history[-1][0] != step):
+            val_history.append((step, evaluate(ema, z_val, val_targets, device)))
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "history": history, "mapping_lr_mul": config.mapping_lr_mul}, tmp)
+                    "step": step, "history": history, "val_history": val_history,
+                    "mapping_lr_mul": config.mapping_lr_mul}, tmp)
         tmp.replace(ckpt_path)
         shown = running if running is not None else float("nan")
+        held_out = f"  held-out {val_history[-1][1]:.2f} dB" if val_history and val_history[-1][0] == step else ""
         with open(out_dir / "log.txt", "a") as log:
-            log.write(f"step {step}  loss {shown:.4f}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
+            log.write(f"step {step}  loss {shown:.4f}{held_out}  lr {lr:.2e}  {(time.time() - t0) / 60:.1f} min\n")
 
     lr = settings.lr
     while step < settings.steps:
@@ -189,9 +229,9 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
             save_checkpoint()  # so that --resume goes on from exactly here
             break
         model.train()
-        idx = torch.randint(len(z_train), (settings.batch,), generator=gen)
-        z = z_train[idx].to(device)
-        real = _to_unit(targets[idx]).to(device)
+        idx = torch.randint(len(z_train), (settings.batch,), generator=gen).to(device)
+        z = z_train[idx]
+        real = _to_unit(targets[idx])
         lr = settings.lr * min(1.0, (step + 1) / settings.warmup) * (0.55 + 0.45 * math.cos(math.pi * step / settings.steps))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -202,19 +242,18 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         opt.step()
         with torch.no_grad():
             beta = min(settings.ema_beta, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - beta)
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - beta)
         step += 1
-        value = loss.item()
-        running = value if running is None else 0.98 * running + 0.02 * value
+        pending.append(loss.detach())
         if step % 25 == 0:
+            read_losses()
             history.append((step, running))
         progress("distilling", step, settings.steps)
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             save_checkpoint()
 
     held_out_psnr = evaluate(ema, z_val, val_targets, device)
-    plot_loss(history, out_dir / "loss.png", held_out_psnr)
+    plot_loss(history, out_dir / "loss.png", held_out_psnr, val_history)
     ema = ema.cpu()
     info = {"steps": step, "held_out_psnr_db": held_out_psnr, "train_minutes": (time.time() - t0) / 60,
             "settings": asdict(settings)}
@@ -252,17 +291,24 @@ def export_weights(model: StyleGAN2, path: Path, info: dict) -> None:
     tmp.replace(path)
 
 
-def plot_loss(history: list[tuple[int, float]], path: Path, held_out_psnr: float | None = None) -> None:
+def plot_loss(history: list[tuple[int, float]], path: Path, held_out_psnr: float | None = None,
+              val_history: list[tuple[int, float]] = ()) -> None:
     from dgan_al.report.figures import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     if history:
         steps, losses = zip(*history)
-        ax.plot(steps, losses)
+        ax.plot(steps, losses, label="training loss")
     ax.set_xlabel("step")
     ax.set_ylabel("L1 + multi-scale L1 (smoothed)")
     ax.set_yscale("log")
+    if val_history:
+        right = ax.twinx()
+        steps, values = zip(*val_history)
+        right.plot(steps, values, "o-", color="tab:orange", markersize=3, label="held-out PSNR (EMA)")
+        right.set_ylabel("held-out PSNR, dB")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.88), fontsize=8)
     title = "toy-faces distillation"
     if held_out_psnr is not None:
         title += f" - held-out PSNR {held_out_psnr:.2f} dB"
