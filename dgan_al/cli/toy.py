@@ -16,7 +16,7 @@ from dgan_al.cli.progress import progress_bars
 @handles_user_errors
 def distill_command(
     out: Path = typer.Option(Path("runs/toy-distill"), help="Folder for checkpoints, loss.png and toy_faces.pt."),
-    steps: int = typer.Option(9000, help="Training steps; the cosine learning-rate decay spans them."),
+    steps: int = typer.Option(5000, help="Training steps; the cosine learning-rate decay spans them."),
     batch: int = typer.Option(16, help="Scenes per step."),
     lr: float = typer.Option(4e-3, help="Peak Adam learning rate."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
