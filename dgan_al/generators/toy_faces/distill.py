@@ -8,8 +8,8 @@ Resumable: a checkpoint is written every few hundred steps (and when ``--minutes
 ``--resume`` continues from it. ``--device cuda`` is much faster than the CPU.
 
 How the shipped weights were made: on one NVIDIA H200, 8.1 minutes of training plus 1.3 of rendering
-(16 processes), 23.9 dB held-out PSNR; the step count was what a timed calibration fitted into the
-lease, and the run was stopped by ``--minutes`` at step 13813 and finished with ``--resume``:
+(16 processes), 23.9 dB held-out PSNR; the step count was what ``benchmarks/distill_in_budget.py``'s
+step timing fitted into the lease, and the run was stopped by ``--minutes`` at step 13813 and finished with ``--resume``:
 
     dgan-al toy distill --device cuda --batch 128 --steps 16056 --n-train 100000
 
