@@ -15,9 +15,8 @@ step timing fitted into the lease, and the run was stopped by ``--minutes`` at s
 
 At this size the GPU is bound by kernel launches (a step took 22-30 ms at batch 32, 64 and 128 alike),
 so the large batch is nearly free there. On this project's 2-core CPU a step of 128 takes about 10 s,
-so that schedule would take about two days; the CPU default (5000 steps of 16) is sized for about
-75 minutes on one core and reaches about 20.5 dB: the same world, blurrier. From scratch on one core
-the defaults gave 19.6 dB at step 2000 (29 minutes) and 20.5 dB at step 4098 (60 minutes).
+so that schedule would take about two days. The CPU default (5000 steps of 16) took 80 minutes on one
+core (4.5 rendering, 75 training) and reached 20.48 dB: the same world, blurrier.
 Earlier weights, all CPU-trained: 18.4 dB (4742 steps, mapping lr multiplier 0.1) and 20.2 dB (10000).
 """
 
