@@ -7,9 +7,10 @@ warm-up and a cosine decay; an exponential moving average of the weights is what
 Resumable: a checkpoint is written every few hundred steps (and when ``--minutes`` runs out) and
 ``--resume`` continues from it. ``--device cuda`` is much faster than the CPU.
 
-How the shipped weights were made: on one NVIDIA H200, 8.1 minutes of training plus under one of rendering
-(16 processes), 23.9 dB held-out PSNR; the step count was what ``benchmarks/distill_in_budget.py``'s
-step timing fitted into the lease, and the run was stopped by ``--minutes`` at step 13813 and finished with ``--resume``:
+How the shipped weights were made: on one NVIDIA H200, 8.1 minutes of training plus under one of
+rendering (16 processes), 23.9 dB held-out PSNR. The step count is what the step timing of
+``benchmarks/distill_in_budget.py`` fitted into the lease; the run was stopped by ``--minutes`` at
+step 13813 and finished with ``--resume``:
 
     dgan-al toy distill --device cuda --batch 128 --steps 16056 --n-train 100000
 
