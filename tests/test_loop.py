@@ -89,6 +89,16 @@ def test_end_to_end_loop(round1, tmp_path):
     assert cli.exit_code == 0 and "annotations 3" in cli.output
 
 
+def test_status_of_a_workspace_without_rounds_says_what_to_run(round1, tmp_path):
+    """A fresh clone of this repository has annotations but no rounds/ (git-ignored): the next step is a round."""
+    ws = copy_of(round1, tmp_path)
+    shutil.rmtree(ws.rounds_dir)
+    status = workspace_status(ws)
+    assert status.rounds == [] and "`dgan-al next-round`" in status.next_step and "1 annotation" in status.next_step
+    shutil.rmtree(ws.annotations_dir)
+    assert "`dgan-al init DIR`" in workspace_status(Workspace.find(ws.root)).next_step
+
+
 def test_edit_in_place_is_reimported_with_history_and_remove_moves_aside(round1, tmp_path):
     ws = copy_of(round1, tmp_path)
     store = AnnotationStore(ws.annotations_dir)

@@ -68,8 +68,10 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
         rounds.append(rs)
     latest = rounds[-1] if rounds else None
     waiting = sum(r.done - r.imported for r in rounds)
-    if latest is None:
-        step = "create a workspace with `dgan-al init DIR`"
+    if latest is None and store.records:  # e.g. a fresh clone of a workspace whose rounds/ is not committed
+        step = f"run `dgan-al next-round`: it trains on the {len(store.records)} annotation(s) and exports a round"
+    elif latest is None:
+        step = "no rounds and no annotations here: `dgan-al init DIR` makes a workspace (round 000: the mean image)"
     elif latest.stage != "complete":
         step = f"round {latest.number:03d} was interrupted: run `dgan-al next-round` to finish it"
     elif waiting > 0:
