@@ -135,3 +135,9 @@ def test_parallel_rendering_of_training_scenes_equals_serial():
     serial = render_targets(z, workers=1, chunk=4)
     assert torch.equal(render_targets(z, workers=2, chunk=4), serial)
     assert torch.equal(serial, torch.from_numpy(render_latents(z.numpy())[0]))
+
+
+def test_distill_command_refuses_a_zero_batch(tmp_path):
+    result = CliRunner().invoke(app, ["toy", "distill", "--out", str(tmp_path / "d"), "--batch", "0"])
+    assert result.exit_code == 2 and "--batch" in result.output
+    assert not (tmp_path / "d").exists()

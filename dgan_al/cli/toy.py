@@ -16,15 +16,15 @@ from dgan_al.cli.progress import progress_bars
 @handles_user_errors
 def distill_command(
     out: Path = typer.Option(Path("runs/toy-distill"), help="Folder for checkpoints, loss.png and toy_faces.pt."),
-    steps: int = typer.Option(5000, help="Training steps; the cosine learning-rate decay spans them."),
-    batch: int = typer.Option(16, help="Scenes per step."),
+    steps: int = typer.Option(5000, min=1, help="Training steps; the cosine learning-rate decay spans them."),
+    batch: int = typer.Option(16, min=1, help="Scenes per step."),
     lr: float = typer.Option(4e-3, help="Peak Adam learning rate."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
-    n_train: int = typer.Option(40_000, help="Rendered training scenes."),
+    n_train: int = typer.Option(40_000, min=1, help="Rendered training scenes."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
     seed: int = typer.Option(0, help="Initialisation and batch-order seed."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (1 is fastest when the cores are busy)."),
-    workers: Optional[int] = typer.Option(None, help="Processes rendering the training scenes (default: every core)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes rendering the training scenes (default: every core)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
     """Distil the toy-faces StyleGAN2 from the renderer (reproduces the shipped weights)."""

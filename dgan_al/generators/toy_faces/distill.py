@@ -253,7 +253,10 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             save_checkpoint()
 
-    held_out_psnr = evaluate(ema, z_val, val_targets, device)
+    if val_history and val_history[-1][0] == step:  # the last checkpoint has just measured it
+        held_out_psnr = val_history[-1][1]
+    else:
+        held_out_psnr = evaluate(ema, z_val, val_targets, device)
     plot_loss(history, out_dir / "loss.png", held_out_psnr, val_history)
     ema = ema.cpu()
     info = {"steps": step, "held_out_psnr_db": held_out_psnr, "train_minutes": (time.time() - t0) / 60,
