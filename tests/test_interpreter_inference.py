@@ -12,10 +12,9 @@ import torch
 
 from dgan_al.generators.protocol import LabelGeometry
 from dgan_al.interpreter import PixelEnsemble
+from dgan_al.interpreter.inference import CPU_CHUNK_PIXELS, CUDA_CHUNK_PIXELS, default_chunk_pixels
 from dgan_al.interpreter.network import StackedMLP
 from dgan_al.interpreter.reference import reference_interpret, reference_members, upsampled_features
-
-
 
 
 def disagreeing_ensemble(channels: list[int], n_classes: int, n_members: int, geometry, seed: int = 0) -> PixelEnsemble:
@@ -48,7 +47,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("chunk_pixels", [1 << 14, 37])
+@pytest.mark.parametrize("chunk_pixels", [None, CUDA_CHUNK_PIXELS, 37])  # the CPU default, the GPU's, tiny
 def test_fast_inference_equals_the_reference(name, chunk_pixels):
     channels, sizes, geometry = CASES[name]
     ensemble = disagreeing_ensemble(channels, n_classes=5, n_members=6, geometry=geometry)
@@ -68,6 +67,13 @@ def test_fast_inference_equals_the_reference(name, chunk_pixels):
         np.testing.assert_allclose(prediction.image_score[b].item(), reference["score_sum"], rtol=1e-5)
         np.testing.assert_allclose(prediction.image_score_top10[b].item(), reference["score_top10"], rtol=1e-5)
         np.testing.assert_allclose(prediction.probabilities[b].numpy(), reference["mean_probabilities"], atol=1e-5)
+
+
+def test_band_size_defaults_by_device():
+    # a GPU gets bands large enough that a 512px batch of 16 takes a few of them, not 512 one-row bands
+    assert default_chunk_pixels("cpu") == CPU_CHUNK_PIXELS == 4096
+    assert default_chunk_pixels("cuda") == default_chunk_pixels(torch.device("cuda", 0)) == CUDA_CHUNK_PIXELS
+    assert CUDA_CHUNK_PIXELS // (16 * 512) >= 32
 
 
 def test_embedding_is_the_pixel_mean_of_the_first_hidden_layer():

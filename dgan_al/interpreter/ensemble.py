@@ -264,14 +264,15 @@ class PixelEnsemble:
         self,
         feature_maps: Sequence[torch.Tensor],
         geometry: LabelGeometry | None = None,
-        chunk_pixels: int = 1 << 12,
+        chunk_pixels: int | None = None,
         return_probabilities: bool = False,
     ) -> Prediction:
         """Labels, per-pixel JS, image scores and embeddings of a batch, at full label resolution.
 
         feature_maps: [B, C_l, h_l, w_l] per layer, native resolution. geometry: defaults to the one
         used in ``fit``. ``chunk_pixels`` bounds the label pixels processed at once (memory: about
-        chunk_pixels x M*h1 x 4 bytes, plus the low-resolution projections of the batch).
+        chunk_pixels x M*h1 x 4 bytes, plus the low-resolution projections of the batch); by default 4096
+        on a CPU and 2^19 on a GPU (``inference.default_chunk_pixels``).
         """
         self._require_fitted()
         self._check_maps(feature_maps)
@@ -293,7 +294,7 @@ class PixelEnsemble:
         feature_maps: Sequence[torch.Tensor],
         geometry: LabelGeometry | None = None,
         pixels: str = "full",
-        chunk_pixels: int = 1 << 12,
+        chunk_pixels: int | None = None,
         seed: int = 0,
     ) -> ImageScores:
         """Image scores (and embeddings) only, from every pixel or a cheaper pixel set.

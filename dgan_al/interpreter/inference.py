@@ -26,8 +26,9 @@ Then per band: ReLU, Linear 2 (BatchNorm folded in), ReLU, Linear 3, for all mem
 log-softmax over classes laid out as [M, K, pixels] (a log-softmax over a short last axis is ~10x
 slower on a CPU), JS divergence and majority vote. Peak memory is about ``chunk_pixels * M*h1 * 4``
 bytes (times a small constant) for the band, plus ``B * sum(h of cached groups) * W * M*h1 * 4`` bytes
-per pass of images (``max_cached_bytes``). The default band (4096 pixels, 21 MB at M*h1 = 1280) stays
-under glibc's mmap threshold, so its buffers are reused instead of page-faulted in at every call.
+per pass of images (``max_cached_bytes``). The default band on a CPU (4096 pixels, 21 MB at M*h1 = 1280)
+stays under glibc's mmap threshold, so its buffers are reused instead of page-faulted in at every call;
+on a GPU it is 2^19 pixels, so that a batch takes a few bands rather than hundreds of kernel launches.
 
 For image scores on a set of pixels: ``interpret_grid`` (a coarse grid: separable, per group either
 project-then-resize or resize-then-project, whichever costs less) and ``interpret_pixels`` (any subset:
@@ -48,6 +49,18 @@ from dgan_al.interpreter.uncertainty import js_divergence, majority_vote
 
 COLUMN_BLOCK = 32  # output columns per matmul in the column pass (bounds the dense work per column)
 ROW_BLOCK = 8  # output rows per matmul in the row pass (likewise)
+
+# Label pixels per band when the caller gives none. On a CPU a small band stays in cache and under glibc's
+# mmap threshold. On a GPU every band costs dozens of kernel launches, and with 4096 pixels a 512px batch
+# of 16 was cut into one-row bands: 10 img/s on an H200, launch-bound. 2^19 pixels is about 2.7 GB of
+# first-layer activations at M*h1 = 1280, small beside a GPU's memory.
+CPU_CHUNK_PIXELS = 1 << 12
+CUDA_CHUNK_PIXELS = 1 << 19
+
+
+def default_chunk_pixels(device: torch.device | str) -> int:
+    """The band size ``interpret_*`` use when ``chunk_pixels`` is None, by the weights' device."""
+    return CPU_CHUNK_PIXELS if torch.device(device).type == "cpu" else CUDA_CHUNK_PIXELS
 
 
 @dataclass
@@ -161,7 +174,7 @@ def interpret_full(
     weights: FoldedWeights,
     groups: list[LayerGroup],
     geometry: LabelGeometry,
-    chunk_pixels: int = 1 << 12,
+    chunk_pixels: int | None = None,
     return_probabilities: bool = False,
     max_cached_bytes: int = 1 << 30,
 ) -> Interpretation:
@@ -172,6 +185,7 @@ def interpret_full(
     passes of as many images as keep the cached low-resolution projections under ``max_cached_bytes``.
     """
     device = weights.w1.device
+    chunk_pixels = chunk_pixels if chunk_pixels is not None else default_chunk_pixels(device)
     batch = maps[0].shape[0]
     height, width = geometry.size
     k_hidden, n_classes = weights.w1.shape[1], weights.n_classes
@@ -276,7 +290,7 @@ def interpret_pixels(
     weights: FoldedWeights,
     groups: list[LayerGroup],
     geometry: LabelGeometry,
-    chunk_pixels: int = 1 << 12,
+    chunk_pixels: int | None = None,
 ) -> Interpretation:
     """Labels and JS at label pixels (ys, xs) (int64 [n], the same for every image) of a batch.
 
@@ -285,6 +299,7 @@ def interpret_pixels(
     labels / js of shape [B, n]; ``hidden_mean`` is the mean over these pixels.
     """
     device = weights.w1.device
+    chunk_pixels = chunk_pixels if chunk_pixels is not None else default_chunk_pixels(device)
     batch = maps[0].shape[0]
     n = int(ys.shape[0])
     k_hidden = weights.w1.shape[1]
@@ -326,7 +341,7 @@ def interpret_grid(
     weights: FoldedWeights,
     groups: list[LayerGroup],
     geometry: LabelGeometry,
-    chunk_pixels: int = 1 << 12,
+    chunk_pixels: int | None = None,
 ) -> Interpretation:
     """Labels and JS on the grid of label pixels rows ``ys`` x columns ``xs`` (int64 [ny], [nx]).
 
@@ -335,6 +350,7 @@ def interpret_grid(
     or resize the C-channel maps to the grid then project. Returns labels / js [B, ny*nx] (row-major).
     """
     device = weights.w1.device
+    chunk_pixels = chunk_pixels if chunk_pixels is not None else default_chunk_pixels(device)
     batch = maps[0].shape[0]
     (canvas_h, canvas_w), (top, left, _, _) = geometry.canvas, geometry.crop
     ny, nx = int(ys.shape[0]), int(xs.shape[0])
