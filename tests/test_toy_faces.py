@@ -141,3 +141,59 @@ def test_distill_command_refuses_a_zero_batch(tmp_path):
     result = CliRunner().invoke(app, ["toy", "distill", "--out", str(tmp_path / "d"), "--batch", "0"])
     assert result.exit_code == 2 and "--batch" in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_boost_rare_gives_a_fraction_of_the_scenes_one_more_rare_part():
+    from scipy.special import ndtr
+
+    from dgan_al.generators.protocol import sample_latents
+    from dgan_al.generators.toy_faces.distill import boost_rare
+    from dgan_al.generators.toy_faces.scene import RARE_LATENT_INDEX, RARE_THRESHOLD, params_from_latent
+
+    z = sample_latents(32, 4000, seed=5)
+    boosted = boost_rare(z, 0.4, seed=1)
+    assert torch.equal(boosted, boost_rare(z, 0.4, seed=1)) and not torch.equal(boosted, boost_rare(z, 0.4, seed=2))
+    assert torch.equal(boost_rare(z, 0.0), z)
+    changed = (boosted != z)
+    rows = changed.any(1)
+    assert int(rows.sum()) == 1600  # 40% of the rows, each redrawn from a continuous tail
+    assert bool((changed.sum(1) <= 1).all())  # one coordinate per row
+    cols = sorted(set(changed.nonzero()[:, 1].tolist()))
+    assert cols == sorted(RARE_LATENT_INDEX.values())
+    assert bool(torch.isfinite(boosted).all())
+    assert bool((torch.from_numpy(ndtr(boosted[changed].numpy())) > RARE_THRESHOLD).all())
+    for name, k in RARE_LATENT_INDEX.items():
+        natural = float((torch.from_numpy(ndtr(z[:, k].numpy())) > RARE_THRESHOLD).float().mean())
+        present = float((torch.from_numpy(ndtr(boosted[:, k].numpy())) > RARE_THRESHOLD).float().mean())
+        assert abs(natural - 0.1) < 0.02 and abs(present - (0.1 + 0.9 * 0.1)) < 0.025, name
+    # the scenes do have the part, and the boosted parts' styles are spread like the natural ones
+    hats = [params_from_latent(row.numpy()).hat for row in boosted[changed[:, RARE_LATENT_INDEX["hat"]]]]
+    assert None not in hats and len(set(hats)) == 3
+    with pytest.raises(ValueError):
+        boost_rare(z, 1.5)
+
+
+def test_distillation_can_start_from_existing_weights(tmp_path):
+    from dgan_al.errors import UserError
+    from dgan_al.generators.toy_faces.distill import DistillSettings, distill
+
+    tiny = dict(batch=2, n_train=8, n_held_out=4, checkpoint_every=100, threads=1)
+    info = distill(tmp_path / "a", DistillSettings(steps=50, minutes=0, init="toy-faces", rare_boost=0.5, **tiny))
+    shipped = load_toy_faces()
+    assert info["steps"] == 0 and info["init"] == shipped.identity
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(4))
+    started = load_toy_faces(path=tmp_path / "a" / "toy_faces.pt").synthesize(z).images
+    assert (started.int() - shipped.synthesize(z).images.int()).abs().max() <= 1
+    # a resumed run keeps the record of where it started; --init does not override the checkpoint
+    info = distill(tmp_path / "a", DistillSettings(steps=2, init="toy-faces", **tiny), resume=True)
+    assert info["steps"] == 2 and info["init"] == shipped.identity
+    # weights that are not toy-faces weights: one clear error, nothing written
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for bad in (tmp_path / "junk.pt", tmp_path / "missing.pt"):
+        with pytest.raises(UserError, match=str(bad.name)):
+            distill(tmp_path / "b", DistillSettings(steps=2, init=str(bad), **tiny))
+        assert not (tmp_path / "b").exists()
+    result = CliRunner().invoke(app, ["toy", "distill", "--out", str(tmp_path / "c"), "--init", str(tmp_path / "junk.pt")])
+    assert result.exit_code == 2 and "junk.pt" in result.output and not (tmp_path / "c").exists()
+    result = CliRunner().invoke(app, ["toy", "distill", "--out", str(tmp_path / "c"), "--rare-boost", "2"])
+    assert result.exit_code == 2 and "--rare-boost" in result.output

@@ -25,6 +25,11 @@ def distill_command(
     seed: int = typer.Option(0, help="Initialisation and batch-order seed."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (1 is fastest when the cores are busy)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes rendering the training scenes (default: every core)."),
+    rare_boost: float = typer.Option(
+        0.0, min=0.0, max=1.0,
+        help="Fraction of the training scenes given one extra rare part (glasses, hat, beard or earrings)."),
+    init: Optional[str] = typer.Option(
+        None, help="Start from these weights: a toy_faces.pt, or 'toy-faces' for the shipped ones (fine-tuning)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
     """Distil the toy-faces StyleGAN2 from the renderer (reproduces the shipped weights)."""
@@ -32,7 +37,8 @@ def distill_command(
     from dgan_al.generators.toy_faces.distill import DistillSettings, distill
 
     settings = DistillSettings(steps=steps, batch=batch, lr=lr, minutes=minutes, n_train=n_train, seed=seed,
-                               threads=threads, workers=workers, device=str(resolve_device(device)))
+                               threads=threads, workers=workers, device=str(resolve_device(device)),
+                               rare_boost=rare_boost, init=init)
     with progress_bars() as report:
         info = distill(out, settings, resume=resume, progress=report)
     table = Table(title="toy-faces distillation", show_header=False)

@@ -79,7 +79,34 @@ class DistillSettings:
     workers: int | None = None  # rendering processes (default: every CPU core)
     seed: int = 0
     device: str = "cpu"
+    rare_boost: float = 0.0  # fraction of training scenes given one rare part (see boost_rare)
+    init: str | None = None  # start from these toy-faces weights (a fresh run only; --resume wins)
     extra: dict = field(default_factory=dict)
+
+
+def boost_rare(z: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """A copy of latents z [N, 32] in which ``fraction`` of the rows show one more rare part.
+
+    Each chosen row gets one rare part (glasses, hat, beard or earrings, uniformly) by redrawing that
+    part's coordinate from its tail (u > RARE_THRESHOLD), so the part's style and colour stay spread as in
+    the natural distribution. Rows not chosen are unchanged. A part is then present in about
+    0.1 + 0.9 * fraction / 4 of the scenes instead of 0.1, which gives the generator several times the
+    examples of the rare parts that plain sampling does. Deterministic in ``seed``.
+    """
+    from scipy.special import ndtri
+
+    from dgan_al.generators.toy_faces.scene import RARE_LATENT_INDEX, RARE_THRESHOLD
+
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"rare_boost is a fraction in [0, 1], got {fraction}")
+    out = z.clone()
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(z), generator=gen)[: round(fraction * len(z))]
+    coords = torch.tensor(list(RARE_LATENT_INDEX.values()))[torch.randint(len(RARE_LATENT_INDEX), (len(rows),), generator=gen)]
+    # u uniform in (RARE_THRESHOLD, 1), kept off 1 so that the normal quantile stays finite
+    u = RARE_THRESHOLD + (1 - RARE_THRESHOLD) * (torch.rand(len(rows), generator=gen, dtype=torch.float64) * 0.9999 + 0.00005)
+    out[rows, coords] = torch.from_numpy(ndtri(u.numpy())).to(z.dtype)
+    return out
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -161,13 +188,17 @@ def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False
 def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: ProgressCallback) -> dict:
     import json
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(settings.device)
     config = toy_config()
     torch.manual_seed(settings.seed)
     model = StyleGAN2(config, seed=settings.seed).to(device)
     ema = StyleGAN2(config, seed=settings.seed).to(device).eval().requires_grad_(False)
     ema.load_state_dict(model.state_dict())
+    init_identity = None
+    if settings.init and not (resume and (out_dir / "checkpoint.pt").exists()):
+        init_identity = _load_init(model, settings.init)
+        ema.load_state_dict(model.state_dict())
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves nothing
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.99))
     history: list[tuple[int, float]] = []  # (step, smoothed training loss)
     val_history: list[tuple[int, float]] = []  # (step, held-out PSNR of the EMA weights), at each checkpoint
@@ -186,11 +217,14 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
                     opt_state["state"].pop(i, None)
         opt.load_state_dict(opt_state)
         step = int(ckpt["step"])
+        init_identity = ckpt.get("init")
         history = [tuple(h) for h in ckpt["history"]]
         val_history = [tuple(h) for h in ckpt.get("val_history", [])]
 
     workers = settings.workers or os.cpu_count() or 1
     z_train = sample_latents(config.z_dim, settings.n_train, seed=TRAIN_SEED)
+    if settings.rare_boost:
+        z_train = boost_rare(z_train, settings.rare_boost, seed=TRAIN_SEED)
     targets = render_targets(z_train, progress, "rendering training scenes", workers)
     z_val = sample_latents(config.z_dim, settings.n_held_out, seed=HELD_OUT_SEED)
     val_targets = render_targets(z_val, progress, "rendering held-out scenes", workers)
@@ -217,7 +251,7 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "step": step, "history": history, "val_history": val_history,
-                    "mapping_lr_mul": config.mapping_lr_mul}, tmp)
+                    "mapping_lr_mul": config.mapping_lr_mul, "init": init_identity}, tmp)
         tmp.replace(ckpt_path)
         shown = running if running is not None else float("nan")
         held_out = f"  held-out {val_history[-1][1]:.2f} dB" if val_history and val_history[-1][0] == step else ""
@@ -261,9 +295,24 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
     ema = ema.cpu()
     info = {"steps": step, "held_out_psnr_db": held_out_psnr, "train_minutes": (time.time() - t0) / 60,
             "settings": asdict(settings)}
+    if init_identity:
+        info["init"] = init_identity
     export_weights(ema, out_dir / "toy_faces.pt", info)
     (out_dir / "log.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def _load_init(model: StyleGAN2, source: str) -> str:
+    """Copy toy-faces weights (a file, or ``toy-faces`` for the shipped ones) into model; their identity."""
+    from dgan_al.errors import UserError
+    from dgan_al.generators.toy_faces.generator import load_toy_faces
+
+    gen = load_toy_faces(path=None if source == "toy-faces" else Path(source))
+    if gen.model.config != model.config:
+        raise UserError("these weights have another network shape than the toy-faces generator", path=source,
+                        fix="start from weights made by `dgan-al toy distill`, or leave --init out")
+    model.load_state_dict(gen.model.state_dict())
+    return gen.identity
 
 
 def export_weights(model: StyleGAN2, path: Path, info: dict) -> None:

@@ -62,9 +62,16 @@ def weights_path() -> Path:
 
 def read_weights(path: Path) -> dict:
     if not path.is_file():
-        raise UserError("the toy-faces weights are missing from the installed package", path=path,
-                        fix="reinstall dgan-al, or rebuild them with `dgan-al toy distill`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+        if path == weights_path():
+            raise UserError("the toy-faces weights are missing from the installed package", path=path,
+                            fix="reinstall dgan-al, or rebuild them with `dgan-al toy distill`")
+        raise UserError("no toy-faces weights file here", path=path,
+                        fix="give the toy_faces.pt that `dgan-al toy distill` wrote")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt, or a pickle that needs code to load
+        raise UserError(f"not a readable toy-faces weights file ({type(exc).__name__})", path=path,
+                        fix="rebuild it with `dgan-al toy distill`") from exc
     if not isinstance(payload, dict) or payload.get("format") != "dgan-al toy-faces generator":
         raise UserError("not a toy-faces weights file", path=path, fix="rebuild it with `dgan-al toy distill`")
     return payload

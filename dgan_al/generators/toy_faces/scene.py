@@ -39,6 +39,7 @@ Color = tuple[float, float, float]  # RGB in 0..255
 HAIR_STYLES = ("bald", "long", "bob", "short", "curly", "bun")
 _HAIR_STYLE_EDGES = (0.07, 0.30, 0.40, 0.70, 0.86)  # u[8] thresholds between consecutive styles
 RARE_THRESHOLD = 0.9  # a rare part is present when its u > 0.9 (10% of latents)
+RARE_LATENT_INDEX = {"glasses": 27, "hat": 28, "beard": 29, "earring": 30}  # the coordinate of each rare part
 MOUTH_OPEN_THRESHOLD = 0.78  # the mouth is open (teeth show) when u[17] > 0.78 (22% of latents)
 
 GLASSES_STYLES = ("round", "square", "sun")
@@ -155,10 +156,10 @@ def params_from_latent(z: np.ndarray) -> Scene:
     skin = (min(255.0, skin[0] * (1 + warmth)), skin[1], skin[2] * (1 - 1.5 * warmth))
     hair_color = _ramp(_HAIR, u[9])
 
-    glasses_on, t_glasses = _rare(u[27])
-    hat_on, t_hat = _rare(u[28])
-    beard_on, t_beard = _rare(u[29])
-    earrings_on, t_earrings = _rare(u[30])
+    glasses_on, t_glasses = _rare(u[RARE_LATENT_INDEX["glasses"]])
+    hat_on, t_hat = _rare(u[RARE_LATENT_INDEX["hat"]])
+    beard_on, t_beard = _rare(u[RARE_LATENT_INDEX["beard"]])
+    earrings_on, t_earrings = _rare(u[RARE_LATENT_INDEX["earring"]])
     mouth_open = 0.0
     if u[17] > MOUTH_OPEN_THRESHOLD:
         mouth_open = 0.3 + 0.7 * (u[17] - MOUTH_OPEN_THRESHOLD) / (1 - MOUTH_OPEN_THRESHOLD)
