@@ -148,7 +148,11 @@ def test_boost_rare_gives_a_fraction_of_the_scenes_one_more_rare_part():
 
     from dgan_al.generators.protocol import sample_latents
     from dgan_al.generators.toy_faces.distill import boost_rare
-    from dgan_al.generators.toy_faces.scene import RARE_LATENT_INDEX, RARE_THRESHOLD, params_from_latent
+    from dgan_al.generators.toy_faces.scene import (LATENT_NAMES, RARE_LATENT_INDEX, RARE_THRESHOLD, Z_DIM,
+                                                    params_from_latent)
+
+    assert len(LATENT_NAMES) == Z_DIM
+    assert all(LATENT_NAMES[k].startswith(name[:4]) for name, k in RARE_LATENT_INDEX.items())
 
     z = sample_latents(32, 4000, seed=5)
     boosted = boost_rare(z, 0.4, seed=1)

@@ -40,6 +40,13 @@ HAIR_STYLES = ("bald", "long", "bob", "short", "curly", "bun")
 _HAIR_STYLE_EDGES = (0.07, 0.30, 0.40, 0.70, 0.86)  # u[8] thresholds between consecutive styles
 RARE_THRESHOLD = 0.9  # a rare part is present when its u > 0.9 (10% of latents)
 RARE_LATENT_INDEX = {"glasses": 27, "hat": 28, "beard": 29, "earring": 30}  # the coordinate of each rare part
+LATENT_NAMES = (  # what each latent coordinate sets, short (the table above)
+    "x position", "y position", "head size", "roll", "yaw", "face length", "skin tone", "skin warmth",
+    "hair style", "hair colour", "hair volume", "hairline", "eye size", "iris colour", "eyebrows", "nose",
+    "mouth width", "mouth open", "lip colour", "ears", "clothes hue", "clothes lightness", "background hue",
+    "background lightness", "background angle", "stripes", "light direction", "glasses", "hat", "beard",
+    "earrings", "neck",
+)
 MOUTH_OPEN_THRESHOLD = 0.78  # the mouth is open (teeth show) when u[17] > 0.78 (22% of latents)
 
 GLASSES_STYLES = ("round", "square", "sun")
