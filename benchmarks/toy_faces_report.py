@@ -11,7 +11,9 @@
   1.5; for a rare part 0 to 2, absent to present), against the renderer's change, as mean absolute
   grey levels and the cosine between the two changes (near 0: G does not draw what that coordinate sets);
 - the time to sample 1000 images with features on this machine;
-- the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them.
+- the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them;
+- docs/toy-faces-parts.png: the parts G finds hardest, each in 4 scenes that have it (the part's latent
+  coordinate set to 1.4, 1.8, 2.2 and 2.6, so that its styles vary): render | GAN | oracle mask over GAN.
 """
 
 from __future__ import annotations
@@ -76,10 +78,30 @@ def latent_following(gen, n: int = 16) -> list[dict]:
     return rows
 
 
+HARD_PARTS = {"glasses": 27, "hat": 28, "beard": 29, "earring": 30, "open mouth": 17}  # part: latent coordinate
+
+
+def hard_parts_sheet(gen, path: Path) -> None:
+    """Render | GAN | oracle mask over the GAN image, for 4 scenes with each of HARD_PARTS (one row each)."""
+    from dgan_al.generators.toy_faces.scene import LATENT_NAMES
+
+    rows, captions = [], []
+    for part, k in HARD_PARTS.items():
+        assert LATENT_NAMES[k].startswith(part.split()[-1][:4]), (part, LATENT_NAMES[k])
+        z = sample_latents(gen.z_dim, 4, seed=REPORT_SEED + 3)
+        z[:, k] = torch.tensor([1.4, 1.8, 2.2, 2.6])
+        fake, (real, masks) = gen.synthesize(z).images.numpy(), gen.render(z)
+        rows.append([panel for i in range(4) for panel in (real[i], fake[i], overlay(fake[i], masks[i], 0.55))])
+        captions.append(f"{part} (latent {k} = 1.4, 1.8, 2.2, 2.6): render | GAN | oracle mask over GAN")
+    contact_sheet(rows, captions, path=path, legend=CLASSES,
+                  title=f"toy-faces {gen.identity}: the parts the GAN finds hardest")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--sheet", type=Path, default=Path("docs/toy-faces.png"))
+    parser.add_argument("--parts-sheet", type=Path, default=Path("docs/toy-faces-parts.png"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/toy_faces_report.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -150,6 +172,7 @@ def main() -> None:
     caps = [f"{'z = 0 (mean)' if i == 0 else f's0-{i - 1:06d}'}  |  s0-{i:06d}" for i in range(0, 16, 2)]
     contact_sheet(pairs, caps, path=args.sheet, scale=2, legend=CLASSES,
                   title=f"toy-faces: GAN sample | oracle mask over it   (PSNR vs renderer {report['psnr_db']['mean']:.1f} dB)")
+    hard_parts_sheet(gen, args.parts_sheet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items()
