@@ -34,7 +34,7 @@ from dgan_al.workspace.lock import WorkspaceLock
 
 # The image score on a CPU when score_pixels = "auto": the centre pixel of every 4x4 cell (1024 of 16384 on
 # toy-faces). Measured by benchmarks/bench_score_pixels.py on toy-faces (600-image pool, 7 annotations):
-# with the shipped 23.9 dB generator, Spearman 0.995 with the full-resolution score, 88% of the same 10-20%
+# with the 23.9 dB and the shipped 24.7 dB generators alike, Spearman 0.995 with the full score, 88% of the same 10-20%
 # band, 6.0x the images/s of full-resolution scoring (0.999 and 98% with the earlier 20.2 dB weights).
 # The bar is >= 0.95 and >= 80%; grid:8 (8.7x) misses it (0.949, 67%). On a GPU: every pixel.
 CPU_SCORE_PIXELS = "grid:4"
