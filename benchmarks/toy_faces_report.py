@@ -61,14 +61,13 @@ def pixel_classifier(train_x, train_y, test_x, test_y, n_classes, seed=0) -> tup
 
 def latent_following(gen, n: int = 16) -> list[dict]:
     """Per latent coordinate: mean |change| of G's image and of the renderer's, and their cosine."""
-    from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX
+    from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX, with_coordinates
 
-    z = sample_latents(gen.z_dim, n, seed=REPORT_SEED + 2)
+    z = sample_latents(gen.z_dim, n, seed=REPORT_SEED + 2).numpy()
     rows = []
     for k, name in enumerate(LATENT_NAMES):
         low, high = (0.0, 2.0) if k in RARE_LATENT_INDEX.values() else (-1.5, 1.5)
-        z_low, z_high = z.clone(), z.clone()
-        z_low[:, k], z_high[:, k] = low, high
+        z_low, z_high = (torch.from_numpy(with_coordinates(z, {k: v})).float() for v in (low, high))
         d_gan = (gen.synthesize(z_high).images.float() - gen.synthesize(z_low).images.float()).reshape(n, -1)
         d_render = torch.from_numpy(gen.render(z_high)[0].astype(np.float32) - gen.render(z_low)[0].astype(np.float32))
         d_render = d_render.reshape(n, -1)
@@ -81,12 +80,12 @@ def latent_following(gen, n: int = 16) -> list[dict]:
 def hard_parts_sheet(gen, path: Path) -> None:
     """Render | GAN | oracle mask over the GAN image, for 4 scenes with each rare part and with an open
     mouth (one row each)."""
-    from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX
+    from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX, with_coordinates
 
     rows, captions = [], []
     for part, k in {**RARE_LATENT_INDEX, "open mouth": LATENT_NAMES.index("mouth open")}.items():
-        z = sample_latents(gen.z_dim, 4, seed=REPORT_SEED + 3)
-        z[:, k] = torch.tensor([1.4, 1.8, 2.2, 2.6])
+        z = sample_latents(gen.z_dim, 4, seed=REPORT_SEED + 3).numpy()
+        z = torch.from_numpy(with_coordinates(z, {k: np.array([1.4, 1.8, 2.2, 2.6])})).float()
         fake, (real, masks) = gen.synthesize(z).images.numpy(), gen.render(z)
         rows.append([panel for i in range(4) for panel in (real[i], fake[i], overlay(fake[i], masks[i], 0.55))])
         captions.append(f"{part} (latent {k} = 1.4, 1.8, 2.2, 2.6): render | GAN | oracle mask over GAN")

@@ -50,19 +50,58 @@ def test_gan_image_resembles_the_rendered_scene():
     assert 10 * torch.log10(255.0**2 / mse) > 21.0  # the shipped weights: ~24 dB; unrelated scenes ~10 dB
 
 
+def test_the_scene_depends_on_what_the_generator_sees_only_the_direction_of_z():
+    """StyleGAN2's mapping scales z to unit mean square before anything else, so G(z) = G(c z) for c > 0;
+    the renderer reads z the same way, or G could not know the scene it is asked to draw."""
+    gen = load_toy_faces()
+    z = gen.sample_latents(4, seed=123)
+    scales = torch.tensor([0.5, 1.7, 3.0, 0.9])[:, None]
+    a, b = gen.synthesize(z), gen.synthesize(z * scales)
+    assert (a.images.int() - b.images.int()).abs().max() <= 1
+    for fa, fb in zip(a.features, b.features):
+        assert torch.allclose(fa, fb, rtol=1e-4, atol=1e-4 * float(fa.abs().max()))
+    rgb, masks = render_latents(z.numpy())
+    rgb2, masks2 = render_latents((z * scales).numpy())
+    assert np.abs(rgb.astype(int) - rgb2).max() <= 1 and np.array_equal(masks, masks2)  # (float rounding)
+    # the plain reference: the mapping network's own first step
+    from dgan_al.generators.toy_faces.scene import normalize_latent
+
+    zn = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+    assert np.allclose(normalize_latent(z.numpy()), zn.numpy(), atol=1e-6)
+    assert np.array_equal(normalize_latent(np.zeros((1, 32))), np.zeros((1, 32)))  # z = 0, the mean face
+
+
+def test_with_coordinates_sets_coordinates_as_the_scene_reads_them():
+    from dgan_al.generators.toy_faces.scene import normalize_latent, with_coordinates
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((50, 32))
+    for values in ({5: 1.3}, {27: 2.0, 17: -1.0, 3: 0.0}, {12: rng.uniform(-3, 3, 50)}):
+        out = with_coordinates(z, values)
+        n, n0 = normalize_latent(out), normalize_latent(z)
+        for k, v in values.items():
+            assert np.allclose(n[:, k], v, atol=1e-6)
+        rest = [i for i in range(32) if i not in values]
+        assert np.array_equal(out[:, rest], z[:, rest])  # only the set coordinates change in z ...
+        ratio = n[:, rest] / n0[:, rest]  # ... and the others keep their direction
+        assert np.allclose(ratio, ratio[:, :1], rtol=1e-9)
+    with pytest.raises(ValueError, match="summing below"):
+        with_coordinates(z, {1: 4.0, 2: 4.0})
+    with pytest.raises(ValueError, match="all 0"):
+        with_coordinates(np.eye(32)[:1], {0: 1.0})
+
+
 @pytest.mark.parametrize("name", ["head size", "yaw", "eye size", "hat", "beard"])
 def test_the_gan_follows_a_latent_coordinate_like_the_renderer(name):
     """Moving one coordinate changes G's image the way it changes the rendered scene (the shipped weights:
     cosine 0.85, 0.62, 0.62, 0.57, 0.46 over 16 scenes; about 0 for weights that ignore the coordinate)."""
-    from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX
+    from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX, with_coordinates
 
     gen = load_toy_faces()
     k = LATENT_NAMES.index(name)
     low, high = (0.0, 2.0) if k in RARE_LATENT_INDEX.values() else (-1.5, 1.5)
-    z_low = gen.sample_latents(8, seed=91)
-    z_low[:, k] = low
-    z_high = z_low.clone()
-    z_high[:, k] = high
+    z = gen.sample_latents(8, seed=91).numpy()
+    z_low, z_high = (torch.from_numpy(with_coordinates(z, {k: v})).float() for v in (low, high))
     d_gan = (gen.synthesize(z_high).images.float() - gen.synthesize(z_low).images.float()).flatten(1)
     d_render = torch.from_numpy(gen.render(z_high)[0].astype(np.float32) - gen.render(z_low)[0].astype(np.float32))
     cosine = torch.nn.functional.cosine_similarity(d_gan, d_render.flatten(1), dim=1).mean()
@@ -210,7 +249,7 @@ def test_boost_rare_gives_a_fraction_of_the_scenes_one_more_rare_part():
     from dgan_al.generators.protocol import sample_latents
     from dgan_al.generators.toy_faces.distill import boost_rare
     from dgan_al.generators.toy_faces.scene import (LATENT_NAMES, RARE_LATENT_INDEX, RARE_THRESHOLD, Z_DIM,
-                                                    params_from_latent)
+                                                    normalize_latent, params_from_latent)
 
     assert len(LATENT_NAMES) == Z_DIM
     assert all(LATENT_NAMES[k].startswith(name[:4]) for name, k in RARE_LATENT_INDEX.items())
@@ -226,10 +265,11 @@ def test_boost_rare_gives_a_fraction_of_the_scenes_one_more_rare_part():
     cols = sorted(set(changed.nonzero()[:, 1].tolist()))
     assert cols == sorted(RARE_LATENT_INDEX.values())
     assert bool(torch.isfinite(boosted).all())
-    assert bool((torch.from_numpy(ndtr(boosted[changed].numpy())) > RARE_THRESHOLD).all())
+    u_natural, u_boosted = ndtr(normalize_latent(z.numpy())), ndtr(normalize_latent(boosted.numpy()))
+    assert bool((u_boosted[changed.numpy()] > RARE_THRESHOLD).all())  # as the scene reads the coordinate
     for name, k in RARE_LATENT_INDEX.items():
-        natural = float((torch.from_numpy(ndtr(z[:, k].numpy())) > RARE_THRESHOLD).float().mean())
-        present = float((torch.from_numpy(ndtr(boosted[:, k].numpy())) > RARE_THRESHOLD).float().mean())
+        natural = float((u_natural[:, k] > RARE_THRESHOLD).mean())
+        present = float((u_boosted[:, k] > RARE_THRESHOLD).mean())
         assert abs(natural - 0.1) < 0.02 and abs(present - (0.1 + 0.9 * 0.1)) < 0.025, name
     # the scenes do have the part, and the boosted parts' styles are spread like the natural ones
     hats = [params_from_latent(row.numpy()).hat for row in boosted[changed[:, RARE_LATENT_INDEX["hat"]]]]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.generators.toy_faces import render as R
 from dgan_al.generators.toy_faces.classes import CLASS_ID, CLASSES, PALETTE, RARE_CLASSES
-from dgan_al.generators.toy_faces.scene import Z_DIM, params_from_latent
+from dgan_al.generators.toy_faces.scene import Z_DIM, normalize_latent, params_from_latent, with_coordinates
 from dgan_al.generators.toy_faces.sheet import contact_sheet, overlay
 
 COMMON = ("skin", "hair", "eye", "eyebrow", "nose", "mouth", "ear", "neck", "clothes")
@@ -30,10 +30,8 @@ def rendered_500():
 
 
 def with_all_rare_parts(z):
-    z = z.copy()
-    z[27:31] = 2.0  # glasses, hat, beard, earrings on
-    z[17] = 2.0  # mouth open
-    return z
+    """z [Z_DIM] with glasses, hat, beard, earrings on and the mouth open (each coordinate reads 2.0)."""
+    return with_coordinates(z, {27: 2.0, 28: 2.0, 29: 2.0, 30: 2.0, 17: 2.0})[0].astype(z.dtype)
 
 
 def test_same_latent_gives_identical_arrays_alone_or_in_any_batch():

@@ -8,7 +8,7 @@ small StyleGAN2 distilled from it whose weights ship inside the package.
 from dgan_al.generators.toy_faces.classes import CLASSES, PALETTE, RARE_CLASSES
 from dgan_al.generators.toy_faces.generator import ToyFacesGenerator, load_toy_faces
 from dgan_al.generators.toy_faces.render import oracle_mask, render_latents
-from dgan_al.generators.toy_faces.scene import Z_DIM, params_from_latent
+from dgan_al.generators.toy_faces.scene import Z_DIM, normalize_latent, params_from_latent, with_coordinates
 
 __all__ = ["CLASSES", "PALETTE", "RARE_CLASSES", "Z_DIM", "ToyFacesGenerator", "load_toy_faces", "oracle_mask",
-           "params_from_latent", "render_latents"]
+           "normalize_latent", "params_from_latent", "render_latents", "with_coordinates"]

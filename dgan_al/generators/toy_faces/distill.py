@@ -115,14 +115,14 @@ def boost_rare(z: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
     """A copy of latents z [N, 32] in which ``fraction`` of the rows show one more rare part.
 
     Each chosen row gets one rare part (glasses, hat, beard or earrings, uniformly) by redrawing that
-    part's coordinate from its tail (u > RARE_THRESHOLD), so the part's style and colour stay spread as in
-    the natural distribution. Rows not chosen are unchanged. A part is then present in about
+    part's coordinate, as the scene reads it (``with_coordinates``), from its tail (u > RARE_THRESHOLD), so
+    the part's style and colour stay spread as in the natural distribution. Rows not chosen are unchanged. A part is then present in about
     0.1 + 0.9 * fraction / 4 of the scenes instead of 0.1, which gives the generator several times the
     examples of the rare parts that plain sampling does. Deterministic in ``seed``.
     """
     from scipy.special import ndtri
 
-    from dgan_al.generators.toy_faces.scene import RARE_LATENT_INDEX, RARE_THRESHOLD
+    from dgan_al.generators.toy_faces.scene import RARE_LATENT_INDEX, RARE_THRESHOLD, with_coordinates
 
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"rare_boost is a fraction in [0, 1], got {fraction}")
@@ -132,7 +132,10 @@ def boost_rare(z: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
     coords = torch.tensor(list(RARE_LATENT_INDEX.values()))[torch.randint(len(RARE_LATENT_INDEX), (len(rows),), generator=gen)]
     # u uniform in (RARE_THRESHOLD, 1), kept off 1 so that the normal quantile stays finite
     u = RARE_THRESHOLD + (1 - RARE_THRESHOLD) * (torch.rand(len(rows), generator=gen, dtype=torch.float64) * 0.9999 + 0.00005)
-    out[rows, coords] = torch.from_numpy(ndtri(u.numpy())).to(z.dtype)
+    t = ndtri(u.numpy())
+    for k in coords.unique().tolist():
+        pick = rows[coords == k]
+        out[pick] = torch.from_numpy(with_coordinates(z[pick].numpy(), {k: t[(coords == k).numpy()]})).to(z.dtype)
     return out
 
 
@@ -359,7 +362,9 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         held_out_psnr = evaluate(ema, z_val, val_targets, device)
     plot_loss(history, out_dir / "loss.png", held_out_psnr, val_history)
     ema = ema.cpu()
-    info = {"steps": step, "held_out_psnr_db": held_out_psnr,
+    from dgan_al.generators.toy_faces.scene import WORLD_VERSION
+
+    info = {"steps": step, "held_out_psnr_db": held_out_psnr, "world": WORLD_VERSION,
             "train_minutes": earlier_minutes + (time.time() - t0) / 60,  # all runs together
             "settings": asdict(settings)}
     if init_identity:

@@ -51,8 +51,14 @@ class ToyFacesGenerator(StyleGAN2Generator):
     def describe(self) -> dict:
         out = super().describe()
         out["classes"] = ", ".join(self.classes)
+        from dgan_al.generators.toy_faces.scene import WORLD_VERSION
+
         if "held_out_psnr_db" in self.info:
             out["PSNR vs renderer"] = f"{self.info['held_out_psnr_db']:.2f} dB (200 held-out latents)"
+        world = int(self.info.get("world", 1))
+        out["world"] = (f"version {world}" if world == WORLD_VERSION else
+                        f"version {world}, distilled from an older renderer map (this one is {WORLD_VERSION}): "
+                        "re-distill with `dgan-al toy distill`")
         return out
 
 
