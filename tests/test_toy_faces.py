@@ -319,3 +319,57 @@ def test_part_weighted_distillation_trains_and_records_the_weight(tmp_path):
     assert moved > 0  # it did train
     with pytest.raises(ValueError, match="part_weight"):
         distill(tmp_path / "x", DistillSettings(steps=1, part_weight=0.0))
+
+
+def test_pair_latents_change_one_coordinate_as_the_scene_reads_it():
+    from dgan_al.generators.protocol import sample_latents
+    from dgan_al.generators.toy_faces.distill import pair_latents
+    from dgan_al.generators.toy_faces.scene import normalize_latent
+
+    z = sample_latents(32, 2000, seed=8)
+    partner = pair_latents(z, seed=3)
+    assert torch.equal(partner, pair_latents(z, seed=3)) and not torch.equal(partner, pair_latents(z, seed=4))
+    changed = partner != z
+    assert bool((changed.sum(1) == 1).all())  # exactly one coordinate of z moves
+    assert len(set(changed.nonzero()[:, 1].tolist())) == 32  # over all of them
+    n, n0 = normalize_latent(partner.numpy()), normalize_latent(z.numpy())
+    keep = ~changed.numpy()
+    ratio = np.where(keep, n / n0, np.nan)  # the other coordinates keep their direction ...
+    assert np.nanmax(np.abs(ratio - np.nanmean(ratio, axis=1, keepdims=True))) < 1e-5
+    moved = n[changed.numpy()]  # ... and the moved one reads a fresh standard-normal draw
+    assert abs(moved.mean()) < 0.1 and abs(moved.std() - 1) < 0.1
+    # their scenes differ in that one property
+    from dgan_al.generators.toy_faces.scene import params_from_latent
+
+    a, b = params_from_latent(z[0].numpy()), params_from_latent(partner[0].numpy())
+    assert a != b
+
+
+def test_pair_loss_ignores_an_error_shared_by_both_images_and_counts_a_missed_change():
+    from dgan_al.generators.toy_faces.distill import _pair_loss
+
+    g = torch.Generator().manual_seed(0)
+    real_a = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    real_b = real_a.clone()
+    real_b[:, :, 4:8, 4:8] += 0.5  # the property the pair differs in
+    shared = torch.randn(2, 3, 16, 16, generator=g) * 0.3  # G's error in both images alike
+    assert float(_pair_loss(real_a + shared, real_b + shared, real_a, real_b)) < 1e-12
+    missed = _pair_loss(real_a + shared, real_a + shared, real_a, real_b)  # G draws no change
+    assert torch.isclose(missed, torch.tensor(0.25 * 2 * 3 * 16 / (2 * 3 * 256)))
+
+
+def test_paired_distillation_trains_and_records_the_weight(tmp_path):
+    from dgan_al.generators.toy_faces.distill import DistillSettings, distill
+
+    settings = DistillSettings(steps=3, batch=4, n_train=6, n_held_out=4, checkpoint_every=100, threads=1,
+                               init="toy-faces", pair_weight=30.0, lr=1e-3)
+    info = distill(tmp_path, settings)
+    assert info["steps"] == 3 and info["settings"]["pair_weight"] == 30.0 and info["world"] == 2
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(4))
+    trained = load_toy_faces(path=tmp_path / "toy_faces.pt")
+    assert (trained.synthesize(z).images.int() - load_toy_faces().synthesize(z).images.int()).abs().max() > 0
+    assert trained.describe()["world"] == "version 2"
+    with pytest.raises(ValueError, match="pair_weight"):
+        distill(tmp_path / "x", DistillSettings(steps=1, pair_weight=-1.0))
+    result = CliRunner().invoke(app, ["toy", "distill", "--out", str(tmp_path / "c"), "--pair-weight", "-1"])
+    assert result.exit_code == 2 and "--pair-weight" in result.output and not (tmp_path / "c").exists()
