@@ -10,6 +10,8 @@
 - how closely G follows each latent coordinate: the change of G(z) when one coordinate moves (-1.5 to
   1.5; for a rare part 0 to 2, absent to present), against the renderer's change, as mean absolute
   grey levels and the cosine between the two changes (near 0: G does not draw what that coordinate sets);
+- how strongly the mapping network's first layer reads each coordinate (its weight column's norm over the
+  median column's): the coordinates G ignores are the ones it barely reads;
 - the time to sample 1000 images with features on this machine;
 - the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them;
 - docs/toy-faces-parts.png: the parts G finds hardest, each in 4 scenes that have it (the part's latent
@@ -151,6 +153,12 @@ def main() -> None:
     report["per_class_iou"] = {n: {"features": a, "rgb_position": b} for n, a, b in zip(CLASSES, per_f, per_c)}
 
     report["latent_following"] = latent_following(gen)
+    # how much the mapping network listens to each coordinate: the norm of its column in the first layer
+    # (relative to the median); a coordinate G ignores has a small one
+    first = gen.model.mapping.fcs[0].weight.detach()
+    norms = first.norm(dim=0) / first.norm(dim=0).median()
+    for row, norm in zip(report["latent_following"], norms.tolist()):
+        row["mapping_input_norm"] = norm
 
     # speed: 1000 images with features
     zs = sample_latents(gen.z_dim, 1000, seed=REPORT_SEED + 1)
@@ -173,10 +181,10 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items()
                       if k not in ("classes", "per_class_iou", "error_by_class", "latent_following")}, indent=2))
-    print(f"{'z':>2} {'sets':<22}{'|dG|':>7}{'|dR|':>7}{'cosine':>8}")
+    print(f"{'z':>2} {'sets':<22}{'|dG|':>7}{'|dR|':>7}{'cosine':>8}{'reads':>7}")
     for row in report["latent_following"]:
         print(f"{row['coordinate']:>2} {row['sets']:<22}{row['gan_change']:>7.2f}{row['render_change']:>7.2f}"
-              f"{row['cosine']:>8.2f}")
+              f"{row['cosine']:>8.2f}{row['mapping_input_norm']:>7.2f}")
     print(f"{'class':<12}{'share':>8}{'present':>9}{'IoU feat':>10}{'IoU rgb':>9}{'RMSE':>7}{'of error':>10}")
     for n in CLASSES:
         c, i, e = report["classes"][n], report["per_class_iou"][n], report["error_by_class"][n]

@@ -345,17 +345,26 @@ def test_pair_latents_change_one_coordinate_as_the_scene_reads_it():
     assert a != b
 
 
-def test_pair_loss_ignores_an_error_shared_by_both_images_and_counts_a_missed_change():
-    from dgan_al.generators.toy_faces.distill import _pair_loss
+def test_pair_loss_ignores_an_error_shared_by_both_images_and_weighs_small_and_big_changes_alike():
+    from dgan_al.generators.toy_faces.distill import PAIR_CHANGE_FLOOR, _pair_loss
 
     g = torch.Generator().manual_seed(0)
-    real_a = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    real_a = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
     real_b = real_a.clone()
-    real_b[:, :, 4:8, 4:8] += 0.5  # the property the pair differs in
-    shared = torch.randn(2, 3, 16, 16, generator=g) * 0.3  # G's error in both images alike
+    real_b[0, :, 4:7, 4:8] += 0.5  # pair 0 differs in a small part, pair 1 in a big one
+    real_b[1, :, 0:24, :] -= 0.4
+    shared = torch.randn(2, 3, 32, 32, generator=g) * 0.3  # G's error, in both images alike
     assert float(_pair_loss(real_a + shared, real_b + shared, real_a, real_b)) < 1e-12
-    missed = _pair_loss(real_a + shared, real_a + shared, real_a, real_b)  # G draws no change
-    assert torch.isclose(missed, torch.tensor(0.25 * 2 * 3 * 16 / (2 * 3 * 256)))
+    # G draws no change: each pair costs 1, whatever the size of its change
+    assert torch.isclose(_pair_loss(real_a + shared, real_a + shared, real_a, real_b), torch.tensor(1.0))
+    for i in range(2):  # half the change: 1/4
+        half = real_a[i:i + 1] + 0.5 * (real_b[i:i + 1] - real_a[i:i + 1])
+        assert torch.isclose(_pair_loss(real_a[i:i + 1], half, real_a[i:i + 1], real_b[i:i + 1]), torch.tensor(0.25))
+    # scenes that hardly differ: the change is measured against the floor, not divided by ~0
+    tiny = real_a + 1e-3
+    spurious = real_a + 0.01
+    expected = 3 * 32 * 32 * (0.01 - 1e-3) ** 2 / (PAIR_CHANGE_FLOOR * 3 * 32 * 32)
+    assert torch.isclose(_pair_loss(real_a, spurious, real_a, tiny), torch.tensor(expected), rtol=1e-4)
 
 
 def test_paired_distillation_trains_and_records_the_weight(tmp_path):

@@ -35,7 +35,8 @@ def distill_command(
     pair_weight: float = typer.Option(
         0.0, min=0.0,
         help="Weight of the paired term: scenes come in pairs that differ in one latent coordinate, and G's "
-             "change within a pair must match the renderer's (squared error); 0 turns it off."),
+             "change within a pair must match the renderer's (squared error relative to the change, so small "
+             "parts count as much as big ones); 0 turns it off."),
     init: Optional[str] = typer.Option(
         None, help="Start from these weights: a toy_faces.pt, or 'toy-faces' for the shipped ones (fine-tuning)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),

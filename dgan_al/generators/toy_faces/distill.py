@@ -107,7 +107,7 @@ class DistillSettings:
     device: str = "cpu"
     rare_boost: float = 0.0  # fraction of training scenes given one rare part (see boost_rare)
     part_weight: float = 1.0  # loss weight of DETAIL_CLASSES pixels relative to the rest (1 = plain L1)
-    pair_weight: float = 0.0  # weight of the paired-difference term (see pair_latents, _pair_loss); 0 = off
+    pair_weight: float = 0.0  # weight of the paired-change term (see pair_latents, _pair_loss); 0 = off
     init: str | None = None  # start from these toy-faces weights (a fresh run only; --resume wins)
     extra: dict = field(default_factory=dict)
 
@@ -159,12 +159,22 @@ def pair_latents(z: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return out
 
 
+# Below this mean squared change (in [-1, 1] units; about 2.5 grey levels RMS) a pair's change counts as
+# this much, so that a pair whose scenes hardly differ does not divide by nearly zero.
+PAIR_CHANGE_FLOOR = 1e-4
+
+
 def _pair_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, real_a: torch.Tensor, real_b: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between G's change and the renderer's change from scene a to scene b.
+    """How wrong G's change from scene a to scene b is, relative to the renderer's change, per pair:
+    |dG - dR|^2 / max(|dR|^2, floor), averaged over the pairs ([B,3,H,W] images in [-1, 1]).
 
     What G gets wrong in both images alike cancels, so the gradient is about the one property the pair
-    differs in; squared, so that the small residuals everywhere else hardly count against the change."""
-    return ((fake_b - fake_a) - (real_b - real_a)).square().mean()
+    differs in; and relative, so that a property of a few dozen pixels (the mouth's width, earrings)
+    counts as much as one that repaints the image (the background): G ignoring either costs 1."""
+    change = (real_b - real_a).flatten(1)
+    miss = ((fake_b - fake_a).flatten(1) - change).square().sum(1)
+    floor = PAIR_CHANGE_FLOOR * change.shape[1]
+    return (miss / change.square().sum(1).clamp_min(floor)).mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
