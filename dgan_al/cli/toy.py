@@ -32,11 +32,6 @@ def distill_command(
         1.0, min=0.01,
         help="Loss weight of the small and rare parts' pixels (eyes, brows, nose, mouth, ears, glasses, hat, "
              "beard, earrings) against the rest; 1 weighs every pixel alike."),
-    pair_weight: float = typer.Option(
-        0.0, min=0.0,
-        help="Weight of the paired term: scenes come in pairs that differ in one latent coordinate, and G's "
-             "change within a pair must match the renderer's (squared error relative to the change, so small "
-             "parts count as much as big ones); 0 turns it off."),
     init: Optional[str] = typer.Option(
         None, help="Start from these weights: a toy_faces.pt, or 'toy-faces' for the shipped ones (fine-tuning)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
@@ -47,8 +42,7 @@ def distill_command(
 
     settings = DistillSettings(steps=steps, batch=batch, lr=lr, minutes=minutes, n_train=n_train, seed=seed,
                                threads=threads, workers=workers, device=str(resolve_device(device)),
-                               rare_boost=rare_boost, part_weight=part_weight, pair_weight=pair_weight,
-                               init=init)
+                               rare_boost=rare_boost, part_weight=part_weight, init=init)
     with progress_bars() as report:
         info = distill(out, settings, resume=resume, progress=report)
     table = Table(title="toy-faces distillation", show_header=False)

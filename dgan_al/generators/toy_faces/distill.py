@@ -107,7 +107,6 @@ class DistillSettings:
     device: str = "cpu"
     rare_boost: float = 0.0  # fraction of training scenes given one rare part (see boost_rare)
     part_weight: float = 1.0  # loss weight of DETAIL_CLASSES pixels relative to the rest (1 = plain L1)
-    pair_weight: float = 0.0  # weight of the paired-change term (see pair_latents, _pair_loss); 0 = off
     init: str | None = None  # start from these toy-faces weights (a fresh run only; --resume wins)
     extra: dict = field(default_factory=dict)
 
@@ -138,43 +137,6 @@ def boost_rare(z: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
         pick = rows[coords == k]
         out[pick] = torch.from_numpy(with_coordinates(z[pick].numpy(), {k: t[(coords == k).numpy()]})).to(z.dtype)
     return out
-
-
-def pair_latents(z: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A partner for each latent of z [N, 32]: the same latent with one coordinate (uniform over all of
-    them), as the scene reads it, redrawn from N(0, 1) (``with_coordinates``). Deterministic in ``seed``.
-
-    A pair's two scenes differ in one property only (the mouth's width, the glasses, ...), so the
-    difference of their images is that property's effect alone, which ``_pair_loss`` asks G to match.
-    """
-    from dgan_al.generators.toy_faces.scene import with_coordinates
-
-    gen = torch.Generator().manual_seed(seed)
-    coords = torch.randint(z.shape[1], (len(z),), generator=gen)
-    values = torch.randn(len(z), generator=gen, dtype=torch.float64).clamp(-4, 4).numpy()
-    out = z.clone()
-    for k in coords.unique().tolist():
-        rows = (coords == k).nonzero()[:, 0]
-        out[rows] = torch.from_numpy(with_coordinates(z[rows].numpy(), {k: values[rows.numpy()]})).to(z.dtype)
-    return out
-
-
-# Below this mean squared change (in [-1, 1] units; about 2.5 grey levels RMS) a pair's change counts as
-# this much, so that a pair whose scenes hardly differ does not divide by nearly zero.
-PAIR_CHANGE_FLOOR = 1e-4
-
-
-def _pair_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, real_a: torch.Tensor, real_b: torch.Tensor) -> torch.Tensor:
-    """How wrong G's change from scene a to scene b is, relative to the renderer's change, per pair:
-    |dG - dR|^2 / max(|dR|^2, floor), averaged over the pairs ([B,3,H,W] images in [-1, 1]).
-
-    What G gets wrong in both images alike cancels, so the gradient is about the one property the pair
-    differs in; and relative, so that a property of a few dozen pixels (the mouth's width, earrings)
-    counts as much as one that repaints the image (the background): G ignoring either costs 1."""
-    change = (real_b - real_a).flatten(1)
-    miss = ((fake_b - fake_a).flatten(1) - change).square().sum(1)
-    floor = PAIR_CHANGE_FLOOR * change.shape[1]
-    return (miss / change.square().sum(1).clamp_min(floor)).mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -286,8 +248,6 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
 
     if not settings.part_weight > 0:
         raise ValueError(f"part_weight must be positive, got {settings.part_weight}")
-    if not settings.pair_weight >= 0:
-        raise ValueError(f"pair_weight must be 0 or more, got {settings.pair_weight}")
     device = torch.device(settings.device)
     config = toy_config()
     torch.manual_seed(settings.seed)
@@ -327,9 +287,6 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
     z_train = sample_latents(config.z_dim, settings.n_train, seed=TRAIN_SEED)
     if settings.rare_boost:
         z_train = boost_rare(z_train, settings.rare_boost, seed=TRAIN_SEED)
-    paired = settings.pair_weight > 0
-    if paired:  # each training latent followed by its partner: rows 2i and 2i + 1 are a pair
-        z_train = torch.stack([z_train, pair_latents(z_train, seed=TRAIN_SEED + 1)], 1).flatten(0, 1)
     weighted = settings.part_weight != 1.0
     targets = render_targets(z_train, progress, "rendering training scenes", workers, details=weighted)
     if weighted:
@@ -375,11 +332,7 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
             save_checkpoint()  # so that --resume goes on from exactly here
             break
         model.train()
-        if paired:  # batch / 2 pairs (at least one), each as two consecutive rows
-            first = 2 * torch.randint(len(z_train) // 2, (max(1, settings.batch // 2),), generator=gen)
-            idx = torch.stack([first, first + 1], 1).flatten().to(device)
-        else:
-            idx = torch.randint(len(z_train), (settings.batch,), generator=gen).to(device)
+        idx = torch.randint(len(z_train), (settings.batch,), generator=gen).to(device)
         z = z_train[idx]
         real = _to_unit(targets[idx])
         lr = settings.lr * min(1.0, (step + 1) / settings.warmup) * (0.55 + 0.45 * math.cos(math.pi * step / settings.steps))
@@ -388,8 +341,6 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         fake, _ = model(z)
         weight = 1.0 + (settings.part_weight - 1.0) * details[idx].unsqueeze(1).float() if weighted else None
         loss = _loss(fake, real, weight)
-        if paired:
-            loss = loss + settings.pair_weight * _pair_loss(fake[0::2], fake[1::2], real[0::2], real[1::2])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
