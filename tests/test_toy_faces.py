@@ -47,7 +47,7 @@ def test_gan_image_resembles_the_rendered_scene():
     fake = gen.synthesize(z).images.float()
     real = torch.from_numpy(gen.render(z)[0]).float()
     mse = (fake - real).square().mean()
-    assert 10 * torch.log10(255.0**2 / mse) > 21.0  # the shipped weights: ~24 dB; unrelated scenes ~10 dB
+    assert 10 * torch.log10(255.0**2 / mse) > 23.0  # the shipped weights: 25.0 dB here; unrelated scenes ~10 dB
 
 
 def test_the_scene_depends_on_what_the_generator_sees_only_the_direction_of_z():
@@ -94,7 +94,7 @@ def test_with_coordinates_sets_coordinates_as_the_scene_reads_them():
 @pytest.mark.parametrize("name", ["head size", "yaw", "eye size", "hat", "beard"])
 def test_the_gan_follows_a_latent_coordinate_like_the_renderer(name):
     """Moving one coordinate changes G's image the way it changes the rendered scene (the shipped weights:
-    cosine 0.85, 0.62, 0.62, 0.57, 0.46 over 16 scenes; about 0 for weights that ignore the coordinate)."""
+    cosine 0.88, 0.69, 0.69, 0.56, 0.55 over 16 scenes; about 0 for weights that ignore the coordinate)."""
     from dgan_al.generators.toy_faces.scene import LATENT_NAMES, RARE_LATENT_INDEX, with_coordinates
 
     gen = load_toy_faces()
