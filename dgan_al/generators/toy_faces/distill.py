@@ -62,11 +62,10 @@ iris colour (0.16) and the nose (0.09) not much better. The report's last column
 mapping network's first layer reads those coordinates with weights 0.14-0.23 of the median
 coordinate's (the earrings 0.17, the glasses 0.38), and fine-tuning does not raise them (most likely
 the synthesis network has no mouth control yet to pass a gradient back through, so each waits for the
-other). Tried on
-the CPU and dropped, each from run 2's weights: a paired loss (scenes that differ in one coordinate,
-G's change matched to the renderer's, absolute or relative to the change) for 500-750 steps, and the
-weak coordinates' mapping weights scaled up 4 times (0.6 dB lost at once): the mouth's cosines stayed
-at 0.01-0.02 and PSNR fell to 23.3-25.4 dB. A GPU run from scratch in world 2 with the part weight from
+other). Tried on the CPU and dropped, each from run 2's weights: a paired loss (scenes that differ in
+one coordinate, G's change matched to the renderer's, absolute or relative to the change) for 500-750
+steps, and the weak coordinates' mapping weights scaled up 4 times (0.6 dB lost at once): the mouth's
+cosines stayed at 0.01-0.02 and PSNR fell to 23.3-25.4 dB. A GPU run from scratch in world 2 with the part weight from
 the first step, while the mapping is still plastic, is the next thing to try.
 """
 
@@ -138,10 +137,11 @@ def boost_rare(z: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
     """A copy of latents z [N, 32] in which ``fraction`` of the rows show one more rare part.
 
     Each chosen row gets one rare part (glasses, hat, beard or earrings, uniformly) by redrawing that
-    part's coordinate, as the scene reads it (``with_coordinates``), from its tail (u > RARE_THRESHOLD), so
-    the part's style and colour stay spread as in the natural distribution. Rows not chosen are unchanged. A part is then present in about
-    0.1 + 0.9 * fraction / 4 of the scenes instead of 0.1, which gives the generator several times the
-    examples of the rare parts that plain sampling does. Deterministic in ``seed``.
+    part's coordinate, as the scene reads it (``with_coordinates``), from its tail (u > RARE_THRESHOLD),
+    so the part's style and colour stay spread as in the natural distribution. Rows not chosen are
+    unchanged. A part is then present in about 0.1 + 0.9 * fraction / 4 of the scenes instead of 0.1,
+    which gives the generator several times the examples of the rare parts that plain sampling does.
+    Deterministic in ``seed``.
     """
     from scipy.special import ndtri
 

@@ -49,10 +49,10 @@ class ToyFacesGenerator(StyleGAN2Generator):
         return render_latents(np.asarray(torch.as_tensor(latents, dtype=torch.float32).cpu()))
 
     def describe(self) -> dict:
-        out = super().describe()
-        out["classes"] = ", ".join(self.classes)
         from dgan_al.generators.toy_faces.scene import WORLD_VERSION
 
+        out = super().describe()
+        out["classes"] = ", ".join(self.classes)
         if "held_out_psnr_db" in self.info:
             out["PSNR vs renderer"] = f"{self.info['held_out_psnr_db']:.2f} dB (200 held-out latents)"
         world = int(self.info.get("world", 1))
