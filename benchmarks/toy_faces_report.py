@@ -12,6 +12,12 @@
   grey levels and the cosine between the two changes (near 0: G does not draw what that coordinate sets);
 - how strongly the mapping network's first layer reads each coordinate (its weight column's norm over the
   median column's): the coordinates G ignores are the ones it barely reads;
+- whether G draws the thresholded parts at all (glasses, hat, beard, earrings, and teeth: an open mouth):
+  for 64 scenes that have the part (its coordinate spread evenly over the part's range), whether G's
+  pixels where the oracle marks the part are closer to the render with it than to the same scene without
+  it (the share of scenes where they are: "drawn"), and how far along from without to with they are on
+  average (0 = as without, 1 = as with). A part G does not draw is one whose oracle mask does not line
+  up with the GAN image;
 - the time to sample 1000 images with features on this machine;
 - the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them;
 - docs/toy-faces-parts.png: the parts G finds hardest, each in 4 scenes that have it (the part's latent
@@ -76,6 +82,36 @@ def latent_following(gen, n: int = 16) -> list[dict]:
         cosine = F.cosine_similarity(d_gan, d_render, dim=1, eps=1e-6).mean()
         rows.append({"coordinate": k, "sets": name, "gan_change": float(d_gan.abs().mean()),
                      "render_change": float(d_render.abs().mean()), "cosine": float(cosine)})
+    return rows
+
+
+def parts_drawn(gen, n: int = 64) -> list[dict]:
+    """Per thresholded part: in n scenes that have it, how often and how fully G draws it (see the top)."""
+    from scipy.special import ndtri
+
+    from dgan_al.generators.toy_faces.classes import CLASS_ID
+    from dgan_al.generators.toy_faces.scene import (LATENT_NAMES, MOUTH_OPEN_THRESHOLD, RARE_LATENT_INDEX,
+                                                     RARE_THRESHOLD, with_coordinates)
+
+    parts = {name: (k, RARE_THRESHOLD) for name, k in RARE_LATENT_INDEX.items()}
+    parts["teeth"] = (LATENT_NAMES.index("mouth open"), MOUTH_OPEN_THRESHOLD)
+    rows = []
+    for name, (k, threshold) in parts.items():
+        z = sample_latents(gen.z_dim, n, seed=REPORT_SEED + 4).numpy()
+        u = threshold + (1 - threshold) * (np.arange(n) + 0.5) / n  # present, evenly over its range
+        with_part = torch.from_numpy(with_coordinates(z, {k: ndtri(u)})).float()
+        without = torch.from_numpy(with_coordinates(z, {k: 0.0})).float()  # u = 0.5: absent / closed
+        (r_with, m_with), (r_without, _) = gen.render(with_part), gen.render(without)
+        r_with, r_without = r_with.astype(np.float32), r_without.astype(np.float32)
+        fake = gen.synthesize(with_part).images.numpy().astype(np.float32)
+        # the part's pixels where it changes the picture (the other coordinates read slightly differently
+        # in the two latents, so pixels outside the part may differ a little as well; they are left out)
+        region = (m_with == CLASS_ID[name]) & (np.abs(r_with - r_without).sum(-1) > 30)
+        d_with = np.array([np.abs(fake[i] - r_with[i])[region[i]].mean() for i in range(n)])
+        d_without = np.array([np.abs(fake[i] - r_without[i])[region[i]].mean() for i in range(n)])
+        rows.append({"part": name, "coordinate": k, "drawn": float((d_with < d_without).mean()),
+                     "closeness": float((d_without / (d_with + d_without)).mean()),
+                     "pixels": float(region.sum((1, 2)).mean())})
     return rows
 
 
@@ -160,6 +196,8 @@ def main() -> None:
     for row, norm in zip(report["latent_following"], norms.tolist()):
         row["mapping_input_norm"] = norm
 
+    report["parts_drawn"] = parts_drawn(gen)
+
     # speed: 1000 images with features
     zs = sample_latents(gen.z_dim, 1000, seed=REPORT_SEED + 1)
     t0 = time.perf_counter()
@@ -180,11 +218,15 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items()
-                      if k not in ("classes", "per_class_iou", "error_by_class", "latent_following")}, indent=2))
+                      if k not in ("classes", "per_class_iou", "error_by_class", "latent_following", "parts_drawn")},
+                     indent=2))
     print(f"{'z':>2} {'sets':<22}{'|dG|':>7}{'|dR|':>7}{'cosine':>8}{'reads':>7}")
     for row in report["latent_following"]:
         print(f"{row['coordinate']:>2} {row['sets']:<22}{row['gan_change']:>7.2f}{row['render_change']:>7.2f}"
               f"{row['cosine']:>8.2f}{row['mapping_input_norm']:>7.2f}")
+    print(f"{'part (scenes with it)':<22}{'drawn':>7}{'closeness':>11}{'pixels':>8}")
+    for row in report["parts_drawn"]:
+        print(f"{row['part']:<22}{row['drawn']:>7.0%}{row['closeness']:>11.2f}{row['pixels']:>8.0f}")
     print(f"{'class':<12}{'share':>8}{'present':>9}{'IoU feat':>10}{'IoU rgb':>9}{'RMSE':>7}{'of error':>10}")
     for n in CLASSES:
         c, i, e = report["classes"][n], report["per_class_iou"][n], report["error_by_class"][n]
