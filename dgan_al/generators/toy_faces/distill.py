@@ -68,20 +68,23 @@ steps, and the weak coordinates' mapping weights scaled up 4 times (0.6 dB lost 
 cosines stayed at 0.01-0.02 and PSNR fell to 23.3-25.4 dB.
 
 Later CPU trials, each from the shipped weights, 500-1500 steps of 16 on two threads, measured by the
-mouth-open cosine and by how often G draws a part where the oracle marks it (the report's "drawn"):
-mouth and teeth pixels weighted 20 instead of 4; batches of antithetic pairs (the small and rare parts'
-coordinates negated in the second half of each batch, so that the rest of the picture cancels out of
-their gradient); and a bolder world (a mouth twice the area, frames and earrings about 1.5 times as
-thick, which doubled the renderer's change for mouth open and lip colour). None lifted the mouth-open
-cosine above 0.06; in the bolder world glasses, earrings and teeth stayed at 0-5% drawn after 500 steps,
-and the world was left as it is. The likely reason is the synthesis network, not only the mapping: with
-G frozen, the best single offset of w, fitted to open the (bolder) mouths of 32 closed-mouth scenes,
-opens those of 16 others only weakly (their cosine 0.13; the mouth region's error 0.319 -> 0.311), while
-separate offsets per layer reach 0.30; so
-there is no open-mouth control that one w, which is all the mapping can give, reaches. The next thing
-to try is a GPU run from scratch with the part weight from the first step, while the mapping and the
-synthesis are both still plastic (``benchmarks/distill_in_budget.py --budget 540 --device cuda
---rare-boost 0.4 --part-weight 4``), judged by the report's drawn column.
+mouth-open cosine and by how often G draws a part where the oracle marks it (the report's "drawn"): mouth
+and teeth pixels weighted 20 instead of 4; batches of antithetic pairs (the small and rare parts'
+coordinates negated in the second half of each batch, so that the rest of the picture cancels out of their
+gradient); and a bolder world (a mouth twice the area, frames and earrings about 1.5 times as thick, which
+doubled the renderer's change for mouth open and lip colour). None lifted the mouth-open cosine above
+0.06; in the bolder world glasses, earrings and teeth stayed at 0-5% drawn after 500 steps, and the world
+was left as it is. The likely reason is the synthesis network, not only the mapping: with G frozen, the
+best single offset of w, fitted to open the (bolder) mouths of 32 closed-mouth scenes, opens those of 16
+others only weakly (their cosine 0.13; the mouth region's error 0.319 -> 0.311), while separate offsets
+per layer reach 0.30; so there is no open-mouth control that one w, which is all the mapping can give,
+reaches. Nor does the synthesis learn one quickly when handed the information: with an extra loss that
+made the mapping move w along that best offset in proportion to how far the mouth is open (it did: the
+projection's error fell to 0.19 of the offset in 600 steps), the mouth-open cosine stayed at -0.01-0.02
+and teeth at 0% drawn; the synthesis learnt to ignore the new direction rather than open mouths with it.
+The next thing to try is a GPU run from scratch with the part weight from the first step, while the
+mapping and the synthesis are both still plastic (``benchmarks/distill_in_budget.py --budget 540 --device
+cuda --rare-boost 0.4 --part-weight 4``), judged by the report's drawn column.
 """
 
 from __future__ import annotations
