@@ -67,7 +67,7 @@ one coordinate, G's change matched to the renderer's, absolute or relative to th
 steps, and the weak coordinates' mapping weights scaled up 4 times (0.6 dB lost at once): the mouth's
 cosines stayed at 0.01-0.02 and PSNR fell to 23.3-25.4 dB.
 
-Later CPU trials, each from the shipped weights, 500-1500 steps of 16 on two threads, measured by the
+Later CPU trials, each from the shipped weights, 250-1500 steps of 16 on two threads, measured by the
 mouth-open cosine and by how often G draws a part where the oracle marks it (the report's "drawn"): mouth
 and teeth pixels weighted 20 instead of 4; batches of antithetic pairs (the small and rare parts'
 coordinates negated in the second half of each batch, so that the rest of the picture cancels out of their
