@@ -17,7 +17,9 @@
   pixels where the oracle marks the part are closer to the render with it than to the same scene without
   it (the share of scenes where they are: "drawn"), and how far along from without to with they are on
   average (0 = as without, 1 = as with). A part G does not draw is one whose oracle mask does not line
-  up with the GAN image;
+  up with the GAN image. Read both against chance: an untrained G (random weights) scores about 50% and
+  0.5 (its noise lands on either side), while one that always draws the part-less average face scores
+  near 0% and well under 0.5;
 - the time to sample 1000 images with features on this machine;
 - the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them;
 - docs/toy-faces-parts.png: the parts G finds hardest, each in 4 scenes that have it (the part's latent
