@@ -117,7 +117,7 @@ teeth 0% both, the hat 81% against 67%; the colours' sawtooth is not what keeps 
 world was left as it is. Rote learning: 64 scenes in three versions each (no part, glasses, an open mouth;
 192 in all), trained on alone from the shipped weights for 1200 steps of 16 (100 epochs): on those very
 scenes glasses went from 0% drawn (closeness 0.23) to 2-3% (0.30) and teeth stayed at 0% (0.18), while the
-loss fell from 0.15 to 0.14. The shipped weights cannot learn to draw these parts even by heart. From
+loss fell from 0.15 to 0.14. At that rate the shipped weights cannot learn to draw these parts even by heart. From
 random weights (lr 4e-3, 2000 steps) the same set got to loss 0.22, still blurry: glasses 56-63% drawn on
 the training scenes (closeness 0.52-0.57), the held-out ones at chance, teeth 5-17% (0.33-0.35); a network
 with twice the channels at 64 and 128 px (96 and 48) did no better step for step (at step 800 loss 0.31
