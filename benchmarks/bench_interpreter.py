@@ -106,7 +106,7 @@ def worker_fit(args) -> dict:
     generator_config = StyleGAN2Config.config_f(args.resolution)
     directory = Path(args.dir)
     n_items = len(list(directory.glob("item_*.pt")))
-    from dgan_al.generators.protocol import LabelGeometry
+    from dgan_al.geometry import LabelGeometry
 
     geometry = LabelGeometry.full(args.resolution, args.resolution)
     baseline = peak_rss_bytes()
@@ -128,7 +128,7 @@ def worker_reference_memory(args) -> dict:
     """The reference's training arrays for one image cropped to ``--crop`` pixels square, measured."""
     generator = make_generator(args.resolution, "cpu")
     synthesis = generator.synthesize(generator.sample_latents(1, seed=TRAIN_SEED))
-    from dgan_al.generators.protocol import LabelGeometry
+    from dgan_al.geometry import LabelGeometry
 
     crop = min(args.crop, args.resolution)
     geometry = LabelGeometry(canvas=generator.geometry.canvas, crop=(0, 0, crop, crop))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.bilinear import gather_features, interpolation_matrix, is_selection
 
 

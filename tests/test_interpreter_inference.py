@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.interpreter.inference import CPU_CHUNK_PIXELS, CUDA_CHUNK_PIXELS, default_chunk_pixels
 from dgan_al.interpreter.network import StackedMLP

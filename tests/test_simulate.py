@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from dgan_al.cli import app
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.generators.stylegan2 import StyleGAN2Config, random_generator
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.labelme import read_labelme

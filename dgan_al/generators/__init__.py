@@ -12,7 +12,8 @@ import torch
 
 from dgan_al.device import resolve_device
 from dgan_al.errors import UserError
-from dgan_al.generators.protocol import Generator, LabelGeometry, Synthesis, sample_latents
+from dgan_al.geometry import LabelGeometry
+from dgan_al.generators.protocol import Generator, OracleGenerator, Synthesis, sample_latents
 
 BUILTIN = ("toy-faces",)
 
@@ -41,4 +42,4 @@ def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: 
         raise UserError(str(err), path=path, fix="check --crop / --label-resolution") from None
 
 
-__all__ = ["Generator", "LabelGeometry", "Synthesis", "load_generator", "resolve_device", "sample_latents"]
+__all__ = ["Generator", "LabelGeometry", "OracleGenerator", "Synthesis", "load_generator", "resolve_device", "sample_latents"]

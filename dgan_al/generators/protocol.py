@@ -5,11 +5,7 @@ Shapes used throughout:
     images    uint8   [B, H, W, 3]         at the label resolution, after any crop
     features  list of float32 [B, C_l, h_l, w_l], one per tapped layer, at the layer's native resolution
 
-How a feature map lines up with the label image (``LabelGeometry``): every map is upsampled bilinearly
-(align_corners=False) to the ``canvas`` size, then the ``crop`` window of the canvas is the label image.
-For most generators canvas == crop == the output size. A 1024px generator labelled at 512 has a
-512x512 canvas (maps resized to 512, as in the DatasetGAN reference); an LSUN-car 512x512 generator
-labelled at 512x384 has a 512x512 canvas and the crop (64, 0, 384, 512).
+The label geometry (how feature maps line up with the label image) is ``dgan_al.geometry``.
 """
 
 from __future__ import annotations
@@ -20,22 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class LabelGeometry:
-    """Where the label image sits on the canvas that feature maps are upsampled to."""
-
-    canvas: tuple[int, int]  # (H_c, W_c): the size every feature map is bilinearly upsampled to
-    crop: tuple[int, int, int, int]  # (top, left, height, width) of the label image in canvas pixels
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(H, W) of label masks and images."""
-        return (self.crop[2], self.crop[3])
-
-    @classmethod
-    def full(cls, height: int, width: int) -> "LabelGeometry":
-        return cls(canvas=(height, width), crop=(0, 0, height, width))
+from dgan_al.geometry import LabelGeometry
 
 
 @dataclass
@@ -70,6 +51,24 @@ class Generator(Protocol):
 
     def sample_latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         """Latents ``start .. start+n-1`` of the stream ``seed``, float32 [n, z_dim]."""
+        ...
+
+    def map(self, latents: torch.Tensor) -> torch.Tensor:
+        """The intermediate latent w of each z, at the generator's truncation: float32 [B, w_dim] on the CPU.
+
+        The coreset's ``w`` embedding. A generator without a mapping network returns z itself.
+        """
+        ...
+
+
+@runtime_checkable
+class OracleGenerator(Generator, Protocol):
+    """A generator of a world with exact ground truth (toy-faces): the simulated annotator's source."""
+
+    classes: list[str]
+
+    def oracle_mask(self, latents: torch.Tensor) -> np.ndarray:
+        """The exact class mask of each latent's scene, uint8 [B, H, W] (ids index ``classes``)."""
         ...
 
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgan_al.generators.protocol import LabelGeometry, Synthesis, sample_latents
+from dgan_al.geometry import LabelGeometry
+from dgan_al.generators.protocol import Synthesis, sample_latents
 
 SQRT2 = math.sqrt(2.0)
 
@@ -376,6 +377,11 @@ class StyleGAN2Generator:
 
     def sample_latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         return sample_latents(self.z_dim, n, seed, start)
+
+    @torch.no_grad()
+    def map(self, latents: torch.Tensor) -> torch.Tensor:
+        z = torch.as_tensor(latents, dtype=torch.float32).to(self.device)
+        return self.model.map(z, self.truncation_psi).float().cpu()
 
     @torch.no_grad()
     def mean_latent(self) -> torch.Tensor:

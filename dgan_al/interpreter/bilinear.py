@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 
 
 def bilinear_taps_1d(n_in: int, n_out: int, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

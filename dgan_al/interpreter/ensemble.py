@@ -26,7 +26,7 @@ import torch
 
 from dgan_al.device import resolve_device
 from dgan_al.errors import UserError
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.inference import (
     LayerGroup,
     interpret_full,

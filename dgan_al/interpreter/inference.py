@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.bilinear import bilinear_taps_1d, bilinear_taps_2d, interpolation_matrix, is_selection
 from dgan_al.interpreter.network import FoldedWeights
 from dgan_al.interpreter.uncertainty import js_divergence, majority_vote

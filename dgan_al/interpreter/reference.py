@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch.distributions import Categorical
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.network import StackedMLP
 
 

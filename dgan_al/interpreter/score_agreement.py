@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.ensemble import PixelEnsemble
 from dgan_al.interpreter.uncertainty import rank_agreement
 from dgan_al.progress import ProgressCallback, silent

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.bilinear import gather_features
 from dgan_al.interpreter.network import StackedMLP
 from dgan_al.interpreter.sampling import sample_training_pixels

@@ -263,12 +263,8 @@ def _read_chunk(path: Path, key: str, expected_rows: int) -> dict[str, np.ndarra
     return part if len(part["score_sum"]) == expected_rows else None
 
 
-@torch.no_grad()
 def _w_embedding(generator, z: torch.Tensor) -> np.ndarray:
-    model = getattr(generator, "model", None)
-    if model is None or not hasattr(model, "map"):
-        return z.numpy().astype(np.float32)  # a generator without a mapping network: z itself
-    return model.map(z.to(generator.device), generator.truncation_psi).float().cpu().numpy()
+    return generator.map(z).numpy()
 
 
 def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: AnnotationStore, ids: list[str],

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dgan_al.errors import UserError
+from dgan_al.generators.protocol import OracleGenerator
 from dgan_al.labelme import count_vertices, mask_to_polygons, write_labelme
 from dgan_al.labelme.format import TOP_LEVEL_KEYS
 from dgan_al.workflows.export import latent_tensor, read_selection
@@ -43,7 +44,7 @@ def realism_error(generator, z: torch.Tensor) -> np.ndarray:
 def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | None = None,
                     generator=None) -> OracleResult:
     generator = generator or ws.load_generator()
-    if not hasattr(generator, "oracle_mask"):
+    if not isinstance(generator, OracleGenerator):
         raise UserError("the oracle only exists for the toy-faces world", path=ws.config_path,
                         fix="annotate this workspace's rounds in LabelMe (dgan-al annotate)")
     if list(ws.config.classes) != list(generator.classes):

@@ -42,7 +42,7 @@ from dgan_al.files import atomic_write_json, atomic_write_text
 from dgan_al.generators import resolve_device
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.interpreter import PixelEnsemble
-from dgan_al.generators.protocol import LabelGeometry
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.bilinear import interpolation_matrix
 from dgan_al.interpreter.ensemble import scoring_pixels
 from dgan_al.metrics import confusion_matrix, iou_per_class, mean_iou
@@ -399,7 +399,7 @@ class PoolGrid:
 
 @torch.no_grad()
 def _w(generator, z: torch.Tensor, device) -> np.ndarray:
-    return generator.model.map(z.to(device), generator.truncation_psi).float().cpu().numpy()
+    return generator.map(z).numpy()
 
 
 def _seed_embeddings(ws: Workspace, store: AnnotationStore, model: PixelEnsemble, generator,
