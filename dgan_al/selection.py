@@ -8,29 +8,66 @@ images so that new picks cover what the annotations do not.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
+
+
+def band_ranks(n: int, skip_top: float = 0.10, width: float = 0.10) -> tuple[int, int]:
+    """The ranks ``[start, stop)`` of the uncertainty band among ``n`` images: the one band rule.
+
+    ``start`` = skip_top x n and ``stop`` = (skip_top + width) x n, each rounded to the nearest whole rank
+    (halves up; rounding also absorbs float error such as 0.29 x 100 = 28.999...), ``stop`` at most n.
+    With n = 10000 and the defaults: ranks 1000..1999.
+    """
+    if not (0.0 <= skip_top < 1.0 and 0.0 < width <= 1.0):
+        raise ValueError(f"need 0 <= skip_top < 1 and 0 < width <= 1, got skip_top={skip_top}, width={width}")
+    start = int(math.floor(skip_top * n + 0.5))
+    stop = min(n, int(math.floor((skip_top + width) * n + 0.5)))
+    return start, max(stop, start)
 
 
 def uncertainty_band(scores: np.ndarray, skip_top: float = 0.10, width: float = 0.10) -> np.ndarray:
-    """Indices of the scores ranked in [skip_top, skip_top + width) from the most uncertain, by rank.
+    """Indices of the images whose ranks (most uncertain first) lie in ``band_ranks``, in rank order.
 
     scores: [N] (higher = more uncertain). Ranks are by descending score, ties broken by lower index,
-    so the band is deterministic. With N = 10000 and the defaults: ranks 1000..1999.
+    so the band is deterministic.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
-    if not (0.0 <= skip_top < 1.0 and 0.0 < width <= 1.0):
-        raise ValueError(f"need 0 <= skip_top < 1 and 0 < width <= 1, got skip_top={skip_top}, width={width}")
     if np.isnan(scores).any():
         raise ValueError("scores contain NaN")
-    n = len(scores)
-    order = np.lexsort((np.arange(n), -scores))  # descending score, then ascending index
-    start = int(round(skip_top * n))
-    stop = min(n, int(round((skip_top + width) * n)))
-    return order[start:max(stop, start)]
+    start, stop = band_ranks(len(scores), skip_top, width)
+    return rank_order(scores)[start:stop]
+
+
+def rank_order(scores: np.ndarray) -> np.ndarray:
+    """Indices sorted by descending score, ties by ascending index: [N]."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.lexsort((np.arange(len(scores)), -scores))
+
+
+def rank_agreement(full_scores: np.ndarray, approximate_scores: np.ndarray, skip_top: float = 0.10,
+                   width: float = 0.10) -> dict[str, float]:
+    """How well a cheap image score ranks a pool like the full one: what the loop would choose among.
+
+    Returns ``{"spearman": rank correlation, "band_overlap": |band_full & band_approx| / |band_full|}``
+    with both bands from ``uncertainty_band``. A cheap score may be a default only with spearman >= 0.95
+    and band_overlap >= 0.8.
+    """
+    full_scores = np.asarray(full_scores, dtype=np.float64)
+    approximate_scores = np.asarray(approximate_scores, dtype=np.float64)
+    if full_scores.shape != approximate_scores.shape or full_scores.ndim != 1:
+        raise ValueError(f"expected two score vectors of one length, got shapes {full_scores.shape} "
+                         f"and {approximate_scores.shape}")
+    band_full = uncertainty_band(full_scores, skip_top, width)
+    band_approx = uncertainty_band(approximate_scores, skip_top, width)
+    overlap = len(np.intersect1d(band_full, band_approx)) / max(len(band_full), 1)
+    spearman = float(stats.spearmanr(full_scores, approximate_scores).statistic)
+    return {"spearman": spearman, "band_overlap": float(overlap)}
 
 
 @dataclass

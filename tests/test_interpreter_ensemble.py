@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from dgan_al.errors import UserError
 from dgan_al.geometry import LabelGeometry
-from dgan_al.interpreter import IGNORE, PixelEnsemble, resolve_device
+from dgan_al.device import resolve_device
+from dgan_al.interpreter import IGNORE, PixelEnsemble
 from dgan_al.interpreter.training import bootstrap_samples, build_pixel_pool
 
 

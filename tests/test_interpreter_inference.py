@@ -141,7 +141,7 @@ def test_bad_pixel_spec_and_bad_maps_are_refused_with_what_was_expected():
 
 
 def test_compare_pixel_sets_reports_agreement_with_the_full_score():
-    from dgan_al.interpreter.score_agreement import compare_pixel_sets
+    from dgan_al.workflows.score_agreement import compare_pixel_sets
 
     channels, sizes, geometry = CASES["cropped canvas"]
     ensemble = disagreeing_ensemble(channels, 4, 3, geometry)

@@ -15,8 +15,6 @@ from dgan_al.interpreter.uncertainty import (
     image_score_top_fraction,
     js_divergence,
     majority_vote,
-    rank_agreement,
-    uncertainty_band_indices,
 )
 
 
@@ -70,15 +68,3 @@ def test_image_scores():
     assert image_score_sum(js).item() == sum(range(20))
     assert image_score_top_fraction(js, 0.1).item() == (19 + 18) / 2  # top int(20 * 0.1) = 2 pixels
     assert image_score_top_fraction(js[:, :1, :3], 0.1).item() == 2  # at least one pixel
-
-
-def test_band_and_rank_agreement():
-    scores = np.arange(100, dtype=float)  # image i has score i
-    band = uncertainty_band_indices(scores, 0.1, 0.1)
-    assert sorted(band.tolist()) == list(range(80, 90))  # ranks 10..19 by descending score
-    same = rank_agreement(scores, scores * 3 + 1)
-    assert same["spearman"] > 1 - 1e-12 and same["band_overlap"] == 1.0
-    reversed_ = rank_agreement(scores, -scores)
-    assert reversed_["spearman"] < -1 + 1e-12 and reversed_["band_overlap"] == 0.0
-    noisy = rank_agreement(scores, scores + np.random.default_rng(0).normal(0, 3, 100))
-    assert 0.9 < noisy["spearman"] < 1.0 and 0.0 <= noisy["band_overlap"] <= 1.0

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dgan_al.selection import k_center_greedy, uncertainty_band
+from dgan_al.selection import band_ranks, k_center_greedy, rank_agreement, uncertainty_band
 
 
 def test_band_bounds_on_10k():
@@ -29,6 +29,32 @@ def test_band_ties_break_by_index_and_validation():
         uncertainty_band(scores, 1.0, 0.1)
     with pytest.raises(ValueError):
         uncertainty_band(np.array([1.0, np.nan]))
+
+
+def test_band_rule_rounds_to_the_nearest_rank_despite_float_error():
+    assert band_ranks(100, 0.29, 0.1) == (29, 39)  # 0.29 * 100 = 28.999999999999996
+    assert band_ranks(35, 0.1, 0.1) == (4, 7)  # 3.5 -> 4 (halves up), 7.0 -> 7
+    assert band_ranks(25, 0.1, 0.1) == (3, 5)  # 2.5 -> 3, 5.0 -> 5
+    assert band_ranks(10, 0.5, 1.0) == (5, 10)  # stop at most n
+    assert band_ranks(0, 0.1, 0.1) == (0, 0)
+    for n in range(1, 200):  # the band function and the ranks it reports agree for every pool size
+        start, stop = band_ranks(n, 0.1, 0.1)
+        band = uncertainty_band(np.arange(n, dtype=float)[::-1].copy(), 0.1, 0.1)  # image i has rank i
+        assert band.tolist() == list(range(start, stop))
+
+
+def test_rank_agreement():
+    scores = np.arange(100, dtype=float)  # image i has score i
+    band = uncertainty_band(scores, 0.1, 0.1)
+    assert sorted(band.tolist()) == list(range(80, 90))  # ranks 10..19 by descending score
+    same = rank_agreement(scores, scores * 3 + 1)
+    assert same["spearman"] > 1 - 1e-12 and same["band_overlap"] == 1.0
+    reversed_ = rank_agreement(scores, -scores)
+    assert reversed_["spearman"] < -1 + 1e-12 and reversed_["band_overlap"] == 0.0
+    noisy = rank_agreement(scores, scores + np.random.default_rng(0).normal(0, 3, 100))
+    assert 0.9 < noisy["spearman"] < 1.0 and 0.0 <= noisy["band_overlap"] <= 1.0
+    with pytest.raises(ValueError, match="one length"):
+        rank_agreement(scores, scores[:5])
 
 
 def brute_force_greedy(x, seeds, n):

@@ -138,7 +138,8 @@ def test_rescaling_the_mapping_to_another_lr_multiplier_keeps_the_function():
 def test_the_cpu_image_score_ranks_a_pool_like_the_full_score():
     """score_pixels = "auto" on a CPU scores on a grid; on toy-faces it must rank images as every pixel does."""
     from dgan_al.generators.protocol import sample_latents
-    from dgan_al.interpreter import PixelEnsemble, rank_agreement
+    from dgan_al.interpreter import PixelEnsemble
+    from dgan_al.selection import rank_agreement
     from dgan_al.workflows.next_round import score_pixels
 
     gen = load_toy_faces()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-from scipy import stats
 
 
 def js_divergence(log_probs: torch.Tensor) -> torch.Tensor:
@@ -56,37 +54,3 @@ def image_score_top_fraction(js: torch.Tensor, fraction: float = 0.1) -> torch.T
     flat = js.reshape(js.shape[0], -1)
     k = max(1, int(flat.shape[1] * fraction))
     return flat.topk(k, dim=1).values.to(torch.float64).mean(1)
-
-
-def uncertainty_band_indices(scores: np.ndarray, skip_top: float = 0.10, width: float = 0.10) -> np.ndarray:
-    """Indices of the images ranked from ``skip_top`` to ``skip_top + width`` by descending score.
-
-    The paper's band: drop the top 10% most uncertain (likely GAN failures), keep the next 10%.
-    Ranks are positions ``floor(skip_top*n) .. floor((skip_top+width)*n) - 1``; ties by index.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    n = scores.size
-    order = np.lexsort((np.arange(n), -scores))
-    return order[int(math.floor(skip_top * n)) : int(math.floor((skip_top + width) * n))]
-
-
-def rank_agreement(
-    full_scores: np.ndarray, approximate_scores: np.ndarray, skip_top: float = 0.10, width: float = 0.10
-) -> dict[str, float]:
-    """How well a cheap image score ranks a pool like the full-resolution one.
-
-    Returns ``{"spearman": rank correlation, "band_overlap": |band_full & band_approx| / |band_full|}``
-    where a band is the ``skip_top .. skip_top + width`` slice of the ranking (the images the loop would
-    choose among). The issue's bar for making a cheap score a default: spearman >= 0.95, overlap >= 0.8.
-    """
-    full_scores = np.asarray(full_scores, dtype=np.float64)
-    approximate_scores = np.asarray(approximate_scores, dtype=np.float64)
-    if full_scores.shape != approximate_scores.shape or full_scores.ndim != 1:
-        raise ValueError(
-            f"expected two score vectors of one length, got shapes {full_scores.shape} and {approximate_scores.shape}"
-        )
-    band_full = uncertainty_band_indices(full_scores, skip_top, width)
-    band_approx = uncertainty_band_indices(approximate_scores, skip_top, width)
-    overlap = len(np.intersect1d(band_full, band_approx)) / max(len(band_full), 1)
-    spearman = float(stats.spearmanr(full_scores, approximate_scores).statistic)
-    return {"spearman": spearman, "band_overlap": float(overlap)}

@@ -23,7 +23,7 @@ from dgan_al.files import atomic_write_bytes, atomic_write_json, sha256_file
 from dgan_al.generators import resolve_device
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
-from dgan_al.selection import k_center_greedy, uncertainty_band
+from dgan_al.selection import band_ranks, k_center_greedy, uncertainty_band
 from dgan_al.workflows.export import ExportItem, export_round, read_selection
 from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features, load_maps
 from dgan_al.workflows.importing import ImportReport, import_annotations
@@ -307,7 +307,8 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
         "pool": {"seed": cfg.pool.seed, "size": len(pool), "candidates": int(len(candidates)),
                  "excluded": len(pool) - int(len(candidates)),
                  "score_quantiles": {k: float(v) for k, v in zip(("min", "p10", "median", "p80", "p90", "max"), q)}},
-        "band": {"ranks": [int(round(s.skip_top * len(candidates))), int(round(s.skip_top * len(candidates))) + len(band) - 1],
+        "band": {"ranks": [band_ranks(len(candidates), s.skip_top, s.band)[0],
+                           band_ranks(len(candidates), s.skip_top, s.band)[1] - 1],
                  "score_range": [float(image_scores[band].min()), float(image_scores[band].max())],
                  "size": int(len(band))},
         "coreset": {"radius_after": coreset.radius, "seeded_with": len(ids)},

@@ -1,8 +1,9 @@
 """Is a cheap image score good enough? Compare coarse-grid / pixel-subset scores with the full one.
 
 The loop may score its pool on a coarse grid or a fixed pixel subset on a CPU only if, on a real pool,
-the cheap score ranks images like the full-resolution one: Spearman >= 0.95 and >= 80% of the 10-20%
-band the same (issue 4). ``compare_pixel_sets`` measures exactly that, plus the time each score took.
+the cheap score ranks images like the full-resolution one (``selection.rank_agreement``: Spearman >= 0.95
+and >= 80% of the loop's uncertainty band the same). ``compare_pixel_sets`` measures exactly that, plus
+the time each score took; ``benchmarks/bench_score_pixels.py`` runs it on toy-faces.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 
 from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.ensemble import PixelEnsemble
-from dgan_al.interpreter.uncertainty import rank_agreement
 from dgan_al.progress import ProgressCallback, silent
+from dgan_al.selection import rank_agreement
 
 
 def compare_pixel_sets(
