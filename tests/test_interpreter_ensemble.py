@@ -99,7 +99,7 @@ def test_save_load_round_trip(trained, tmp_path):
     trained.save(path)
     loaded = PixelEnsemble.load(path, expect_generator="toy@1", expect_classes=CLASSES)
     assert loaded.classes == CLASSES and loaded.feature_channels == CHANNELS and loaded.generator == "toy@1"
-    assert loaded.geometry_ == GEOMETRY and loaded.hidden == (16, 8) and loaded.n_members == 3
+    assert loaded.geometry_ == GEOMETRY and loaded.hidden_ == (16, 8) and loaded.n_members == 3
     assert [r.loss for r in loaded.history_] == [r.loss for r in trained.history_]
     maps = [torch.randn(2, c, s, s) for c, s in zip(CHANNELS, SIZES)]
     a, b = trained.predict(maps), loaded.predict(maps)
@@ -159,12 +159,14 @@ def test_fit_input_errors_say_what_was_expected():
 
 
 def test_constructor_checks_and_defaults():
-    assert PixelEnsemble([4], ["a", "b"]).hidden == (128, 32)
-    assert PixelEnsemble([4], [f"c{i}" for i in range(32)]).hidden == (256, 128)
+    assert PixelEnsemble([4], ["a", "b"]).check_params().hidden_ == (128, 32)
+    assert PixelEnsemble([4], [f"c{i}" for i in range(32)]).check_params().hidden_ == (256, 128)
+    stored = PixelEnsemble([4], ["a", "a"], class_balance=2, device="nonsense")  # the constructor only stores
+    assert stored.get_params()["class_balance"] == 2 and stored.get_params()["device"] == "nonsense"
     with pytest.raises(ValueError, match="distinct"):
-        PixelEnsemble([4], ["a", "a"])
+        stored.check_params()
     with pytest.raises(ValueError, match="class_balance"):
-        PixelEnsemble([4], ["a", "b"], class_balance=2)
+        PixelEnsemble([4], ["a", "b"], class_balance=2).fit(synthetic_items(1, seed=0), GEOMETRY)
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 

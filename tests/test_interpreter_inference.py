@@ -20,7 +20,7 @@ from dgan_al.interpreter.reference import reference_interpret, reference_members
 def disagreeing_ensemble(channels: list[int], n_classes: int, n_members: int, geometry, seed: int = 0) -> PixelEnsemble:
     """A 'trained' ensemble with random weights at a scale where members disagree, BatchNorm stats random."""
     ensemble = PixelEnsemble(channels, [f"class{i}" for i in range(n_classes)], n_members=n_members, generator="test")
-    net = StackedMLP(n_members, sum(channels), ensemble.hidden, n_classes)
+    net = StackedMLP(n_members, sum(channels), ensemble.check_params().hidden_, n_classes)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for w in (net.w1, net.w2, net.w3):
@@ -98,7 +98,7 @@ def test_folded_network_equals_the_stacked_network_in_eval_mode():
     from dgan_al.interpreter.inference import _tail
 
     hidden = torch.einsum("mpd,dk->mpk", x, folded.w1.view(sum(channels), -1))  # each member's own rows
-    m, h1 = 5, ensemble.hidden[0]
+    m, h1 = 5, ensemble.hidden_[0]
     hidden = torch.stack([hidden[i, :, i * h1 : (i + 1) * h1] for i in range(m)], 1)  # [P, M, h1]
     got = _tail(hidden.reshape(40, m * h1) + folded.b1, folded)  # [M, K, P]
     torch.testing.assert_close(got, expected.transpose(1, 2), atol=1e-4, rtol=1e-4)

@@ -13,7 +13,7 @@ the fast path and ``reference`` for the plain algorithm it is checked against.
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import re
 import zipfile
@@ -26,6 +26,7 @@ import torch
 
 from dgan_al.device import resolve_device
 from dgan_al.errors import UserError
+from dgan_al.files import atomic_write_bytes
 from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.inference import (
     LayerGroup,
@@ -47,6 +48,9 @@ from dgan_al.progress import ProgressCallback, silent
 
 FILE_FORMAT = "dgan-al pixel ensemble"
 FILE_VERSION = 1
+# the constructor's parameters, in order: get_params() and the saved "hyperparameters" use these names
+PARAMS = ("feature_channels", "classes", "n_members", "hidden", "generator", "pixels_per_image", "class_balance",
+          "batch_size", "lr", "max_epochs", "tol", "seed", "device")
 
 
 @dataclass
@@ -115,6 +119,7 @@ class PixelEnsemble:
         seed              seeds sampling, initialisation and shuffling
         device            "cpu", "cuda", "auto" (CUDA when available)
 
+    Resolved by ``check_params`` (in ``fit`` and ``load``): ``hidden_`` (the widths used), ``device_``.
     Learned attributes: ``net_`` (``StackedMLP``), ``geometry_`` (of the training features),
     ``history_`` (one ``EpochRecord`` per epoch), ``pool_bytes_`` (memory of the sampled training pixels).
 
@@ -127,6 +132,7 @@ class PixelEnsemble:
         self,
         feature_channels: Sequence[int],
         classes: Sequence[str],
+        *,
         n_members: int = 10,
         hidden: tuple[int, int] | None = None,
         generator: str | None = None,
@@ -139,20 +145,21 @@ class PixelEnsemble:
         seed: int = 0,
         device: str | torch.device = "cpu",
     ):
-        self.feature_channels = [int(c) for c in feature_channels]
-        self.classes = [str(c) for c in classes]
-        self.n_members = int(n_members)
-        self.hidden = tuple(hidden) if hidden is not None else paper_hidden_sizes(len(self.classes))
+        # scikit-learn's convention: the constructor only stores; check_params (called by fit and load)
+        # validates and resolves (hidden_, device_).
+        self.feature_channels = feature_channels
+        self.classes = classes
+        self.n_members = n_members
+        self.hidden = hidden
         self.generator = generator
-        self.pixels_per_image = int(pixels_per_image)
-        self.class_balance = float(class_balance)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.max_epochs = int(max_epochs)
-        self.tol = float(tol)
-        self.seed = int(seed)
-        self.device = resolve_device(device)
-        self._check_hyperparameters()
+        self.pixels_per_image = pixels_per_image
+        self.class_balance = class_balance
+        self.batch_size = batch_size
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.tol = tol
+        self.seed = seed
+        self.device = device
         self.net_: StackedMLP | None = None
         self.geometry_: LabelGeometry | None = None
         self.history_: list[EpochRecord] = []
@@ -160,9 +167,20 @@ class PixelEnsemble:
         self._folded: FoldedWeights | None = None
         self._plans: dict = {}
 
+    def get_params(self) -> dict:
+        """The constructor's arguments, by name (what ``save`` writes and ``load`` passes back)."""
+        return {name: getattr(self, name) for name in PARAMS}
+
     # ------------------------------------------------------------------ validation
 
-    def _check_hyperparameters(self) -> None:
+    def check_params(self) -> "PixelEnsemble":
+        """Validate the parameters, normalise their types, resolve ``hidden_`` and ``device_``."""
+        self.feature_channels = [int(c) for c in self.feature_channels]
+        self.classes = [str(c) for c in self.classes]
+        for name in ("n_members", "pixels_per_image", "batch_size", "max_epochs", "seed"):
+            setattr(self, name, int(getattr(self, name)))
+        for name in ("class_balance", "lr", "tol"):
+            setattr(self, name, float(getattr(self, name)))
         if not self.feature_channels or any(c <= 0 for c in self.feature_channels):
             raise ValueError(f"feature_channels must be a non-empty list of positive ints, got {self.feature_channels}")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or any(not c for c in self.classes):
@@ -176,10 +194,14 @@ class PixelEnsemble:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm needs 2 pixels), got {self.batch_size}")
-        if len(self.hidden) != 2 or min(self.hidden) < 1:
+        hidden = tuple(self.hidden) if self.hidden is not None else paper_hidden_sizes(len(self.classes))
+        if len(hidden) != 2 or min(hidden) < 1:
             raise ValueError(f"hidden must be two positive widths (h1, h2), got {self.hidden}")
         if not 0.0 <= self.class_balance <= 1.0:
             raise ValueError(f"class_balance must be in [0, 1], got {self.class_balance}")
+        self.hidden_ = tuple(int(h) for h in hidden)
+        self.device_ = resolve_device(self.device)
+        return self
 
     def _check_training_item(self, index: int, maps, mask, geometry: LabelGeometry) -> None:
         if len(maps) != len(self.feature_channels):
@@ -229,6 +251,7 @@ class PixelEnsemble:
         Items are read once, one at a time (a generator reading a disk cache is fine; float16 maps are
         fine): only the sampled pixels' features are kept (``pool_bytes_``).
         """
+        self.check_params()
         total = len(items) if hasattr(items, "__len__") else None
         pool = build_pixel_pool(
             items, geometry, self.pixels_per_image, self.class_balance, self.seed,
@@ -236,9 +259,9 @@ class PixelEnsemble:
             progress=progress, total=total,
         )
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        net = StackedMLP(self.n_members, sum(self.feature_channels), self.hidden, len(self.classes))
+        net = StackedMLP(self.n_members, sum(self.feature_channels), self.hidden_, len(self.classes))
         net.reset_parameters(generator)
-        net.to(self.device)
+        net.to(self.device_)
         samples = bootstrap_samples(pool, self.n_members, self.batch_size, self.seed)
         self.history_ = train_members(
             net, pool, samples, self.batch_size, self.lr, self.max_epochs, self.tol, self.seed, progress
@@ -339,26 +362,24 @@ class PixelEnsemble:
         geometry = None if self.geometry_ is None else {
             "canvas": list(self.geometry_.canvas), "crop": list(self.geometry_.crop)
         }
+        params = self.get_params()
+        del params["device"]  # where it runs is the loader's choice
+        params["hidden"] = list(self.hidden_)
         payload = {
             "format": FILE_FORMAT,
             "format_version": FILE_VERSION,
-            "classes": list(self.classes),
-            "feature_channels": list(self.feature_channels),
-            "generator": self.generator,
-            "hyperparameters": {
-                "n_members": self.n_members, "hidden": list(self.hidden),
-                "pixels_per_image": self.pixels_per_image, "class_balance": self.class_balance,
-                "batch_size": self.batch_size, "lr": self.lr, "max_epochs": self.max_epochs,
-                "tol": self.tol, "seed": self.seed,
-            },
+            "classes": params.pop("classes"),
+            "feature_channels": params.pop("feature_channels"),
+            "generator": params.pop("generator"),
+            "hyperparameters": params,
             "geometry": geometry,
             "history": [[r.epoch, r.loss, r.accuracy] for r in self.history_],
             "pool_bytes": self.pool_bytes_,
             "state": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(
@@ -405,16 +426,16 @@ class PixelEnsemble:
                 f"the interpreter's classes differ from the expected ones: {difference}",
                 path=path, fix="train a new interpreter for this class list",
             )
-        hp = payload["hyperparameters"]
-        ensemble = cls(
-            payload["feature_channels"], payload["classes"], n_members=hp["n_members"], hidden=tuple(hp["hidden"]),
-            generator=payload["generator"], pixels_per_image=hp["pixels_per_image"],
-            class_balance=hp["class_balance"], batch_size=hp["batch_size"], lr=hp["lr"],
-            max_epochs=hp["max_epochs"], tol=hp["tol"], seed=hp["seed"], device=device,
-        )
-        net = StackedMLP(ensemble.n_members, sum(ensemble.feature_channels), ensemble.hidden, len(ensemble.classes))
+        hp = dict(payload["hyperparameters"], hidden=tuple(payload["hyperparameters"]["hidden"]))
+        unknown = set(hp) - set(PARAMS)
+        if unknown:
+            raise UserError(f"the interpreter file has unknown settings {sorted(unknown)}", path=path,
+                            fix="train the interpreter again with this dgan-al")
+        ensemble = cls(payload["feature_channels"], payload["classes"], generator=payload["generator"],
+                       device=device, **hp).check_params()
+        net = StackedMLP(ensemble.n_members, sum(ensemble.feature_channels), ensemble.hidden_, len(ensemble.classes))
         net.load_state_dict(payload["state"])
-        ensemble.net_ = net.to(ensemble.device).eval()
+        ensemble.net_ = net.to(ensemble.device_).eval()
         geometry = payload["geometry"]
         if geometry is not None:
             ensemble.geometry_ = LabelGeometry(canvas=tuple(geometry["canvas"]), crop=tuple(geometry["crop"]))

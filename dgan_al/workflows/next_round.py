@@ -210,7 +210,7 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
     """Score every pool latent in resumable chunks: image JS scores, pooled activations and w."""
     cfg = ws.config
     chunk, n = cfg.run.chunk, len(pool)
-    pixels = score_pixels(cfg.selection.score_pixels, ensemble.device)
+    pixels = score_pixels(cfg.selection.score_pixels, ensemble.device_)
     key = f"{interpreter_sha[:16]}|{cfg.pool.seed}|{chunk}|{pixels}"
     out_dir = folder / "scores"
     parts: list[dict[str, np.ndarray]] = []
@@ -286,7 +286,7 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
     if s.embedding == "w":
         seeds = _w_embedding(generator, torch.stack([torch.tensor(store.records[i].z) for i in ids]))
     else:
-        pixels = score_pixels(s.score_pixels, ensemble.device)
+        pixels = score_pixels(s.score_pixels, ensemble.device_)
         seeds = np.concatenate([ensemble.score_images([m[None].float() for m in load_maps(p)], pixels=pixels,
                                                       seed=cfg.pool.seed).embedding.numpy() for p in paths])
     coreset = k_center_greedy(embeddings[band], seeds, s.centers)
