@@ -1,9 +1,13 @@
-"""Rich progress bars driven by the library's ``report(task, done, total)`` callbacks."""
+"""Progress for the library's ``report(task, done, total)`` callbacks: rich bars on a terminal, plain lines
+in a log (output redirected to a file, a cluster job, ``nohup``, CI), where bars would only be drawn at exit.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TextIO
 
 from rich.progress import (
     BarColumn,
@@ -30,9 +34,71 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.1f}/s" if speed else "", style="cyan")
 
 
+LOG_INTERVAL_S = 5.0  # at most one progress line this often in a log (plus each task's first and last)
+
+
+class LineProgress:
+    """A ``report`` callback that writes plain lines: stage, done/total, percent, rate and ETA.
+
+    A line when a task starts, when it finishes (done == total), and otherwise at most one every
+    ``interval`` seconds across all tasks. The rate counts from the task's first report.
+    """
+
+    def __init__(self, stream: TextIO, interval: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.stream, self.interval, self.clock = stream, interval, clock
+        self.started: dict[str, tuple[float, int]] = {}  # task -> (time, done) of its first report
+        self.finished: set[str] = set()
+        self.last_line = -float("inf")
+
+    def __call__(self, task: str, done: int, total: int | None) -> None:
+        now = self.clock()
+        first = task not in self.started
+        if first:
+            self.started[task] = (now, done)
+        end = total is not None and done >= total
+        if end and task in self.finished:
+            return
+        if not (first or end or now - self.last_line >= self.interval):
+            return
+        if end:
+            self.finished.add(task)
+        self.last_line = now
+        self.stream.write(self.line(task, done, total, now) + "\n")
+        self.stream.flush()
+
+    def line(self, task: str, done: int, total: int | None, now: float) -> str:
+        t0, done0 = self.started[task]
+        elapsed = now - t0
+        rate = (done - done0) / elapsed if elapsed > 0 and done > done0 else None
+        parts = [time.strftime("%H:%M:%S"), task, f"{done}/{total}" if total is not None else str(done)]
+        if total:
+            parts.append(f"({100 * done / total:.0f}%)")
+        if rate:
+            parts.append(f"{rate:.1f}/s")
+        if total is not None and done >= total:
+            parts.append(f"done in {_duration(elapsed)}")
+        elif rate and total is not None:
+            parts.append(f"eta {_duration((total - done) / rate)}")
+        return " ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
 @contextmanager
 def progress_bars() -> Iterator[ProgressCallback]:
-    """Yield a callback that draws one bar per task name, with ETA and rate."""
+    """Yield a callback that draws one bar per task name, with ETA and rate (plain lines in a log)."""
+    if not err_console.is_terminal:
+        yield LineProgress(sys.stderr)
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
