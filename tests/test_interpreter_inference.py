@@ -165,3 +165,19 @@ def test_images_in_several_passes_give_the_same_result():
     assert torch.equal(one_pass.labels, per_image.labels)
     torch.testing.assert_close(one_pass.js, per_image.js, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(one_pass.hidden_mean, per_image.hidden_mean, atol=1e-5, rtol=1e-5)
+
+
+def test_pixel_spec_names_are_read_in_one_place():
+    from dgan_al.interpreter.ensemble import parse_pixel_spec
+    from dgan_al.errors import UserError
+    from dgan_al.workspace.config import WorkspaceConfig
+
+    assert parse_pixel_spec("full") == ("full", 0)
+    assert parse_pixel_spec("grid:4") == ("grid", 4) and parse_pixel_spec("subset:1024") == ("subset", 1024)
+    for bad in ("grid:0", "grid:", "grid:-1", "subset:x", "grid:4 ", "Grid:4", "sparse:3", ""):
+        with pytest.raises(ValueError, match="grid:S"):
+            parse_pixel_spec(bad)
+        config = WorkspaceConfig(classes=["background", "a"])
+        config.selection.score_pixels = bad
+        with pytest.raises(UserError, match="score_pixels"):
+            config.validate()

@@ -44,6 +44,7 @@ def test_grid_maps_score_like_score_images(step):
     assert torch.equal(gridded.labels, direct.labels)
 
 
+@pytest.mark.slow
 def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     out = tmp_path / "sim"
     settings = SimulateSettings(strategies=("random", "al"), **TINY)

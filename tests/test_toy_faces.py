@@ -135,6 +135,7 @@ def test_rescaling_the_mapping_to_another_lr_multiplier_keeps_the_function():
     assert not torch.equal(after.mapping.fcs[0].weight, before.mapping.fcs[0].weight)
 
 
+@pytest.mark.slow
 def test_the_cpu_image_score_ranks_a_pool_like_the_full_score():
     """score_pixels = "auto" on a CPU scores on a grid; on toy-faces it must rank images as every pixel does."""
     from dgan_al.generators.protocol import sample_latents
@@ -159,6 +160,7 @@ def test_the_cpu_image_score_ranks_a_pool_like_the_full_score():
     assert rank_agreement(np.concatenate(full), np.concatenate(cheap))["spearman"] >= 0.95
 
 
+@pytest.mark.slow
 def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_path):
     """A tiny real run: stop on --minutes (checkpoint kept), resume a checkpoint trained with the earlier
     mapping lr multiplier, and export weights the package's loader reads."""
@@ -190,6 +192,7 @@ def test_distillation_runs_stops_on_time_and_resumes_an_older_checkpoint(tmp_pat
     assert (before.int() - after.int()).abs().max() <= 1
 
 
+@pytest.mark.slow
 def test_parallel_rendering_of_training_scenes_equals_serial():
     from dgan_al.generators.toy_faces.distill import render_targets
 

@@ -3,20 +3,23 @@
 from pathlib import Path
 
 from dgan_al.workflows.init import init_workspace
+from dgan_al.workspace.config import CONFIG_NAME, load_config, render_config
 from dgan_al.workspace.layout import Workspace
 
-SMALL = {"members = 10": "members = 2", "epochs = 8": "epochs = 1", "pixels_per_image = 2048": "pixels_per_image = 256",
-         "chunk = 512": "chunk = 16", "centers = 12": "centers = 4", "annotate = 6": "annotate = 2", 'score_pixels = "auto"': 'score_pixels = "grid:2"'}
+# a tiny ensemble, pool chunks and round, so that a whole loop runs in seconds
+SMALL = {"ensemble.members": 2, "ensemble.epochs": 1, "ensemble.pixels_per_image": 256, "run.chunk": 16,
+         "selection.centers": 4, "selection.annotate": 2, "selection.score_pixels": "grid:2"}
 
 
-def make_workspace(path: Path, pool_size: int = 48, **edits) -> Workspace:
+def make_workspace(path: Path, pool_size: int = 48, settings: dict | None = None) -> Workspace:
+    """A toy-faces workspace made by ``init``, its config set to SMALL and ``settings`` ("section.key": value)."""
     init_workspace(path, pool_size=pool_size)
-    config = path / "dgan-al.toml"
-    text = config.read_text()
-    for old, new in {**SMALL, **edits}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    config.write_text(text)
+    config = load_config(path / CONFIG_NAME)
+    for key, value in {**SMALL, **(settings or {})}.items():
+        section, name = key.split(".")
+        assert hasattr(getattr(config, section), name), key
+        setattr(getattr(config, section), name, value)
+    (path / CONFIG_NAME).write_text(render_config(config.validate()))
     return Workspace.find(path)
 
 

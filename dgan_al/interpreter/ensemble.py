@@ -76,6 +76,19 @@ class ImageScores:
     labels: torch.Tensor | None = None  # int64 [B, P] majority vote at those pixels (row-major; see scoring_pixels)
 
 
+def parse_pixel_spec(pixels: str) -> tuple[str, int]:
+    """The one reader of pixel-set names: "full" -> ("full", 0), "grid:S" -> ("grid", S), "subset:N" -> ("subset", N).
+
+    Raises ValueError for anything else (S, N whole numbers >= 1).
+    """
+    if pixels == "full":
+        return "full", 0
+    match = re.fullmatch(r"(grid|subset):([0-9]+)", pixels) if isinstance(pixels, str) else None
+    if match is None or int(match.group(2)) < 1:
+        raise ValueError(f"pixels must be 'full', 'grid:S' or 'subset:N' with S, N >= 1, got {pixels!r}")
+    return match.group(1), int(match.group(2))
+
+
 def scoring_pixels(pixels: str, size: tuple[int, int], seed: int = 0) -> tuple[str, torch.Tensor, torch.Tensor]:
     """The label pixels an image score is computed from: ``(kind, ys, xs)``.
 
@@ -84,20 +97,15 @@ def scoring_pixels(pixels: str, size: tuple[int, int], seed: int = 0) -> tuple[s
     for every image (ys, xs: int64 [N]).
     """
     height, width = size
+    kind, number = parse_pixel_spec(pixels)
     empty = torch.zeros(0, dtype=torch.int64)
-    if pixels == "full":
+    if kind == "full":
         return "full", empty, empty
-    grid = re.fullmatch(r"grid:(\d+)", pixels)
-    subset = re.fullmatch(r"subset:(\d+)", pixels)
-    if grid and int(grid.group(1)) >= 1:
-        step = int(grid.group(1))
-        return "grid", torch.arange(step // 2, height, step), torch.arange(step // 2, width, step)
-    if subset and int(subset.group(1)) >= 1:
-        n = min(int(subset.group(1)), height * width)
-        flat = np.sort(np.random.default_rng([seed, 3]).choice(height * width, size=n, replace=False))
-        flat = torch.from_numpy(flat)
-        return "subset", flat // width, flat % width
-    raise ValueError(f"pixels must be 'full', 'grid:S' or 'subset:N' with S, N >= 1, got {pixels!r}")
+    if kind == "grid":
+        return "grid", torch.arange(number // 2, height, number), torch.arange(number // 2, width, number)
+    n = min(number, height * width)
+    flat = torch.from_numpy(np.sort(np.random.default_rng([seed, 3]).choice(height * width, size=n, replace=False)))
+    return "subset", flat // width, flat % width
 
 
 class PixelEnsemble:

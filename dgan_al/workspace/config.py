@@ -33,11 +33,11 @@ class PoolSettings:
 
 @dataclass
 class SelectionSettings:
-    skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures; simulate: better than 0)
+    skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures)
     band: float = 0.10  # then keep this fraction just below it
     centers: int = 12  # k-center greedy picks this many images from the band
     annotate: int = 6  # the annotator annotates the most realistic this many of them
-    embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features; simulate: better than w) or "w"
+    embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features) or "w" (the mapped latent)
     score: str = "sum"  # image score: "sum" of pixel JS (paper) or "top10" (mean of the top 10% pixels)
     score_pixels: str = "auto"  # pixels for the image score: "auto" (full on a GPU, the measured grid on a CPU), "full", "grid:N", "subset:N"
 
@@ -103,8 +103,13 @@ class WorkspaceConfig:
 
 
 def _is_pixel_spec(text: str) -> bool:
-    kind, _, number = text.partition(":")
-    return kind in ("grid", "subset") and number.isdigit() and int(number) > 0
+    from dgan_al.interpreter.ensemble import parse_pixel_spec
+
+    try:
+        parse_pixel_spec(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_value(value: Any, expected: Any, where: str, path: Path) -> Any:
