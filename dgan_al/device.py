@@ -14,7 +14,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"unknown device {device!r}", fix="use auto, cpu, cuda or cuda:N") from None
+        raise UserError(f"unknown device {device!r}", setting="device", fix="use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but CUDA is not available here", fix="use --device cpu")
+        raise UserError(f"{device!r} asked for, but CUDA is not available here", setting="device",
+                        fix="use cpu (or auto)")
     return dev

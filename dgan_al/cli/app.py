@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable, TypeVar
 
 import typer
@@ -50,14 +51,20 @@ F = TypeVar("F", bound=Callable)
 
 
 def handles_user_errors(fn: F) -> F:
-    """Wrap a command so that a ``UserError`` prints one red line and exits with code 2."""
+    """Wrap a command so that a ``UserError`` prints one red line and exits with code 2.
+
+    An error about a setting that is one of the command's parameters names it by its flag (``size`` ->
+    ``--size``), so the message says what to change on the command line.
+    """
+    parameters = set(inspect.signature(fn).parameters)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            flag = "--" + err.setting.replace("_", "-") if err.setting in parameters else None
+            err_console.print(f"[bold red]error:[/] {escape(err.render(flag))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

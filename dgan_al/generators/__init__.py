@@ -39,7 +39,7 @@ def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: 
     try:
         return load_checkpoint(path, truncation_psi=truncation_psi, window=window, device=device)
     except ValueError as err:  # crop / label resolution that does not fit this generator
-        raise UserError(str(err), path=path, fix="check --crop / --label-resolution") from None
+        raise UserError(str(err), path=path, fix="check the crop and the label resolution") from None
 
 
 __all__ = ["Generator", "LabelGeometry", "OracleGenerator", "Synthesis", "load_generator", "resolve_device", "sample_latents"]

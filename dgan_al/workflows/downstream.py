@@ -62,12 +62,12 @@ def read_dataset(folder: Path, progress: ProgressCallback = silent) -> tuple[lis
     for name in ("labels.txt", "train.txt"):
         if not (folder / name).is_file():
             raise UserError(f"not a finished dgan-al dataset: {name} is missing", path=folder,
-                            fix="give the --out folder of a finished build-dataset (or run build-dataset --merge on it)")
+                            fix="give the folder a finished `dgan-al build-dataset` wrote (a sharded one after `--merge`)")
     classes = [line for line in (folder / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
     ids = (folder / "train.txt").read_text().split()
     if not ids:
         raise UserError("the dataset's training list is empty", path=folder / "train.txt",
-                        fix="build a larger dataset or use a smaller --filter")
+                        fix="build a larger dataset, or filter fewer samples out")
     images, masks = [], []
     for k, id in enumerate(ids):
         try:

@@ -73,7 +73,7 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
     if classes is None:
         classes = getattr(generator, "classes", None)
         if classes is None:
-            raise UserError("--classes is required for a checkpoint generator",
+            raise UserError("required for a checkpoint generator", setting="classes",
                             fix="give a file with one class per line (background first), or a,b,c")
     spec = generator_spec
     if generator_spec != "toy-faces":

@@ -275,7 +275,7 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
     candidates = np.array([i for i, pid in enumerate(pool_ids) if pid not in excluded], dtype=np.int64)
     if len(candidates) < s.centers:
         raise UserError(f"only {len(candidates)} pool latents left to choose from ({len(excluded)} used)",
-                        path=ws.config_path, fix="grow the pool: --pool-size or [pool] size")
+                        path=ws.config_path, fix="grow the pool: [pool] size")
     image_scores = scores["score_sum" if s.score == "sum" else "score_top10"][candidates]
     band = uncertainty_band(image_scores, s.skip_top, s.band)
     if len(band) < s.centers:

@@ -38,7 +38,7 @@ def make_real_test(folder: Path, n: int = 100, seed: int = REAL_TEST_SEED,
 
     folder = Path(folder)
     if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}", fix="e.g. --n 100")
+        raise UserError(f"must be at least 1, got {n}", setting="n", fix="e.g. 100")
     if folder.is_dir() and any(p.suffix == ".json" for p in folder.iterdir()):
         raise UserError("the folder already holds LabelMe files", path=folder,
                         fix="choose a new folder (nothing there was touched)")
