@@ -2,138 +2,14 @@
 
 Training is plain supervised regression, no adversary: the renderer gives the exact target image for
 every z, so the loss is an L1 on the image plus L1 on 2x and 4x average-pooled copies (the multi-scale
-term keeps colours and layout right while the fine edges are still being learnt). Adam with a short
-warm-up and a cosine decay; an exponential moving average of the weights is what gets exported.
-Resumable: a checkpoint is written every few hundred steps (and when ``--minutes`` runs out) and
-``--resume`` continues from it. ``--device cuda`` is much faster than the CPU.
+term keeps colours and layout right while the fine edges are still being learnt). ``part_weight``
+multiplies the loss on the small and rare parts' pixels (plain L1 learns them last); ``rare_boost``
+gives a fraction of the training scenes one extra rare part. Adam with a short warm-up and a cosine
+decay; an exponential moving average of the weights is what gets exported. Resumable: a checkpoint is
+written every few hundred steps (and when ``minutes`` runs out) and ``resume`` continues from it.
 
-How the shipped weights were made: two runs on one NVIDIA H200 (24.67 dB held-out PSNR against the
-first version of the world), then a third on this project's 2-core CPU that re-fitted them to world 2
-(the scene reads z normalised, as G does; see ``scene.py``): 26.18 dB.
-
-1. From scratch, 8.1 minutes of training plus under one of rendering (16 processes): 23.9 dB
-   (toy-faces@e88f8ec5e2f2, in git at commit 637112a). The step count is what the step timing of
-   ``benchmarks/distill_in_budget.py`` fitted into the lease; the run was stopped by ``--minutes`` at
-   step 13813 and finished with ``--resume``:
-
-       dgan-al toy distill --device cuda --batch 128 --steps 16056 --n-train 100000
-
-2. Fine-tuned from those weights (``--init``: fresh Adam, a new warm-up and cosine decay), with 40% of
-   the training scenes given one extra rare part (``--rare-boost``) and the small and rare parts'
-   pixels weighing 4 times the rest in the loss (``--part-weight``); stopped by ``--minutes`` at step
-   10390 (24.56 dB) and finished with ``--resume``: 7.9 minutes of training, 24.67 dB.
-
-       dgan-al toy distill --device cuda --init PREV.pt --rare-boost 0.4 --part-weight 4 --lr 2e-3 \
-           --batch 128 --steps 13555 --n-train 100000
-
-3. World 2. Run 2's weights scored 24.67 dB against the raw-z world, 25.94 dB against world 2 without any
-   training: much of their error was the scene's dependence on |z|, which G cannot see. Fine-tuned on
-   the CPU, one thread, 70 minutes of training after 2 of rendering: 26.18 dB.
-
-       dgan-al toy distill --init RUN2.pt --rare-boost 0.4 --part-weight 4 --lr 1e-3 --batch 16 \
-           --steps 4500 --n-train 40000 --threads 1
-
-A step took 22-30 ms at batch 32, 64 and 128 alike, then 40 ms at 256 and 75 at 512: up to 128 the GPU is
-bound by kernel launches, so 128 is nearly free there (``--part-weight`` adds about 5 ms). On this project's
-2-core CPU a step of 128 takes about 10 s, so that schedule would take days. The CPU default (5000 steps
-of 16) took 80 minutes on one core (4.5 rendering, 75 training) and reached 20.48 dB: the same world,
-blurrier. Earlier weights, all CPU-trained: 18.4 dB (4742 steps, mapping lr multiplier 0.1) and 20.2 dB
-(10000).
-
-Why the part weight: plain L1 learns the big regions first and leaves the small parts for last. With
-run 1's weights the pixels of the small and rare parts (``DETAIL_CLASSES``, about 5% of the image) had
-an RMSE of 59 grey levels against 14 elsewhere, and G hardly followed their latent coordinates. The
-measure (``benchmarks/toy_faces_report.py`` prints it for every coordinate): move one coordinate, and
-take the cosine between G's image change and the renderer's, over 16 scenes. Run 1 had 0.48-0.99 for
-position, size, pose, colours, hair, clothes and background, but 0.08 for eye size, 0.03 for the brows,
-0.13 for the hat and about 0 for the other small and rare parts. A fine-tune without the part weight
-(the same command with ``--part-weight 1``, stopped at step 12379: 24.61 dB) lifted eye size to 0.33,
-brows to 0.22 and the hat to 0.21 and left glasses, beard and earrings at 0. Run 2, with it: the detail
-pixels' RMSE fell from 59 to 42 (the rest 13.8 to 14.5), eye size 0.62, hat 0.57, beard 0.46, brows
-0.31, ears 0.27, glasses 0.15, iris 0.14, nose 0.10. Still about 0: mouth width and smile, mouth open,
-lip colour and earrings, so G draws an average mouth and no earrings. A side-by-side on the CPU (1500
-steps of 16 from run 1's weights, one core each) gave the same direction at weight 5: detail RMSE 59.1
-to 52.9, hat 0.17 to 0.33, for 0.24 dB of PSNR at that length.
-
-Run 3 (world 2) kept those and lifted glasses to 0.32 and earrings to 0.41 (they were 0.15 and 0 against
-world 1, where a part near its threshold was present or not depending on |z|). What G still does not
-draw is the mouth: mouth width and smile, mouth open (teeth) and lip colour stay at 0.00-0.01, with the
-iris colour (0.16) and the nose (0.09) not much better. The report's last column shows why: the
-mapping network's first layer reads those coordinates with weights 0.14-0.23 of the median
-coordinate's (the earrings 0.17, the glasses 0.38), and fine-tuning does not raise them (most likely
-the synthesis network has no mouth control yet to pass a gradient back through, so each waits for the
-other). Tried on the CPU and dropped, each from run 2's weights: a paired loss (scenes that differ in
-one coordinate, G's change matched to the renderer's, absolute or relative to the change) for 500-750
-steps, and the weak coordinates' mapping weights scaled up 4 times (0.6 dB lost at once): the mouth's
-cosines stayed at 0.01-0.02 and PSNR fell to 23.3-25.4 dB.
-
-Later CPU trials, each from the shipped weights, 250-1500 steps of 16 on two threads, measured by the
-mouth-open cosine and by how often G draws a part where the oracle marks it (the report's "drawn"): mouth
-and teeth pixels weighted 20 instead of 4; batches of antithetic pairs (the small and rare parts'
-coordinates negated in the second half of each batch, so that the rest of the picture cancels out of their
-gradient); and a bolder world (a mouth twice the area, frames and earrings about 1.5 times as thick, which
-doubled the renderer's change for mouth open and lip colour). None lifted the mouth-open cosine above
-0.06; in the bolder world glasses, earrings and teeth stayed at 0-5% drawn after 500 steps, and the world
-was left as it is. The likely reason is the synthesis network, not only the mapping: with G frozen, the
-best single offset of w, fitted to open the (bolder) mouths of 32 closed-mouth scenes, opens those of 16
-others only weakly (their cosine 0.13; the mouth region's error 0.319 -> 0.311), while separate offsets
-per layer reach 0.30; so there is no open-mouth control that one w, which is all the mapping can give,
-reaches. Nor does the synthesis learn one quickly when handed the information: with an extra loss that
-made the mapping move w along that best offset in proportion to how far the mouth is open (it did: the
-projection's error fell to 0.19 of the offset in 600 steps), the mouth-open cosine stayed at -0.01-0.02
-and teeth at 0% drawn; the synthesis learnt to ignore the new direction rather than open mouths with it.
-
-From scratch the drawn rates of the small parts are higher, but not conclusively so. On the CPU, two
-threads, the defaults with ``--rare-boost 0.4 --part-weight 4`` from the first step (5000 steps of 16, 50
-minutes): 20.31 dB, too blurry to ship; glasses drawn in 19% of their scenes, earrings 28%, teeth 8%, the
-hat 42%, the beard 42% (the shipped weights: 2, 9, 0, 69, 88%). Read "drawn" against chance: untrained
-weights score about 50% and a closeness of 0.5, their noise landing on either side; a generator that
-draws the part-less average face scores near 0%. A blurry generator can also move a part's pixels towards
-the render with the part by blur alone (say, dark eyes smeared into the frames around them), so at 20 dB
-a closeness of about 0.4 does not show that the part is drawn: a from-scratch run has to be judged at 24
-dB or more, which takes the GPU.
-
-An auxiliary segmentation loss was tried as a way to give the synthesis the missing controls: a linear 1x1
-head on every feature tap, its logits upsampled and summed to 128 px, cross-entropy against the oracle
-mask (classes weighted by 1/sqrt of their pixel share), weight 1, trained with G and dropped afterwards.
-As a fine-tune of the shipped weights (1500 steps of 16, lr 1e-3, rare boost 0.4, part weight 4) it
-changed nothing that matters (glasses 3%, earrings 9%, teeth 0%; 25.56 dB): the head found teeth nowhere
-(recall 0), the features carry no mouth openness to find. From scratch (the same 5000-step run with the
-head): 19.98 dB; drawn glasses 31%, earrings 30%, teeth 2%, hat 64%, beard 55%; and now the features do
-carry the parts. The head's IoU on 32 scenes that have each: glasses 0.51, earrings 0.26, teeth 0.48; a
-logistic probe fitted on 24 scenes (half with the part) and scored on 24 others: on all the taps teeth
-0.37 and glasses 0.46 (the shipped weights' features: 0.19 and 0.18), on the 64 px taps alone 0.30 and
-0.34, on the 128 px ones 0.23 and 0.25. The parts live more in the coarse taps, where a per-pixel argmax
-can combine "open" with "where the mouth is" and the image, a sum of per-layer linear read-outs, most
-likely cannot. So the loss makes the features right without making G draw the parts. With the head on the
-64 and 128 px taps only (the same run otherwise): 19.87 dB; glasses 33%, earrings 30%, teeth 3%, hat 66%,
-beard 70%, about the same. The loss was left out.
-
-Three more CPU checks say that fine-tuning the shipped weights is a dead end. A smoother world (the frame,
-hat and earring colours walking once along their ramps over the part's range, instead of 3, 3 and 2 times;
-the style thresholds as they are), 1000 steps of 16 from the shipped weights (lr 1e-3, rare boost 0.4, part
-weight 4), beside the same run on the world as it is: glasses drawn 0% against 2%, earrings 5% against 8%,
-teeth 0% both, the hat 81% against 67%; the colours' sawtooth is not what keeps the glasses out, and the
-world was left as it is. Rote learning: 64 scenes in three versions each (no part, glasses, an open mouth;
-192 in all), trained on alone from the shipped weights for 1200 steps of 16 (100 epochs): on those very
-scenes glasses went from 0% drawn (closeness 0.23) to 2-3% (0.30) and teeth stayed at 0% (0.18), while the
-loss fell from 0.15 to 0.14. At that rate the shipped weights cannot learn to draw these parts even by heart. From
-random weights (lr 4e-3, 2000 steps) the same set got to loss 0.22, still blurry: glasses 56-63% drawn on
-the training scenes (closeness 0.52-0.57), the held-out ones at chance, teeth 5-17% (0.33-0.35); a network
-with twice the channels at 64 and 128 px (96 and 48) did no better step for step (at step 800 loss 0.31
-both; glasses 55% against 52%, teeth 17% against 23%) and took 2.9 times as long per step here. And a
-higher learning rate helps the rote learning only: the same 192 scenes from the shipped weights at lr 4e-3
-(4 times the fine-tunes' rate) had glasses drawn on 30-41% of the training scenes by steps 600-1000
-(closeness 0.38-0.46) but on 11-20% of held-out ones, teeth 0% (lr 1e-2 first blurred the whole picture:
-loss 0.29 after 400 steps); a fine-tune on the whole world at that rate (rare boost 0.4, part weight 4,
-6000 steps of 16, two threads, 49 minutes) reached 26.38 dB with the glasses at 2%, earrings 9%, teeth 0%,
-the hat 67% and the beard 92% drawn, the same as before; not worth re-making the seeds and figures for 0.2
-dB, so it was not shipped.
-
-The next thing to try is a GPU run from scratch with the part weight from the first step, while the
-mapping and the synthesis are both still plastic (``benchmarks/distill_in_budget.py --budget 540 --device
-cuda --rare-boost 0.4 --part-weight 4``), judged by the report's drawn column once it reaches 24 dB. Not
-another fine-tune of the shipped weights.
+How the shipped weights were made, and what was tried to make G draw glasses, earrings and teeth:
+``docs/toy-faces.md``.
 """
 
 from __future__ import annotations
