@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dgan_al.files import atomic_write_bytes  # noqa: E402
-from dgan_al.generators import resolve_device  # noqa: E402
+from dgan_al.device import resolve_device  # noqa: E402
 from dgan_al.interpreter import PixelEnsemble  # noqa: E402
 from dgan_al.interpreter.reference import reference_interpret, reference_members  # noqa: E402
 from dgan_al.report import save_mask_png  # noqa: E402

@@ -153,21 +153,11 @@ class PixelEnsemble:
         seed: int = 0,
         device: str | torch.device = "cpu",
     ):
-        # scikit-learn's convention: the constructor only stores; check_params (called by fit and load)
-        # validates and resolves (hidden_, device_).
-        self.feature_channels = feature_channels
-        self.classes = classes
-        self.n_members = n_members
-        self.hidden = hidden
-        self.generator = generator
-        self.pixels_per_image = pixels_per_image
-        self.class_balance = class_balance
-        self.batch_size = batch_size
-        self.lr = lr
-        self.max_epochs = max_epochs
-        self.tol = tol
-        self.seed = seed
-        self.device = device
+        # scikit-learn's convention: the constructor only stores its arguments, under their own names;
+        # check_params (called by fit and load) validates and resolves them (hidden_, device_).
+        arguments = locals()
+        for name in PARAMS:
+            setattr(self, name, arguments[name])
         self.net_: StackedMLP | None = None
         self.geometry_: LabelGeometry | None = None
         self.history_: list[EpochRecord] = []

@@ -19,7 +19,7 @@ import numpy as np
 
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_json
-from dgan_al.generators import resolve_device
+from dgan_al.device import resolve_device
 from dgan_al.metrics import FoldSummary, confusion_matrix, k_folds, mean_iou, summarize_folds
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report.figures import pyplot, save_figure
