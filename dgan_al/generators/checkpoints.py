@@ -4,10 +4,13 @@ Supported (the configuration is inferred from tensor names and shapes):
 - rosinality/stylegan2-pytorch ``.pt``: ``{'g_ema', 'latent_avg'}`` from its converter, full training
   checkpoints (``g``, ``d``, ``g_ema``, optimisers, ``args``), or a bare generator state dict. Read by
   ``torch.load(weights_only=True)``, with ``argparse.Namespace`` (the ``args`` entry) allowed as data.
-- NVIDIA stylegan2-ada-pytorch ``.pkl`` (``G_ema``). These pickles carry the Python source of the
-  network classes and a plain unpickle would execute it. ``SafeUnpickler`` instead maps every
-  persistence record to an inert ``PersistentRecord`` (class name, init kwargs, state), lets through
-  only the functions that rebuild tensors / arrays, and refuses any other global before anything runs.
+- NVIDIA stylegan2-ada-pytorch ``.pkl`` (``G_ema``), and the ``stylegan3`` repository's ``--cfg=stylegan2``
+  pickles. These carry the Python source of the network classes and a plain unpickle would execute it.
+  ``SafeUnpickler`` instead maps every persistence record to an inert ``PersistentRecord`` (class name,
+  the module's ``__dict__``), lets through only the functions that rebuild tensors / arrays, and refuses
+  any other global before anything runs. ``torch_utils.persistence`` pickles a module's ``__dict__``, so
+  the constructor arguments sit under ``_init_kwargs`` and every layer keeps its own settings
+  (``conv_clamp``, ``bias_gain``, ``architecture``) as attributes; see ``ada_settings``.
 Refused with one clear line: StyleGAN3 pickles, TensorFlow (``dnnlib.tflib``) pickles, conditional
 generators, non-skip architectures, and anything else.
 """
@@ -40,6 +43,7 @@ from dgan_al.generators.stylegan2 import (
 )
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+W_AVG_SAMPLES = 10_000  # z samples averaged when a checkpoint stores no w_avg
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -57,6 +61,17 @@ class PersistentRecord:
 
     def children(self) -> dict[str, "PersistentRecord"]:
         return {k: v for k, v in (self.state.get("_modules") or {}).items() if isinstance(v, PersistentRecord)}
+
+    def init_kwargs(self) -> dict:
+        """The keyword arguments the object was built with (``persistence`` stores ``_init_kwargs``)."""
+        kwargs = self.state.get("_init_kwargs")
+        return dict(kwargs) if isinstance(kwargs, dict) else {}
+
+    def walk(self, prefix: str = ""):
+        """(dotted name, record) for this record and every descendant, parents first."""
+        yield prefix, self
+        for name, child in self.children().items():
+            yield from child.walk(f"{prefix}.{name}" if prefix else name)
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Flatten parameters and buffers of this record and its children, like ``state_dict()``."""
@@ -165,8 +180,13 @@ def _fail(path: Path, message: str, fix: str | None = None) -> UserError:
     return UserError(message, path=path, fix=fix)
 
 
+# opcodes a protocol 0/1 pickle (no PROTO header) starts with: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL
+_OLD_PROTOCOL_FIRST = set(b"(}])c")
+
+
 def detect_format(path: Path) -> str:
-    """'torch-zip', 'torch-legacy' or 'pickle', from the file's first bytes (never by executing it)."""
+    """'torch-zip', 'torch-legacy', 'pickle', 'pickle-protocol-0' (no protocol header: protocol 0 or 1)
+    or 'unknown', from the file's first bytes (never by executing it)."""
     with open(path, "rb") as f:
         head = f.read(64)
     if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
@@ -181,6 +201,14 @@ def detect_format(path: Path) -> str:
         except (ValueError, StopIteration):
             pass
         return "pickle"
+    if head[:1] and head[0] in _OLD_PROTOCOL_FIRST:
+        try:
+            ops = pickletools.genops(io.BytesIO(head))
+            for _ in range(2):  # two well-formed opcodes in a row: an old-protocol pickle, not text
+                next(ops)
+            return "pickle-protocol-0"
+        except (ValueError, StopIteration):
+            pass
     return "unknown"
 
 
@@ -192,12 +220,22 @@ def _torch_load(path: Path) -> Any:
         with safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unsafe content"
-        raise _fail(path, f"refused to load: the file holds objects a checkpoint never needs ({first[:160]})",
+        raise _fail(path, f"refused to load: the file holds {_forbidden_global(str(err))}, which a checkpoint "
+                    "never needs (nothing from the file was run)",
                     "save only the generator weights, e.g. torch.save({'g_ema': g_ema.state_dict()}, path)")
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise _fail(path, f"not a readable PyTorch checkpoint ({type(err).__name__}: {str(err)[:160]})",
                     "check that the file is complete and was written by torch.save")
+
+
+def _forbidden_global(message: str) -> str:
+    """The global named in torch's weights-only refusal ("... GLOBAL posix.system ..."), quoted."""
+    found = re.search(r"GLOBAL\s+([\w.]+)", message)
+    if found:
+        return f"`{found.group(1)}`"
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and "documentation" not in ln
+             and "weights_only" not in ln.lower() and "Weights only" not in ln]
+    return f"an object torch refuses ({lines[0][:160]})" if lines else "an object torch refuses"
 
 
 def _read_pickle(path: Path) -> Any:
@@ -233,17 +271,25 @@ def load_checkpoint(path: str | Path, truncation_psi: float = 1.0, window: Outpu
         obj = _read_pickle(path)
         model, latent_avg = _from_ada(path, obj)
         source = "NVIDIA stylegan2-ada-pytorch pickle"
+    elif kind == "pickle-protocol-0":
+        raise _fail(path, "a pickle in the old protocol 0/1 (no protocol header); torch.save and the StyleGAN "
+                    "code bases write protocol 2 or higher, so this is no checkpoint they wrote",
+                    "save the generator again with torch.save (or pickle protocol >= 2) in the program that made it")
     else:
         raise _fail(path, "unknown file format (neither a PyTorch checkpoint nor a pickle)",
                     "give a rosinality .pt or a stylegan2-ada-pytorch .pkl file")
     with torch.no_grad():
         if latent_avg is not None and latent_avg.numel() >= model.config.w_dim:
             model.mapping.w_avg.copy_(latent_avg.reshape(-1)[: model.config.w_dim])
-        else:  # rosinality training checkpoints keep no average: estimate it as its converter does
-            model.mapping.w_avg.copy_(estimate_w_avg(model))
+            w_avg_origin = "stored in the checkpoint"
+        else:
+            # rosinality's training checkpoints keep no average (its converter copies TensorFlow's
+            # dlatent_avg; its generate.py averages 4096 samples): estimate it from fixed samples.
+            model.mapping.w_avg.copy_(estimate_w_avg(model, n=W_AVG_SAMPLES))
+            w_avg_origin = f"estimated from {W_AVG_SAMPLES:,} random z (the checkpoint stores none)"
     identity = f"stylegan2:{sha256_file(path)[:16]}"
     return StyleGAN2Generator(model, identity=identity, truncation_psi=truncation_psi, window=window,
-                              device=device, source=source)
+                              device=device, source=source, w_avg_origin=w_avg_origin)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -342,21 +388,71 @@ def _from_ada(path: Path, obj: Any) -> tuple[StyleGAN2, torch.Tensor | None]:
     if not any(k.startswith("synthesis.b4.") for k in tensors) or "mapping.w_avg" not in tensors:
         raise _fail(path, f"'G_ema' ({g.class_name}) does not have the StyleGAN2 generator layout",
                     "use a stylegan2-ada-pytorch Generator pickle")
-    kwargs = g.state.get("init_kwargs") or {}
-    if int(kwargs.get("c_dim") or 0) > 0 or any(k.startswith("mapping.embed.") for k in tensors):
+    settings = ada_settings(path, g)
+    if int(settings["c_dim"] or 0) > 0 or any(k.startswith("mapping.embed.") for k in tensors):
         raise _fail(path, "a class-conditional generator (c_dim > 0) is not supported",
                     "use an unconditional generator")
-    synthesis_kwargs = kwargs.get("synthesis_kwargs") or {}
-    mapping_kwargs = kwargs.get("mapping_kwargs") or {}
-    if synthesis_kwargs.get("architecture", "skip") != "skip":
-        raise _fail(path, f"synthesis architecture {synthesis_kwargs.get('architecture')!r} is not supported",
+    if settings["architecture"] != "skip":
+        raise _fail(path, f"synthesis architecture {settings['architecture']!r} is not supported",
                     "only the default 'skip' generator architecture is")
     try:
-        config, ours = ada_to_ours(tensors, conv_clamp=synthesis_kwargs.get("conv_clamp"),
-                                   lr_mul=mapping_kwargs.get("lr_multiplier", 0.01))
+        config, ours = ada_to_ours(tensors, conv_clamp=settings["conv_clamp"], lr_mul=settings["lr_multiplier"])
     except (KeyError, ValueError, IndexError) as err:
         raise _fail(path, f"stylegan2-ada generator with an unexpected layout ({err})")
     return _build(path, config, ours), tensors["mapping.w_avg"]
+
+
+_UNSET = object()
+
+
+def _layer_values(g: PersistentRecord, attribute: str, classes: tuple[str, ...]) -> dict[str, Any]:
+    """{layer name: its saved ``attribute``} over the layers of the given classes that carry it."""
+    return {name: rec.state[attribute] for name, rec in g.walk()
+            if rec.class_name in classes and attribute in rec.state}
+
+
+def _one_setting(path: Path, name: str, argument: Any, layers: dict[str, Any], default: Any) -> Any:
+    """The argument when given, else the value every layer saved, else the class default; layers
+    that disagree with each other or with the argument are refused (the file is inconsistent)."""
+    values = {repr(v): v for v in layers.values()}
+    if len(values) > 1:
+        raise _fail(path, f"the layers of 'G_ema' disagree on {name} ({', '.join(sorted(values))})",
+                    "only generators whose layers share one setting are supported")
+    if argument is not _UNSET:
+        if values and not any(v == argument for v in values.values()):
+            raise _fail(path, f"'G_ema' was built with {name}={argument!r} but its layers hold "
+                        f"{next(iter(values))}", "re-export the network from its training run")
+        return argument
+    return next(iter(values.values())) if values else default
+
+
+def ada_settings(path: Path, g: PersistentRecord) -> dict[str, Any]:
+    """The generator settings of a ``G_ema`` record, read where the upstream code stores them.
+
+    stylegan2-ada-pytorch builds ``Generator(..., mapping_kwargs, synthesis_kwargs)``; the ``stylegan3``
+    repository's ``networks_stylegan2.Generator(..., mapping_kwargs, **synthesis_kwargs)`` takes the
+    synthesis settings flat and leaves ``conv_clamp`` to the class default (256) unless ``--fp32``. So
+    each setting is taken from the constructor arguments when present, else from the value the layers
+    saved in their own state (``conv_clamp`` on SynthesisLayer / ToRGBLayer, ``bias_gain`` = the
+    mapping lr multiplier on the mapping's FullyConnectedLayers, ``architecture`` on SynthesisBlock).
+    """
+    kwargs = g.init_kwargs()
+    mapping_kwargs = kwargs.get("mapping_kwargs")
+    mapping_kwargs = dict(mapping_kwargs) if isinstance(mapping_kwargs, dict) else {}
+    synthesis_kwargs = kwargs.get("synthesis_kwargs")
+    synthesis_kwargs = dict(synthesis_kwargs) if isinstance(synthesis_kwargs, dict) else kwargs
+    mapping = g.children().get("mapping")
+    mapping_fcs = {} if mapping is None else {
+        name: rec.state["bias_gain"] for name, rec in mapping.children().items()
+        if re.fullmatch(r"fc\d+", name) and "bias_gain" in rec.state}
+    clamp = _one_setting(path, "conv_clamp", synthesis_kwargs.get("conv_clamp", _UNSET),
+                         _layer_values(g, "conv_clamp", ("SynthesisLayer", "ToRGBLayer")), None)
+    lr_mul = _one_setting(path, "the mapping lr_multiplier", mapping_kwargs.get("lr_multiplier", _UNSET),
+                          mapping_fcs, 0.01)
+    architecture = _one_setting(path, "architecture", synthesis_kwargs.get("architecture", _UNSET),
+                                _layer_values(g, "architecture", ("SynthesisBlock",)), "skip")
+    return {"conv_clamp": None if clamp is None else float(clamp), "lr_multiplier": float(lr_mul),
+            "architecture": architecture, "c_dim": kwargs.get("c_dim", g.state.get("c_dim", 0))}
 
 
 def ada_to_ours(t: dict[str, torch.Tensor], conv_clamp: float | None = None,

@@ -333,8 +333,9 @@ class StyleGAN2Generator:
 
     def __init__(self, model: StyleGAN2, identity: str, truncation_psi: float = 1.0,
                  window: OutputWindow | None = None, device: str | torch.device = "cpu",
-                 source: str = "random"):
+                 source: str = "random", w_avg_origin: str = "stored in the checkpoint"):
         self.model = model.eval().requires_grad_(False).to(device)
+        self.w_avg_origin = w_avg_origin  # where mapping.w_avg came from (inspect-generator prints it)
         self.config = model.config
         self.identity = identity
         self.truncation_psi = float(truncation_psi)
@@ -412,7 +413,9 @@ class StyleGAN2Generator:
             "channels per feature tap": ", ".join(
                 f"{h}px:{c}" for c, (h, _) in zip(self.feature_channels, self.feature_sizes)
             ),
-            "conv clamp": self.config.conv_clamp,
+            "conv clamp": "none" if self.config.conv_clamp is None else f"{self.config.conv_clamp:g}",
+            "mapping lr multiplier": f"{self.config.mapping_lr_mul:g}",
+            "average w (w_avg)": self.w_avg_origin,
             "feature taps": len(self.feature_channels),
             "feature width": sum(self.feature_channels),
             "parameters": f"{params:,}",
@@ -439,5 +442,6 @@ def random_generator(config: StyleGAN2Config, seed: int = 0, noise_strength: flo
                     layer.noise_strength.fill_(noise_strength)
         model.mapping.w_avg.copy_(estimate_w_avg(model))
     return StyleGAN2Generator(model, identity=f"random-stylegan2:{config.resolution}px:seed{seed}",
-                              device=device, source="random", **kwargs)
+                              device=device, source="random", w_avg_origin="estimated from 10,000 random z",
+                              **kwargs)
 
