@@ -28,14 +28,15 @@ def parse_crop(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
 @app.command("inspect-generator")
 @handles_user_errors
 def inspect_generator(
-    spec: str = typer.Argument(..., help="toy-faces, or the path of a StyleGAN2 checkpoint (.pt or .pkl)."),
+    spec: str = typer.Argument(..., help="toy-faces, or the path of a StyleGAN2 (.pt / .pkl) or datasetGAN StyleGAN1 (.for_g_all.pt) checkpoint."),
     label_resolution: Optional[int] = typer.Option(
         None, help="Label at this resolution (e.g. 512 for a 1024px generator)."),
     crop: Optional[str] = typer.Option(
         None, help="Crop of the labelled image: top,left,height,width (LSUN cars: 64,0,384,512)."),
     truncation_psi: float = typer.Option(1.0, help="Truncation towards the mean w (1 = none)."),
 ) -> None:
-    """Print a generator's format, resolution, mapping depth, channels and total feature width."""
+    """Print a generator's format, resolution, mapping depth, channels, feature width, conv clamp and where
+    its average w comes from."""
     from dgan_al.generators import load_generator
 
     generator = load_generator(spec, truncation_psi=truncation_psi, label_resolution=label_resolution,

@@ -1,7 +1,9 @@
 """Where images and per-layer feature maps come from.
 
 ``load_generator(spec)`` is the one entry point: ``spec`` is ``toy-faces`` (the built-in world) or the
-path of a checkpoint file, whose format is detected from its content.
+path of a checkpoint file, whose format is detected from its content: StyleGAN2 (rosinality .pt, NVIDIA
+.pkl) or datasetGAN_release's StyleGAN1 ``*.for_g_all.pt`` (its average latent is read from
+``<checkpoint>.avg_latent.npy`` or ``avg_latent_stylegan1.npy`` beside the file).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ BUILTIN = ("toy-faces",)
 
 def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: int | None = None,
                    crop: tuple[int, int, int, int] | None = None, device: str | torch.device = "cpu") -> Generator:
-    """The generator named by ``spec``: ``toy-faces`` or a checkpoint path (rosinality .pt / ada .pkl)."""
+    """The generator named by ``spec``: ``toy-faces`` or a checkpoint path (rosinality .pt / NVIDIA .pkl /
+    datasetGAN StyleGAN1 .pt)."""
     device = resolve_device(device)
     if spec == "toy-faces":
         if label_resolution is not None or crop is not None or truncation_psi != 1.0:
@@ -31,7 +34,7 @@ def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: 
     path = Path(spec).expanduser()
     if not path.exists():
         raise UserError(f"unknown generator {spec!r}: not a built-in ({', '.join(BUILTIN)}) and no such file",
-                        fix="give toy-faces or the path of a StyleGAN2 checkpoint (.pt / .pkl)")
+                        fix="give toy-faces or the path of a StyleGAN2 (.pt / .pkl) or StyleGAN1 (.for_g_all.pt) checkpoint")
     from dgan_al.generators.checkpoints import load_checkpoint
     from dgan_al.generators.stylegan2 import OutputWindow
 

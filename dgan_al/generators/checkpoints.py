@@ -1,4 +1,4 @@
-"""Read the StyleGAN2 checkpoints users already have, without ever running code from the file.
+"""Read the StyleGAN checkpoints users already have, without ever running code from the file.
 
 Supported (the configuration is inferred from tensor names and shapes):
 - rosinality/stylegan2-pytorch ``.pt``: ``{'g_ema', 'latent_avg'}`` from its converter, full training
@@ -11,6 +11,9 @@ Supported (the configuration is inferred from tensor names and shapes):
   any other global before anything runs. ``torch_utils.persistence`` pickles a module's ``__dict__``, so
   the constructor arguments sit under ``_init_kwargs`` and every layer keeps its own settings
   (``conv_clamp``, ``bias_gain``, ``architecture``) as attributes; see ``ada_settings``.
+- datasetGAN_release StyleGAN1 ``*.for_g_all.pt``: the state dict of its ``g_all`` (``g_mapping.*`` +
+  ``g_synthesis.*``; torch 1.x legacy serialisation), same ``torch.load(weights_only=True)`` path; its
+  average latent comes from a file beside the checkpoint (``AVG_LATENT_NAMES``), else it is estimated.
 Refused with one clear line: StyleGAN3 pickles, TensorFlow (``dnnlib.tflib``) pickles, conditional
 generators, non-skip architectures, and anything else.
 """
@@ -257,14 +260,16 @@ def _read_pickle(path: Path) -> Any:
 
 
 def load_checkpoint(path: str | Path, truncation_psi: float = 1.0, window: OutputWindow | None = None,
-                    device: str | torch.device = "cpu") -> StyleGAN2Generator:
-    """Load a StyleGAN2 generator from a checkpoint file, detecting its format from the content."""
+                    device: str | torch.device = "cpu"):
+    """Load a StyleGAN2 or StyleGAN1 generator from a checkpoint file, detecting its format from the content."""
     path = Path(path)
     if not path.is_file():
         raise UserError("no such checkpoint file", path=path, fix="give the path of a .pt or .pkl file")
     kind = detect_format(path)
     if kind in ("torch-zip", "torch-legacy"):
         obj = _torch_load(path)
+        if is_stylegan1_state(obj):
+            return _load_stylegan1(path, obj, truncation_psi=truncation_psi, window=window, device=device)
         model, latent_avg = _from_rosinality(path, obj)
         source = "rosinality stylegan2-pytorch"
     elif kind == "pickle":
@@ -294,6 +299,12 @@ def load_checkpoint(path: str | Path, truncation_psi: float = 1.0, window: Outpu
 
 # ---------------------------------------------------------------------------------------------------
 # rosinality layout -> ours
+
+
+def is_stylegan1_state(obj: Any) -> bool:
+    """datasetGAN_release's g_all state dict (g_mapping.* + g_synthesis.*, maybe under DataParallel's module.)."""
+    return isinstance(obj, dict) and any(
+        isinstance(k, str) and k.removeprefix("module.").startswith("g_synthesis.blocks.4x4.") for k in obj)
 
 
 def _is_rosinality_generator(sd: Any) -> bool:
@@ -509,3 +520,112 @@ def _build(path: Path, config: StyleGAN2Config, ours: dict[str, torch.Tensor]) -
         for k, v in ours.items():
             expected[k].copy_(v.float())
     return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# datasetGAN_release StyleGAN1 (g_all: g_mapping + g_synthesis) -> ours
+
+AVG_LATENT_NAMES = ("{name}.avg_latent.npy", "avg_latent_stylegan1.npy")  # looked for beside the checkpoint
+
+
+def stylegan1_to_ours(sd: dict[str, torch.Tensor]):
+    """Map the release's g_all state-dict names onto ours, inferring the configuration from shapes."""
+    from dgan_al.generators.stylegan1 import StyleGAN1Config
+
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    n_map = len([k for k in sd if re.fullmatch(r"g_mapping\.dense\d+\.weight", k)])
+    sizes = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"g_synthesis\.blocks\.(\d+)x\1\.epi2\.style_mod\.lin\.weight", k)))
+    if not sizes or sizes != [2 ** (i + 2) for i in range(len(sizes))]:
+        raise ValueError(f"synthesis blocks {sizes}")
+    channels = [sd["g_synthesis.blocks.4x4.const"].shape[1]] + [
+        sd[f"g_synthesis.blocks.{r}x{r}.conv1.weight"].shape[0] for r in sizes[1:]]
+    config = StyleGAN1Config(resolution=sizes[-1], z_dim=sd["g_mapping.dense0.weight"].shape[1],
+                             w_dim=sd[f"g_mapping.dense{n_map - 1}.weight"].shape[0], mapping_layers=n_map,
+                             channels=tuple(channels))
+    ours: dict[str, torch.Tensor] = {}
+    for i in range(n_map):
+        ours[f"mapping.{i}.weight"] = sd[f"g_mapping.dense{i}.weight"]
+        ours[f"mapping.{i}.bias"] = sd[f"g_mapping.dense{i}.bias"]
+    for b, r in enumerate(sizes):
+        src, dst = f"g_synthesis.blocks.{r}x{r}", f"blocks.{b}"
+        if r == 4:
+            ours[f"{dst}.const"] = sd[f"{src}.const"].reshape(channels[0], 4, 4)
+            ours[f"{dst}.const_bias"] = sd[f"{src}.bias"]
+            conv1 = "conv"
+        else:
+            ours[f"{dst}.conv0.weight"] = sd[f"{src}.conv0_up.weight"]
+            ours[f"{dst}.conv0.bias"] = sd[f"{src}.conv0_up.bias"]
+            conv1 = "conv1"
+        ours[f"{dst}.conv1.weight"] = sd[f"{src}.{conv1}.weight"]
+        ours[f"{dst}.conv1.bias"] = sd[f"{src}.{conv1}.bias"]
+        for theirs, mine in (("epi1", "epi0"), ("epi2", "epi1")):
+            ours[f"{dst}.{mine}.noise_weight"] = sd[f"{src}.{theirs}.top_epi.noise.weight"]
+            ours[f"{dst}.{mine}.style.weight"] = sd[f"{src}.{theirs}.style_mod.lin.weight"]
+            ours[f"{dst}.{mine}.style.bias"] = sd[f"{src}.{theirs}.style_mod.lin.bias"]
+    ours["torgb.weight"] = sd["g_synthesis.torgb.weight"]
+    ours["torgb.bias"] = sd["g_synthesis.torgb.bias"]
+    return config, ours
+
+
+def read_average_latent(path: Path, num_ws: int, w_dim: int) -> torch.Tensor:
+    """The release's avg_latent_stylegan1.npy ([18, 512]: make_mean_latent's rows) as [num_ws, w_dim]."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"not a readable .npy average latent ({err})", path=path,
+                        fix="give the avg_latent_stylegan1.npy that came with the checkpoint's data") from None
+    t = torch.from_numpy(np.asarray(arr, dtype=np.float32)).squeeze(0) if arr.ndim == 3 else \
+        torch.from_numpy(np.asarray(arr, dtype=np.float32))
+    if t.ndim == 1:
+        t = t[None]
+    if t.ndim != 2 or t.shape[1] != w_dim or t.shape[0] not in (1,) and t.shape[0] < num_ws:
+        raise UserError(f"average latent of shape {list(arr.shape)} does not fit a {w_dim}-d generator with "
+                        f"{num_ws} w+ rows", path=path, fix="expected [18, 512] (or [512]) as the release saves it")
+    if not bool(torch.isfinite(t).all()):
+        raise UserError("the average latent contains NaN or infinite values", path=path)
+    return t.expand(num_ws, -1).clone() if t.shape[0] == 1 else t[:num_ws].clone()
+
+
+def stylegan1_average_latent_file(path: Path) -> Path | None:
+    """The average-latent file beside a StyleGAN1 checkpoint, if there is one."""
+    for pattern in AVG_LATENT_NAMES:
+        candidate = path.with_name(pattern.format(name=path.name))
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_stylegan1(path: Path, sd: dict, truncation_psi: float, window, device):
+    from dgan_al.generators.stylegan1 import StyleGAN1, StyleGAN1Generator, estimate_w_avg
+
+    try:
+        config, ours = stylegan1_to_ours(sd)
+    except (KeyError, ValueError, IndexError, AttributeError) as err:
+        raise _fail(path, f"a datasetGAN StyleGAN1 state dict with an unexpected layout ({err})",
+                    "give the *.for_g_all.pt file of datasetGAN_release") from None
+    model = StyleGAN1(config)
+    expected = model.state_dict()
+    problems = [k for k in expected if k not in ours and k != "w_avg" and not k.endswith(".noise")]
+    problems += [f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in ours.items()
+                 if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if problems:
+        raise _fail(path, f"generator tensors do not fit a StyleGAN1 of the inferred configuration "
+                    f"({'; '.join(problems[:3])})")
+    if not all(bool(torch.isfinite(v.float()).all()) for v in ours.values()):
+        raise _fail(path, "the generator weights contain NaN or infinite values", "use an intact checkpoint")
+    avg_file = stylegan1_average_latent_file(path)
+    with torch.no_grad():
+        for k, v in ours.items():
+            expected[k].copy_(v.float())
+        if avg_file is not None:
+            model.w_avg.copy_(read_average_latent(avg_file, config.num_ws, config.w_dim))
+            origin = f"from {avg_file.name}"
+        else:
+            model.w_avg.copy_(estimate_w_avg(model, n=W_AVG_SAMPLES))
+            origin = (f"estimated from {W_AVG_SAMPLES:,} random z (no {AVG_LATENT_NAMES[0].format(name=path.name)} "
+                      f"or {AVG_LATENT_NAMES[1]} beside the checkpoint)")
+    identity = f"stylegan1:{sha256_file(path)[:16]}"
+    if avg_file is not None:  # the average latent changes the truncated images: part of the identity
+        identity += f"+avg:{sha256_file(avg_file)[:8]}"
+    return StyleGAN1Generator(model, identity=identity, truncation_psi=truncation_psi, window=window, device=device,
+                              source="datasetGAN_release StyleGAN1 (g_all state dict)", w_avg_origin=origin)
