@@ -13,6 +13,7 @@ from dgan_al.cli import loop as _loop  # noqa: F401  (registers init, next-round
 from dgan_al.cli import dataset as _dataset  # noqa: F401  (registers build-dataset)
 from dgan_al.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate)
 from dgan_al.cli import simulate as _simulate  # noqa: F401  (registers simulate)
+from dgan_al.cli import datasetgan as _datasetgan  # noqa: F401  (registers import-datasetgan)
 
 
 def main() -> None:

@@ -1,0 +1,150 @@
+"""import-datasetgan: a datasetGAN_release folder (in the layout its make_training_data.py /
+train_interpreter.py write and read) becomes workspace annotations; foreign images are refused."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from dgan_al.cli import app
+from dgan_al.errors import UserError
+from dgan_al.generators import load_generator
+from dgan_al.workflows.import_datasetgan import DatasetGANImport, convert_test_set, import_datasetgan
+from dgan_al.workflows.init import init_workspace
+from dgan_al.workspace.annotations import AnnotationStore
+from dgan_al.workspace.layout import Workspace
+from stylegan1_formats import random_release_state
+from workspaces import SMALL, snapshot
+
+runner = CliRunner()
+CLASSES = ["background", "body", "wheel", "mirror"]
+
+
+def release_files(tmp_path, n=5, seed=0):
+    """A StyleGAN1 checkpoint + avg latent, and a training-data folder made as the release makes it:
+    images from z rows rendered with fresh random noise (PIL JPEG, default quality), masks as .npy."""
+    ckpt_dir = tmp_path / "checkpoints"
+    ckpt_dir.mkdir()
+    ckpt = ckpt_dir / "karras2019stylegan-cars-64.for_g_all.pt"
+    sd = random_release_state(64, fmap_base=128, fmap_max=16, seed=seed)
+    for key in [k for k in sd if k.endswith("top_epi.noise.weight")]:
+        sd[key] = sd[key] * 0.2  # noise of a trained model's size: it changes details, not the picture
+    torch.save(sd, ckpt, _use_new_zipfile_serialization=False)
+    avg = np.random.default_rng(seed).standard_normal((1, 512)).astype(np.float32).repeat(18, 0) * 0.3
+    latent_dir = tmp_path / "training_latent"
+    latent_dir.mkdir()
+    np.save(latent_dir / "avg_latent_stylegan1.npy", avg)
+    np.save(ckpt_dir / f"{ckpt.name}.avg_latent.npy", avg)  # where our loader reads it
+    z = np.random.default_rng(seed + 1).standard_normal((n, 512))  # float64, like np.random.randn
+    np.save(latent_dir / "latent_stylegan1.npy", z)
+    gen = load_generator(str(ckpt), truncation_psi=0.7)
+    rng = torch.Generator().manual_seed(seed + 2)
+    gen.model.set_noise([torch.randn(m.shape, generator=rng) for b in gen.model.blocks for m in (b.epi0.noise, b.epi1.noise)])
+    images = gen.synthesize(torch.from_numpy(z).float()).images.numpy()
+    data = tmp_path / "training_data"
+    data.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(data / f"image_{i}.jpg")
+        mask = np.where(image.mean(axis=2) > 128, 1, 0).astype(np.uint8)
+        mask[-12:, -12:] = 2
+        mask[:3, :3] = 3  # a 9-pixel class: the release's clean-up turns it into background
+        np.save(data / f"image_mask{i}.npy", mask)
+    return ckpt, data, latent_dir
+
+
+def small_workspace(tmp_path, ckpt):
+    init_workspace(tmp_path / "ws", generator_spec=str(ckpt), classes=CLASSES, pool_size=48, truncation_psi=0.7)
+    config = tmp_path / "ws" / "dgan-al.toml"
+    text = config.read_text()
+    for old, new in SMALL.items():
+        text = text.replace(old, new)
+    config.write_text(text)
+    return Workspace.find(tmp_path / "ws")
+
+
+@pytest.mark.slow
+def test_import_then_next_round(tmp_path, monkeypatch):
+    from dgan_al.workflows.next_round import next_round
+
+    ckpt, data, latent_dir = release_files(tmp_path)
+    ws = small_workspace(tmp_path, ckpt)
+    report = import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_stylegan1.npy",
+                                                    avg_latent=latent_dir / "avg_latent_stylegan1.npy"))
+    assert report.latent_kind == "z [5, 512] float64"
+    assert all(c.matches and c.own_psnr > c.best_other_psnr for c in report.checks)
+    assert len(report.imported) == 5 and report.cleaned_pixels == 5 * 9
+    store = AnnotationStore(ws.annotations_dir)
+    gen = ws.load_generator()
+    z = np.load(latent_dir / "latent_stylegan1.npy").astype(np.float32)
+    for i, id in enumerate(report.imported):
+        record = store.records[id]
+        assert np.allclose(record.z, z[i])  # the latent is recorded so features are regenerated
+        expected = np.load(data / f"image_mask{i}.npy")
+        expected[:3, :3] = 0
+        assert np.array_equal(store.mask(id), expected)
+        meta = json.loads(store.json_path(id).read_text())
+        assert meta["flags"]["done"] and meta["shapes"]
+        ours = np.asarray(Image.open(store.image_path(id)).convert("RGB")).astype(int)  # the generator's image
+        assert np.abs(ours - gen.synthesize(torch.from_numpy(z[i:i + 1])).images[0].numpy()).max() <= 1
+    result = next_round(Workspace.find(ws.root))  # the interpreter trains on them and the round exports
+    assert result.status == "exported" and result.n_annotations == 5
+    assert any(p.suffix == ".json" for p in result.folder.iterdir())
+
+
+@pytest.mark.slow
+def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, monkeypatch):
+    ckpt, data, latent_dir = release_files(tmp_path, n=4)
+    ws = small_workspace(tmp_path, ckpt)
+    other = tmp_path / "other_latents.npy"
+    np.save(other, np.random.default_rng(7).standard_normal((4, 512)))
+    before = snapshot(ws.root)
+    monkeypatch.chdir(ws.root)
+    result = runner.invoke(app, ["import-datasetgan", str(data), "--latents", str(other)])
+    assert result.exit_code == 2, result.output
+    assert "not made by this generator" in result.output and "nothing was written" in result.output
+    w_plus = tmp_path / "w_plus.npy"
+    np.save(w_plus, np.zeros((4, 12, 512), np.float32))
+    result = runner.invoke(app, ["import-datasetgan", str(data), "--latents", str(w_plus)])
+    assert result.exit_code == 2 and "w+" in result.output and "[4, 12, 512]" in result.output
+    wrong_avg = tmp_path / "avg.npy"
+    np.save(wrong_avg, np.ones((18, 512), np.float32))
+    result = runner.invoke(app, ["import-datasetgan", str(data), "--latents", str(latent_dir / "latent_stylegan1.npy"),
+                                 "--avg-latent", str(wrong_avg)])
+    assert result.exit_code == 2 and "average latent" in result.output
+    assert snapshot(ws.root) == before
+
+
+def test_missing_mask_row_is_refused(tmp_path):
+    ckpt, data, latent_dir = release_files(tmp_path, n=3)
+    ws = small_workspace(tmp_path, ckpt)
+    (data / "image_mask1.npy").unlink()
+    with pytest.raises(UserError, match="image_mask1.npy missing"):
+        import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_stylegan1.npy"))
+
+
+def test_testing_data_becomes_a_labelme_test_set(tmp_path):
+    from dgan_al.workflows.downstream import read_test_set
+
+    source = tmp_path / "testing_data" / "car_20_class"
+    source.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    masks = {}
+    for k in range(3):
+        image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        Image.fromarray(image).save(source / f"{k:03d}.png")
+        mask = np.zeros((48, 64), np.uint8)
+        mask[10:30, 5 + k:40] = 1
+        mask[32:44, 20:50] = 2
+        np.save(source / f"{k:03d}.npy", mask)
+        masks[f"{k:03d}"] = mask
+    out = tmp_path / "test_set"
+    report = convert_test_set(source, out, CLASSES)
+    assert report.written == ["000.json", "001.json", "002.json"]
+    names, images, read_masks = read_test_set(out, CLASSES)
+    for name, mask in zip(names, read_masks):
+        assert (mask == masks[name]).mean() > 0.97  # polygons traced from the mask rasterise back to it
+    with pytest.raises(UserError, match="already holds"):
+        convert_test_set(source, out, CLASSES)
