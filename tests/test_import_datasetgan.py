@@ -148,3 +148,20 @@ def test_testing_data_becomes_a_labelme_test_set(tmp_path):
         assert (mask == masks[name]).mean() > 0.97  # polygons traced from the mask rasterise back to it
     with pytest.raises(UserError, match="already holds"):
         convert_test_set(source, out, CLASSES)
+
+
+def test_class_file_maps_mask_values_by_name(tmp_path):
+    """The release's class order (line i = mask value i) may differ from the workspace's."""
+    ckpt, data, latent_dir = release_files(tmp_path, n=2)
+    ws = small_workspace(tmp_path, ckpt)
+    order = tmp_path / "release_classes.txt"
+    order.write_text("background\nwheel\nbody\nmirror\n")  # values 1 and 2 swapped relative to the workspace
+    report = import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_stylegan1.npy",
+                                                    classes=order))
+    store = AnnotationStore(ws.annotations_dir)
+    release = np.load(data / "image_mask0.npy")
+    ours = store.mask(report.imported[0])
+    assert np.array_equal(ours == 2, release == 1) and np.array_equal(ours == 1, release == 2)
+    order.write_text("background\nwheel\nspoiler\n")
+    with pytest.raises(UserError, match="spoiler"):
+        import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_stylegan1.npy", classes=order))

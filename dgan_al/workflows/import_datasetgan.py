@@ -168,11 +168,11 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
     z, kind = read_latents(Path(settings.latents))
     classes = ws.config.classes
     names = read_classes(Path(settings.classes)) if settings.classes else list(classes)
-    missing = [n for n in names if n not in classes]
+    missing = [n for n in names[1:] if n not in classes]  # value 0 is the background in both
     if missing:
         raise UserError(f"classes not in the workspace: {', '.join(missing[:6])}", path=settings.classes,
                         fix="create the workspace with the release's class list (dgan-al init --classes FILE)")
-    to_workspace = np.array([classes.index(n) for n in names], dtype=np.uint8)
+    to_workspace = np.array([0] + [classes.index(n) for n in names[1:]], dtype=np.uint8)
 
     generator = ws.load_generator()
     if z.shape[1] != generator.z_dim:
