@@ -171,7 +171,7 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
     missing = [n for n in names[1:] if n not in classes]  # value 0 is the background in both
     if missing:
         raise UserError(f"classes not in the workspace: {', '.join(missing[:6])}", path=settings.classes,
-                        fix="create the workspace with the release's class list (dgan-al init --classes FILE)")
+                        fix="create the workspace with the release's class list (its classes setting)")
     to_workspace = np.array([0] + [classes.index(n) for n in names[1:]], dtype=np.uint8)
 
     generator = ws.load_generator()
@@ -208,12 +208,12 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
         if image.shape[:2] != (height, width):
             raise UserError(f"the stored image is {image.shape[1]}x{image.shape[0]} but the workspace labels at "
                             f"{width}x{height}", path=image_path,
-                            fix="create the workspace with the release's geometry (faces: --label-resolution 512; "
-                            "cars: --crop 64,0,384,512)")
+                            fix="give the workspace the release's geometry: generator label_resolution = 512 "
+                            "(faces) or crop = [64, 0, 384, 512] (cars) in dgan-al.toml")
         mask = read_mask(mask_path)
         if int(mask.max()) >= len(names):
             raise UserError(f"mask values up to {int(mask.max())}, but only {len(names)} classes", path=mask_path,
-                            fix="give the release's class list with --classes")
+                            fix="give the release's class list (the classes file of the import)")
         if mask.shape != (height, width):
             mask = resize_nearest(mask, height, width)
         mask, cleaned = clean_small_regions(mask, len(names))
@@ -278,7 +278,7 @@ def _check_average_latent(generator, path: Path | None, ws) -> None:
 
     model = getattr(generator, "model", None)
     if model is None or not hasattr(model, "w_avg") or model.w_avg.ndim != 2:
-        raise UserError("--avg-latent is for a datasetGAN StyleGAN1 checkpoint", path=path,
+        raise UserError("an average latent file only applies to a datasetGAN StyleGAN1 checkpoint", path=path,
                         fix="leave it out for other generators")
     want = read_average_latent(Path(path), model.config.num_ws, model.config.w_dim)
     if not torch.allclose(model.w_avg.cpu(), want, atol=1e-6):
