@@ -95,11 +95,13 @@ def _up_conv(x, weight, bias):
         y = _conv(x.repeat_interleave(2, 1).repeat_interleave(2, 2), weight, math.sqrt(2))
     else:
         wm = weight * math.sqrt(2) / math.sqrt(cin * 9)  # [out, in, 3, 3]
-        k = torch.zeros(wm.shape[0], cin, 4, 4, dtype=x.dtype)  # 4x4 kernel: the 3x3 one summed over four 1-pixel shifts
+        # the 4x4 kernel: the 3x3 one summed over its four 1-pixel shifts
+        k = torch.zeros(wm.shape[0], cin, 4, 4, dtype=x.dtype)
         for da in (0, 1):
             for db in (0, 1):
                 k[:, :, da:da + 3, db:db + 3] += wm
-        full = torch.zeros(wm.shape[0], 2 * h + 2, 2 * w + 2, dtype=x.dtype)  # output pixel y = 2p - 1 + a, stored at y + 1
+        # input pixel p reaches output pixel y = 2p - 1 + a (a = 0..3), stored here at y + 1
+        full = torch.zeros(wm.shape[0], 2 * h + 2, 2 * w + 2, dtype=x.dtype)
         for a in range(4):
             for b in range(4):
                 full[:, a:a + 2 * h:2, b:b + 2 * w:2] += torch.einsum("ihw,oi->ohw", x, k[:, :, a, b])

@@ -1,7 +1,6 @@
 """Loading the checkpoints users have: rosinality .pt and stylegan2-ada .pkl, and refusing everything else
 without running any code from the file."""
 
-import argparse
 import io
 import os
 import pickle

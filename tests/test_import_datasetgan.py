@@ -42,7 +42,8 @@ def release_files(tmp_path, n=5, seed=0):
     np.save(latent_dir / "latent_stylegan1.npy", z)
     gen = load_generator(str(ckpt), truncation_psi=0.7)
     rng = torch.Generator().manual_seed(seed + 2)
-    gen.model.set_noise([torch.randn(m.shape, generator=rng) for b in gen.model.blocks for m in (b.epi0.noise, b.epi1.noise)])
+    gen.model.set_noise([torch.randn(m.shape, generator=rng)
+                         for b in gen.model.blocks for m in (b.epi0.noise, b.epi1.noise)])
     images = gen.synthesize(torch.from_numpy(z).float()).images.numpy()
     data = tmp_path / "training_data"
     data.mkdir()

@@ -28,7 +28,8 @@ def parse_crop(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
 @app.command("inspect-generator")
 @handles_user_errors
 def inspect_generator(
-    spec: str = typer.Argument(..., help="toy-faces, or the path of a StyleGAN2 (.pt / .pkl) or datasetGAN StyleGAN1 (.for_g_all.pt) checkpoint."),
+    spec: str = typer.Argument(..., help="toy-faces, or the path of a StyleGAN2 (.pt / .pkl) or datasetGAN "
+                               "StyleGAN1 (.for_g_all.pt) checkpoint."),
     label_resolution: Optional[int] = typer.Option(
         None, help="Label at this resolution (e.g. 512 for a 1024px generator)."),
     crop: Optional[str] = typer.Option(

@@ -34,7 +34,8 @@ def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: 
     path = Path(spec).expanduser()
     if not path.exists():
         raise UserError(f"unknown generator {spec!r}: not a built-in ({', '.join(BUILTIN)}) and no such file",
-                        fix="give toy-faces or the path of a StyleGAN2 (.pt / .pkl) or StyleGAN1 (.for_g_all.pt) checkpoint")
+                        fix="give toy-faces or the path of a StyleGAN2 (.pt / .pkl) or StyleGAN1 (.for_g_all.pt) "
+                        "checkpoint")
     from dgan_al.generators.checkpoints import load_checkpoint
     from dgan_al.generators.stylegan2 import OutputWindow
 

@@ -506,13 +506,18 @@ def ada_to_ours(t: dict[str, torch.Tensor], conv_clamp: float | None = None,
 
 
 def _build(path: Path, config: StyleGAN2Config, ours: dict[str, torch.Tensor]) -> StyleGAN2:
-    model = StyleGAN2(config)
+    return _fill(path, StyleGAN2(config), ours, "StyleGAN2", optional=lambda k: k == "mapping.w_avg")
+
+
+def _fill(path: Path, model: torch.nn.Module, ours: dict[str, torch.Tensor], kind: str, optional) -> torch.nn.Module:
+    """Copy ``ours`` into ``model`` after checking names, shapes and values; ``optional(name)`` marks
+    the model's tensors a checkpoint need not hold."""
     expected = model.state_dict()
-    problems = [k for k in expected if k not in ours and k != "mapping.w_avg"]
+    problems = [k for k in expected if k not in ours and not optional(k)]
     problems += [f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in ours.items()
                  if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
     if problems:
-        raise _fail(path, f"generator tensors do not fit a StyleGAN2 of the inferred configuration "
+        raise _fail(path, f"generator tensors do not fit a {kind} of the inferred configuration "
                     f"({'; '.join(problems[:3])})")
     if not all(bool(torch.isfinite(v.float()).all()) for v in ours.values()):
         raise _fail(path, "the generator weights contain NaN or infinite values", "use an intact checkpoint")
@@ -534,7 +539,8 @@ def stylegan1_to_ours(sd: dict[str, torch.Tensor]):
 
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     n_map = len([k for k in sd if re.fullmatch(r"g_mapping\.dense\d+\.weight", k)])
-    sizes = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"g_synthesis\.blocks\.(\d+)x\1\.epi2\.style_mod\.lin\.weight", k)))
+    block_re = re.compile(r"g_synthesis\.blocks\.(\d+)x\1\.epi2\.style_mod\.lin\.weight")
+    sizes = sorted(int(m.group(1)) for k in sd if (m := block_re.fullmatch(k)))
     if not sizes or sizes != [2 ** (i + 2) for i in range(len(sizes))]:
         raise ValueError(f"synthesis blocks {sizes}")
     channels = [sd["g_synthesis.blocks.4x4.const"].shape[1]] + [
@@ -603,20 +609,9 @@ def _load_stylegan1(path: Path, sd: dict, truncation_psi: float, window, device)
     except (KeyError, ValueError, IndexError, AttributeError) as err:
         raise _fail(path, f"a datasetGAN StyleGAN1 state dict with an unexpected layout ({err})",
                     "give the *.for_g_all.pt file of datasetGAN_release") from None
-    model = StyleGAN1(config)
-    expected = model.state_dict()
-    problems = [k for k in expected if k not in ours and k != "w_avg" and not k.endswith(".noise")]
-    problems += [f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in ours.items()
-                 if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
-    if problems:
-        raise _fail(path, f"generator tensors do not fit a StyleGAN1 of the inferred configuration "
-                    f"({'; '.join(problems[:3])})")
-    if not all(bool(torch.isfinite(v.float()).all()) for v in ours.values()):
-        raise _fail(path, "the generator weights contain NaN or infinite values", "use an intact checkpoint")
+    model = _fill(path, StyleGAN1(config), ours, "StyleGAN1", optional=lambda k: k == "w_avg" or k.endswith(".noise"))
     avg_file = stylegan1_average_latent_file(path)
     with torch.no_grad():
-        for k, v in ours.items():
-            expected[k].copy_(v.float())
         if avg_file is not None:
             model.w_avg.copy_(read_average_latent(avg_file, config.num_ws, config.w_dim))
             origin = f"from {avg_file.name}"

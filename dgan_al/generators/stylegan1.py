@@ -35,9 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgan_al.geometry import LabelGeometry
 from dgan_al.generators.protocol import Synthesis, sample_latents
-from dgan_al.generators.stylegan2 import OutputWindow, to_uint8
+from dgan_al.generators.stylegan2 import StyleGAN2Generator, to_uint8
 
 SQRT2 = math.sqrt(2.0)
 
@@ -235,38 +234,9 @@ class StyleGAN1(nn.Module):
 # the Generator protocol around the network
 
 
-class StyleGAN1Generator:
-    """Implements ``Generator`` for a ``StyleGAN1`` network: images, native feature maps, latents."""
-
-    def __init__(self, model: StyleGAN1, identity: str, truncation_psi: float = 1.0,
-                 window: OutputWindow | None = None, device: str | torch.device = "cpu",
-                 source: str = "random", w_avg_origin: str = "stored"):
-        self.model = model.eval().requires_grad_(False).to(device)
-        self.config = model.config
-        self.identity = identity
-        self.truncation_psi = float(truncation_psi)
-        self.device = torch.device(device)
-        self.source = source
-        self.w_avg_origin = w_avg_origin
-        window = window or OutputWindow()
-        res = self.config.resolution
-        canvas = window.label_resolution or res
-        if canvas > res:
-            raise ValueError(f"label resolution {canvas} is above the generator's {res}")
-        crop = window.crop or (0, 0, canvas, canvas)
-        top, left, h, w = crop
-        if top < 0 or left < 0 or h <= 0 or w <= 0 or top + h > canvas or left + w > canvas:
-            raise ValueError(f"crop {crop} does not fit in the {canvas}x{canvas} labelled output")
-        self.window = window
-        self.geometry = LabelGeometry(canvas=(canvas, canvas), crop=tuple(crop))
-        self.z_dim = self.config.z_dim
-        self.feature_channels = self.config.feature_channels()
-        self.feature_sizes = [(r, r) for r in self.config.feature_resolutions()]
-        self._mean_latent: torch.Tensor | None = None
-
-    @property
-    def resolution(self) -> tuple[int, int]:
-        return self.geometry.size
+class StyleGAN1Generator(StyleGAN2Generator):
+    """Implements ``Generator`` for a ``StyleGAN1`` network. The label geometry, latents and device
+    handling are StyleGAN2Generator's; mapping to w+, synthesis and image resizing are the release's."""
 
     def _check(self, latents, ndim: int) -> torch.Tensor:
         x = torch.as_tensor(latents, dtype=torch.float32).to(self.device)
@@ -289,9 +259,6 @@ class StyleGAN1Generator:
             img = F.interpolate(img, size=(canvas, canvas), mode="bilinear", align_corners=False)
         top, left, h, w = self.geometry.crop
         return Synthesis(images=to_uint8(img[:, :, top:top + h, left:left + w]), features=list(features))
-
-    def sample_latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
-        return sample_latents(self.z_dim, n, seed, start)
 
     @torch.no_grad()
     def map_ws(self, latents: torch.Tensor) -> torch.Tensor:

@@ -190,7 +190,8 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
         mask_path = folder / f"image_mask{i}.npy"
         image_path = next((p for p in (folder / f"image_{i}.jpg", folder / f"image_{i}.png") if p.is_file()), None)
         if not mask_path.is_file() or image_path is None:
-            problems.append(f"row {i}: {'image_mask%d.npy' % i if not mask_path.is_file() else 'image_%d.jpg|png' % i} missing")
+            absent = f"image_mask{i}.npy" if not mask_path.is_file() else f"image_{i}.jpg|png"
+            problems.append(f"row {i}: {absent} missing")
             continue
         rows.append((i, mask_path, image_path))
     extra = sorted(p.name for p in folder.glob("image_mask*.npy")
