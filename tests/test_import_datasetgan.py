@@ -17,6 +17,7 @@ from dgan_al.workflows.init import init_workspace
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
 from stylegan1_formats import random_release_state
+from dgan_al.workspace.config import CONFIG_NAME, load_config, render_config
 from workspaces import SMALL, snapshot
 
 runner = CliRunner()
@@ -57,13 +58,14 @@ def release_files(tmp_path, n=5, seed=0):
 
 
 def small_workspace(tmp_path, ckpt):
-    init_workspace(tmp_path / "ws", generator_spec=str(ckpt), classes=CLASSES, pool_size=48, truncation_psi=0.7)
-    config = tmp_path / "ws" / "dgan-al.toml"
-    text = config.read_text()
-    for old, new in SMALL.items():
-        text = text.replace(old, new)
-    config.write_text(text)
-    return Workspace.find(tmp_path / "ws")
+    root = tmp_path / "ws"
+    init_workspace(root, generator_spec=str(ckpt), classes=CLASSES, pool_size=48, truncation_psi=0.7)
+    config = load_config(root / CONFIG_NAME)
+    for key, value in SMALL.items():  # the tiny ensemble and round of the toy-faces test workspaces
+        section, name = key.split(".")
+        setattr(getattr(config, section), name, value)
+    (root / CONFIG_NAME).write_text(render_config(config.validate()))
+    return Workspace.find(root)
 
 
 @pytest.mark.slow
@@ -110,6 +112,7 @@ def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, mon
     np.save(w_plus, np.zeros((4, 12, 512), np.float32))
     result = runner.invoke(app, ["import-datasetgan", str(data), "--latents", str(w_plus)])
     assert result.exit_code == 2 and "w+" in result.output and "[4, 12, 512]" in result.output
+    assert "--latents:" in result.output  # the setting at fault, named by its flag
     wrong_avg = tmp_path / "avg.npy"
     np.save(wrong_avg, np.ones((18, 512), np.float32))
     result = runner.invoke(app, ["import-datasetgan", str(data), "--latents", str(latent_dir / "latent_stylegan1.npy"),
@@ -118,6 +121,7 @@ def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, mon
     assert snapshot(ws.root) == before
 
 
+@pytest.mark.slow
 def test_missing_mask_row_is_refused(tmp_path):
     ckpt, data, latent_dir = release_files(tmp_path, n=3)
     ws = small_workspace(tmp_path, ckpt)
@@ -151,6 +155,7 @@ def test_testing_data_becomes_a_labelme_test_set(tmp_path):
         convert_test_set(source, out, CLASSES)
 
 
+@pytest.mark.slow
 def test_class_file_maps_mask_values_by_name(tmp_path):
     """The release's class order (line i = mask value i) may differ from the workspace's."""
     ckpt, data, latent_dir = release_files(tmp_path, n=2)

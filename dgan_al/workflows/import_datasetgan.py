@@ -78,18 +78,18 @@ def read_latents(path: Path) -> tuple[np.ndarray, str]:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise UserError(f"not a readable .npy latents file ({err})", path=path,
+        raise UserError(f"not a readable .npy latents file ({err})", path=path, setting="latents",
                         fix="give the release's latent_stylegan1.npy") from None
     kind = f"{'z' if arr.ndim == 2 else 'w+' if arr.ndim == 3 else 'unknown'} {list(arr.shape)} {arr.dtype}"
     if arr.ndim == 3:
         raise UserError(f"the latents are w+ ({kind}); the workspace regenerates features from z, so w+ rows "
-                        "cannot be recorded", path=path,
+                        "cannot be recorded", path=path, setting="latents",
                         fix="use the z latents the images were made from (latent_stylegan1.npy, [N, 512])")
     if arr.ndim != 2 or arr.dtype.kind != "f" or len(arr) == 0:
-        raise UserError(f"expected z latents [N, 512] of floats, found {kind}", path=path,
+        raise UserError(f"expected z latents [N, 512] of floats, found {kind}", path=path, setting="latents",
                         fix="give the release's latent_stylegan1.npy")
     if not np.isfinite(arr).all():
-        raise UserError("the latents contain NaN or infinite values", path=path)
+        raise UserError("the latents contain NaN or infinite values", path=path, setting="latents")
     return arr.astype(np.float32), kind
 
 
@@ -97,10 +97,10 @@ def read_classes(path: Path) -> list[str]:
     try:
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read the class list ({err})", path=path) from None
+        raise UserError(f"cannot read the class list ({err})", path=path, setting="classes") from None
     if len(names) < 2 or len(set(names)) != len(names):
         raise UserError("the class list needs at least two distinct names, one a line (mask value 0 first)",
-                        path=path)
+                        path=path, setting="classes")
     return names
 
 
@@ -171,13 +171,14 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
     missing = [n for n in names[1:] if n not in classes]  # value 0 is the background in both
     if missing:
         raise UserError(f"classes not in the workspace: {', '.join(missing[:6])}", path=settings.classes,
+                        setting="classes",
                         fix="create the workspace with the release's class list (its classes setting)")
     to_workspace = np.array([0] + [classes.index(n) for n in names[1:]], dtype=np.uint8)
 
     generator = ws.load_generator()
     if z.shape[1] != generator.z_dim:
         raise UserError(f"latents of width {z.shape[1]}, but the generator takes {generator.z_dim}",
-                        path=settings.latents, fix="use the latents of this generator's category")
+                        path=settings.latents, setting="latents", fix="use the latents of this generator's category")
     report = DatasetGANReport(latent_kind=kind)
     _check_average_latent(generator, settings.avg_latent, ws)
     if abs(generator.truncation_psi - RELEASE_PSI) > 1e-9:
@@ -280,12 +281,12 @@ def _check_average_latent(generator, path: Path | None, ws) -> None:
     model = getattr(generator, "model", None)
     if model is None or not hasattr(model, "w_avg") or model.w_avg.ndim != 2:
         raise UserError("an average latent file only applies to a datasetGAN StyleGAN1 checkpoint", path=path,
-                        fix="leave it out for other generators")
+                        setting="avg_latent", fix="leave it out for other generators")
     want = read_average_latent(Path(path), model.config.num_ws, model.config.w_dim)
     if not torch.allclose(model.w_avg.cpu(), want, atol=1e-6):
         spec = Path(ws.generator_spec())
         raise UserError(f"the generator truncates towards another average latent ({generator.w_avg_origin})",
-                        path=path, fix=f"copy this file beside the checkpoint as "
+                        path=path, setting="avg_latent", fix=f"copy this file beside the checkpoint as "
                         f"{spec.with_name(AVG_LATENT_NAMES[0].format(name=spec.name))}")
 
 
@@ -316,7 +317,7 @@ def convert_test_set(source: Path, out: Path, classes: list[str], progress: Prog
         raise UserError(f"{len(images)} images and {len(labels)} .npy masks: they must pair one to one", path=source,
                         fix="give the release's testing-data folder (e.g. testing_data/face_34_class)")
     if out.is_dir() and any(p.suffix == ".json" for p in out.iterdir()):
-        raise UserError("the output folder already holds LabelMe files", path=out,
+        raise UserError("the output folder already holds LabelMe files", path=out, setting="test_out",
                         fix="choose a new folder (nothing there was touched)")
     pairs = []
     for image_path, label_path in zip(images, labels):
