@@ -68,6 +68,14 @@ def small_workspace(tmp_path, ckpt):
     return Workspace.find(root)
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One release folder (4 rows) and workspace for the tests that refuse, or only add to it."""
+    tmp = tmp_path_factory.mktemp("release")
+    ckpt, data, latent_dir = release_files(tmp, n=4)
+    return tmp, data, latent_dir, small_workspace(tmp, ckpt)
+
+
 @pytest.mark.slow
 def test_import_then_next_round(tmp_path, monkeypatch):
     from dgan_al.workflows.next_round import next_round
@@ -98,9 +106,8 @@ def test_import_then_next_round(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, monkeypatch):
-    ckpt, data, latent_dir = release_files(tmp_path, n=4)
-    ws = small_workspace(tmp_path, ckpt)
+def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, monkeypatch, shared):
+    _, data, latent_dir, ws = shared
     other = tmp_path / "other_latents.npy"
     np.save(other, np.random.default_rng(7).standard_normal((4, 512)))
     before = snapshot(ws.root)
@@ -121,10 +128,12 @@ def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, mon
     assert snapshot(ws.root) == before
 
 
-@pytest.mark.slow
-def test_missing_mask_row_is_refused(tmp_path):
-    ckpt, data, latent_dir = release_files(tmp_path, n=3)
-    ws = small_workspace(tmp_path, ckpt)
+def test_missing_mask_row_is_refused(tmp_path, shared):
+    import shutil
+
+    _, source, latent_dir, ws = shared
+    data = tmp_path / "training_data"
+    shutil.copytree(source, data)
     (data / "image_mask1.npy").unlink()
     with pytest.raises(UserError, match="image_mask1.npy missing"):
         import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_stylegan1.npy"))
@@ -156,10 +165,9 @@ def test_testing_data_becomes_a_labelme_test_set(tmp_path):
 
 
 @pytest.mark.slow
-def test_class_file_maps_mask_values_by_name(tmp_path):
+def test_class_file_maps_mask_values_by_name(tmp_path, shared):
     """The release's class order (line i = mask value i) may differ from the workspace's."""
-    ckpt, data, latent_dir = release_files(tmp_path, n=2)
-    ws = small_workspace(tmp_path, ckpt)
+    _, data, latent_dir, ws = shared
     order = tmp_path / "release_classes.txt"
     order.write_text("background\nwheel\nbody\nmirror\n")  # values 1 and 2 swapped relative to the workspace
     report = import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_stylegan1.npy",

@@ -77,6 +77,7 @@ def test_release_checkpoint_128px_matches_the_reference(tmp_path):
     assert torch.allclose(again.features[-1][0], out.features[-1][1], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_release_checkpoint_1024px_light_labelled_at_512(tmp_path):
     """The face setting: 1024 px (reduced channels), images and features resized to 512 as the release does."""
     sd = random_release_state(1024, fmap_base=1024, fmap_max=8, seed=2)
@@ -121,6 +122,7 @@ def test_ws_latents_and_bad_inputs(tmp_path):
     sd = random_release_state(64, fmap_base=128, fmap_max=16, seed=5)
     path = tmp_path / "g.for_g_all.pt"
     write_release_checkpoint(path, sd)
+    np.save(tmp_path / "avg_latent_stylegan1.npy", np.full((18, 512), 0.1, np.float32))
     gen = load_generator(str(path), truncation_psi=0.7)
     z = gen.sample_latents(2, seed=1)
     assert torch.equal(gen.synthesize_ws(gen.map_ws(z)).images, gen.synthesize(z).images)
@@ -134,3 +136,16 @@ def test_ws_latents_and_bad_inputs(tmp_path):
     torch.save(broken, tmp_path / "broken.pt")
     with pytest.raises(UserError, match="StyleGAN1"):
         load_generator(str(tmp_path / "broken.pt"))
+
+
+def test_zip_serialised_and_data_parallel_state_dicts(tmp_path):
+    """The same g_all state dict saved by a newer torch (zip), or from g_all wrapped in DataParallel
+    (the release's scripts wrap it: keys under ``module.``), loads to the same generator."""
+    sd = random_release_state(32, fmap_base=64, fmap_max=8, seed=6)
+    write_release_checkpoint(tmp_path / "legacy.pt", sd)
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "parallel.pt")
+    np.save(tmp_path / "avg_latent_stylegan1.npy", np.zeros((18, 512), np.float32))
+    a, b = load_generator(str(tmp_path / "legacy.pt")), load_generator(str(tmp_path / "parallel.pt"))
+    assert detect_format(tmp_path / "parallel.pt") == "torch-zip"
+    z = a.sample_latents(2, seed=0)
+    assert torch.equal(a.synthesize(z).images, b.synthesize(z).images)

@@ -175,16 +175,6 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
                         fix="create the workspace with the release's class list (its classes setting)")
     to_workspace = np.array([0] + [classes.index(n) for n in names[1:]], dtype=np.uint8)
 
-    generator = ws.load_generator()
-    if z.shape[1] != generator.z_dim:
-        raise UserError(f"latents of width {z.shape[1]}, but the generator takes {generator.z_dim}",
-                        path=settings.latents, setting="latents", fix="use the latents of this generator's category")
-    report = DatasetGANReport(latent_kind=kind)
-    _check_average_latent(generator, settings.avg_latent, ws)
-    if abs(generator.truncation_psi - RELEASE_PSI) > 1e-9:
-        report.notes.append(f"the workspace renders at truncation psi {generator.truncation_psi:g}; the release "
-                            f"rendered its images at {RELEASE_PSI}")
-
     # the rows: mask i + image i (jpg or png), as train_interpreter.py reads them
     rows, problems = [], []
     for i in range(len(z)):
@@ -202,6 +192,17 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
     if problems:
         raise UserError(f"the folder does not pair with the latents: {'; '.join(problems[:5])}", path=folder,
                         fix="give the latents file of this folder (row i belongs to image_mask{i}.npy)")
+
+    generator = ws.load_generator()
+    if z.shape[1] != generator.z_dim:
+        raise UserError(f"latents of width {z.shape[1]}, but the generator takes {generator.z_dim}",
+                        path=settings.latents, setting="latents",
+                        fix="use the latents of this generator's category")
+    report = DatasetGANReport(latent_kind=kind)
+    _check_average_latent(generator, settings.avg_latent, ws)
+    if abs(generator.truncation_psi - RELEASE_PSI) > 1e-9:
+        report.notes.append(f"the workspace renders at truncation psi {generator.truncation_psi:g}; the release "
+                            f"rendered its images at {RELEASE_PSI}")
 
     height, width = generator.resolution
     stored, masks = [], []
