@@ -17,7 +17,7 @@ import numpy as np
 
 from dgan_al.errors import UserError
 from dgan_al.files import sha256_bytes
-from dgan_al.labelme import LabelMeError, rasterize, read_labelme
+from dgan_al.labelme import LabelMeError, embedded_image_problem, rasterize, read_labelme
 from dgan_al.workflows.export import META_KEY, OWN_FILES, read_selection
 from dgan_al.workspace.annotations import AnnotationRecord, AnnotationStore
 from dgan_al.workspace.layout import Workspace
@@ -63,9 +63,10 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
 
     for number in ws.rounds():
         folder = ws.round_dir(number)
+        annotate = ws.round_files(number).annotate
         selection = read_selection(folder)
         exported = {item["id"]: item for item in (selection or {}).get("items", [])}
-        for json_path in sorted(folder.glob("*.json")):
+        for json_path in sorted(annotate.glob("*.json")):
             if json_path.name in OWN_FILES:
                 continue
             rel = str(json_path.relative_to(root))
