@@ -113,6 +113,29 @@ def read_image(annotation: Annotation) -> np.ndarray:
     return pixels
 
 
+def embedded_image_problem(annotation: Annotation, image_path: str | Path) -> str | None:
+    """When the file embeds its image (``imageData``), LabelMe shows those pixels and not the image
+    file's, so the shapes were drawn on them: None when they are the pixels of ``image_path`` (decoded
+    to RGB, compared exactly) or nothing is embedded, else what differs and the fix."""
+    if annotation.image_data is None:
+        return None
+    name = Path(image_path).name
+    try:
+        with PIL.Image.open(io.BytesIO(annotation.image_data)) as embedded:
+            shown = np.asarray(embedded.convert("RGB"))  # [h, w, 3] as LabelMe shows it (no EXIF turn)
+        with PIL.Image.open(image_path) as exported:
+            expected = np.asarray(apply_orientation(exported, exif_orientation(exported)).convert("RGB"))
+    except _DECODE_ERRORS as err:
+        return f"cannot compare its embedded image (imageData) with {name}: {err}"
+    if shown.shape == expected.shape and np.array_equal(shown, expected):
+        return None
+    differs = (f"is {shown.shape[1]}x{shown.shape[0]}, {name} is {expected.shape[1]}x{expected.shape[0]}"
+               if shown.shape != expected.shape else
+               f"differs from {name} in {int(np.any(shown != expected, axis=2).sum())} pixels")
+    return (f"its embedded image (imageData) {differs}, so its shapes were drawn on another image; re-open "
+            f"{name} from its round folder in LabelMe and annotate it there (or set imageData to null)")
+
+
 def exif_orientation(image: PIL.Image.Image) -> int:
     """The EXIF orientation (1..8) LabelMe applies to ``image``, 1 when it applies none.
 
@@ -312,7 +335,9 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     else:
         where = f"shape {index} ({label!r})"
         if label not in values:
-            found.append(f"unknown label {label!r} (closest known label: {_closest(label, values)!r})")
+            close = closest_label(label, values)
+            hint = f"closest known label: {close!r}" if close else "not a class of this workspace"
+            found.append(f"unknown label {label!r} ({hint})")
 
     shape_type = obj.get("shape_type")
     if "shape_type" not in obj:
@@ -436,12 +461,38 @@ def _is_finite(value: int | float) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
-def _closest(label: str, values: dict[str, int]) -> str:
-    """The known label most like ``label`` (difflib ratio, case-insensitive)."""
-    known = list(values)
-    lowered = [k.lower() for k in known]
-    best = difflib.get_close_matches(label.lower(), lowered, n=1, cutoff=0.0)
-    return known[lowered.index(best[0])] if best else known[0]
+def closest_label(label: str, known: Sequence[str]) -> str | None:
+    """The known label ``label`` is most likely a slip for, or None when none is really close.
+
+    Close means equal after case and surrounding spaces are ignored (``Hair``, ``hair ``), or within
+    one edit (two for labels of five letters or more) of a known label, an edit being a letter added,
+    dropped, changed or two neighbours swapped (``eys`` -> ``eye``). Ties go to the more similar
+    (difflib ratio). A label far from all (``bottle``) gets no suggestion: a wrong one misleads.
+    """
+    typed = label.strip().lower()
+    best: tuple[int, float, str] | None = None
+    for name in known:
+        candidate = name.lower()
+        distance = _edit_distance(typed, candidate)
+        if distance > (1 if len(typed) < 5 else 2):
+            continue
+        key = (distance, -difflib.SequenceMatcher(None, typed, candidate).ratio(), name)
+        best = key if best is None or key < best else best
+    return best[2] if best else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        previous2, previous = previous, row
+    return previous[-1]
 
 
 def _show(value: Any, limit: int = 60) -> str:

@@ -97,7 +97,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
             if record is not None and record.source == rel and record.source_sha256 == sha:
                 report.unchanged += 1
                 continue
-            plan = _validate(json_path, data, item, classes, problems, root, expected_image=folder / item["image"])
+            plan = _validate(json_path, data, item, classes, problems, root, expected_image=annotate / item["image"])
             if plan is not None:
                 plan.round = number
                 planned.append(plan)
@@ -163,8 +163,18 @@ def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], prob
         _problem(problems, json_path, root, f"the image {expected_image.name} is not the one exported for this "
                  "latent (its sha256 changed): restore the exported image; never edit the images")
         ok = False
+    elif (shown := embedded_image_problem(annotation, expected_image)) is not None:
+        _problem(problems, json_path, root, shown)
+        ok = False
     if not ok:
         return None
     mask = rasterize(annotation, annotation.height, annotation.width, classes)
     return _Planned(id=item["id"], round=-1, json_path=json_path, json_bytes=data, image_bytes=image_bytes,
                     mask=mask, latent=item["latent"], z=list(item["z"]))
+
+
+def finished_file_problems(ws: Workspace, json_path: Path, item: dict, expected_image: Path) -> list[str]:
+    """What the import would refuse in one file ticked ``done`` (empty: it imports), without importing."""
+    problems: list[str] = []
+    _validate(json_path, json_path.read_bytes(), item, ws.config.classes, problems, ws.root, expected_image)
+    return problems
