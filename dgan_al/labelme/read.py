@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import PIL.Image
 
+from dgan_al.labelme.rasterize import mask_problem, rules_of
 from dgan_al.labelme.format import (
     DISPLAYABLE_MODES,
     EXACT_POINTS,
@@ -73,7 +74,7 @@ def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
             f"imageHeight x imageWidth is {height}x{width} but the image {image.path.name} is "
             f"{image.height}x{image.width}{turned} (the JSON belongs to another image, or the image was replaced)"
         )
-    shapes = _read_shapes(raw, height, width, values, problems)
+    shapes = _read_shapes(raw, height, width, values, problems, rules_of(version))
 
     if problems:
         raise LabelMeError(json_path, problems)
@@ -302,7 +303,7 @@ def _resolve_image_path(json_path: Path, raw: dict, problems: list[str]) -> Path
 
 
 def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[str, int],
-                 problems: list[str]) -> list[Shape]:  # fmt: skip
+                 problems: list[str], rules: int) -> list[Shape]:  # fmt: skip
     if "shapes" not in raw:
         problems.append('shapes is missing; an image without annotations has "shapes": []')
         return []
@@ -312,14 +313,14 @@ def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[
         return []
     shapes = []
     for index, obj in enumerate(objs):
-        shape = _read_shape(obj, index, height, width, values, problems)
+        shape = _read_shape(obj, index, height, width, values, problems, rules)
         if shape is not None:
             shapes.append(shape)
     return shapes
 
 
 def _read_shape(obj: Any, index: int, height: int | None, width: int | None, values: dict[str, int],
-                problems: list[str]) -> Shape | None:  # fmt: skip
+                problems: list[str], rules: int) -> Shape | None:  # fmt: skip
     """One shape, or None after appending its problems (all of them)."""
     if not isinstance(obj, dict):
         problems.append(f"shape {index} must be an object, got {_show(obj)}")
@@ -356,7 +357,7 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     if description is not None and not isinstance(description, str):
         found.append(f"description must be text or null, got {_show(description)}")
     flags = _read_flags(obj.get("flags"), "flags", found)
-    mask = _read_mask(obj, shape_type, points, height, width, found)
+    mask = _read_mask(obj, shape_type, points, height, width, found, rules)
 
     if found:
         problems.extend(f"{where}: {p}" for p in found)
@@ -411,9 +412,10 @@ def _read_points(obj: dict, shape_type: Any, height: int | None, width: int | No
 
 
 def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | None, height: int | None,
-               width: int | None, found: list[str]) -> np.ndarray | None:  # fmt: skip
-    """The decoded bitmap of a ``mask`` shape (bool [h, w]); other shapes' masks are only checked to
-    decode (LabelMe decodes every mask it reads, then ignores it unless the shape is a mask)."""
+               width: int | None, found: list[str], rules: int) -> np.ndarray | None:  # fmt: skip
+    """The decoded bitmap of a ``mask`` shape (bool [h, w]), placed as LabelMe ``rules`` places it; other
+    shapes' masks are only checked to decode (LabelMe decodes every mask it reads, then ignores it
+    unless the shape is a mask)."""
     text = obj.get("mask")
     if text is None:
         if shape_type == "mask":
@@ -422,19 +424,8 @@ def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | N
     if not isinstance(text, str):
         found.append(f"mask must be a base64 PNG or null, got {_show(text)}")
         return None
-    box = None
-    if shape_type == "mask" and points is not None:
-        (x1, y1), (x2, y2) = [(int(x), int(y)) for x, y in points]  # LabelMe truncates with astype(int)
-        if height is not None and width is not None and not (0 <= x1 <= x2 < width and 0 <= y1 <= y2 < height):
-            found.append(f"the mask box ({x1}, {y1})-({x2}, {y2}) is not a box inside the {width}x{height} image")
-            return None
-        box = (y2 - y1 + 1, x2 - x1 + 1)
     try:
         with open_mask_png(text) as png:
-            if box is not None and (png.height, png.width) != box:
-                size = f"{png.height}x{png.width}"
-                found.append(f"the mask bitmap is {size} but its box is {box[0]}x{box[1]} (rows x cols)")
-                return None
             bitmap = np.asarray(png)
     except _DECODE_ERRORS as err:
         found.append(f"mask is not a base64 PNG: {err}")
@@ -442,6 +433,11 @@ def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | N
     if bitmap.ndim != 2:
         found.append(f"the mask bitmap must be single-channel (grayscale), got shape {bitmap.shape}")
         return None
+    if shape_type == "mask" and points is not None and height is not None and width is not None:
+        problem = mask_problem(points, bitmap.shape, height, width, rules)
+        if problem:
+            found.append(problem)
+            return None
     return bitmap.astype(bool) if shape_type == "mask" else None
 
 
