@@ -27,6 +27,9 @@ from dgan_al.workspace.layout import RoundFiles
 META_KEY = "dgan_al"
 # JSON files of ours that a round folder exported by an earlier version holds beside the LabelMe files
 OWN_FILES = {"selection.json", "state.json"}
+# How the pre-fill is traced (mask_to_polygons options), chosen by what correcting it into the truth
+# costs, not by its vertex count: benchmarks/prefill_cost.py, results in docs/labelme.md.
+PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}
 
 
 @dataclass
@@ -82,7 +85,7 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
             json_path = annotate / f"{item.id}.json"
             shapes = []
             if pred is not None and prefill:
-                shapes = mask_to_polygons(pred.labels[j].numpy(), classes, min_pixels=6)
+                shapes = prefill_shapes(pred.labels[j].numpy(), classes)
             meta = {"id": item.id, "round": number, "latent": item.latent,
                     "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
                     "score": item.score, "rank": item.rank}
@@ -119,6 +122,11 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
     record.update({"round": number, "generator": generator.identity, "classes": classes, "items": records})
     atomic_write_json(files.selection, record)
     return record
+
+
+def prefill_shapes(mask: np.ndarray, classes: list[str]) -> list[dict]:
+    """The pre-filled polygons (LabelMe shape dicts) of a predicted class mask uint8 [H, W]."""
+    return mask_to_polygons(mask, classes, **PREFILL_TRACING)
 
 
 def _touched_by_a_person(json_path: Path) -> bool:
