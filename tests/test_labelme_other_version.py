@@ -199,6 +199,7 @@ def test_its_loader_and_rasteriser_give_our_masks(tmp_path, round_folder):
     assert 0 < differs.sum() and np.all(linestrip[differs])
 
 
+@pytest.mark.slow
 def test_its_gui_opens_our_round_and_what_it_saves_reads_back(tmp_path, round_folder):
     version = other_version()
     install = LabelMeInstall((PYTHON, "-m", "labelme"), version)
