@@ -1,6 +1,7 @@
 """The real LabelMe GUI (offscreen) opens an exported round with our command line and shows its shapes;
-ticking ``done`` there autosaves a file we read back; and ``dgan-al annotate`` finds the round, the
-labels file and the LabelMe to start."""
+ticking ``done`` there autosaves a file we read back; opened by ``dgan-al annotate`` on a round as
+next-round writes it, it lists only the exported images and starts at the first unfinished one; and
+``dgan-al annotate`` finds the round, the labels file and the LabelMe to start."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class InspectedWindow(entry.MainWindow):
             flags = self._docks.flag_list
             report["image"] = os.path.basename(self._image_path or "")
             report["files"] = [os.path.basename(p) for p in self.image_list]
+            report["paths"] = [os.path.abspath(p) for p in self.image_list]
             report["shapes"] = [
                 {"label": s.label, "shape_type": s.shape_type, "points": [[p.x(), p.y()] for p in s.points]}
                 for s in canvas.shapes
@@ -102,7 +104,9 @@ def part_mask() -> np.ndarray:
 
 
 def export_round(folder: Path) -> tuple[Path, np.ndarray]:
-    """A round as next-round exports it: pre-filled first image, blank second, the labels file."""
+    """A round's files to annotate as next-round exports them (in ``folder/annotate``): pre-filled first
+    image, blank second, the labels file."""
+    folder = folder / "annotate"
     image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     first = folder / "img_000010.json"
     write_labelme(first, image, mask_to_polygons(part_mask(), CLASSES), extra={"latent_id": 10, "round": 1})
@@ -120,21 +124,28 @@ def qt_env(tmp_path: Path, **more: str) -> dict[str, str]:
     return env
 
 
-def test_labelme_gui_opens_the_round_shows_shapes_and_autosaves_done(tmp_path):
-    folder = tmp_path / "rounds" / "round_001"
-    first, mask_before = export_round(folder)
-    install = find_labelme()
-    argv = labelme_command(folder, folder / "labels.txt", install=install)
+def run_gui(tmp_path: Path, options: list[str], cwd: Path | None = None) -> dict:
+    """Run the real LabelMe with our ``options`` (its argv after the program) under GUI_SCRIPT, in the
+    folder ``cwd`` (default ``tmp_path``); its report."""
     report_path = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-c", GUI_SCRIPT, *argv[len(install.argv) :]],  # our options, LabelMe's main()
+        [sys.executable, "-c", GUI_SCRIPT, *options],  # our options, LabelMe's main()
         env=qt_env(tmp_path, GUI_REPORT=str(report_path)),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=cwd or tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert report_path.exists(), done.stderr[-3000:]
     report = json.loads(report_path.read_text())
     assert "error" not in report, report["error"]
     assert done.returncode == 0, done.stderr[-3000:]
+    return report
+
+
+def test_labelme_gui_opens_the_round_shows_shapes_and_autosaves_done(tmp_path):
+    first, mask_before = export_round(tmp_path / "rounds" / "round_001")
+    folder = first.parent
+    install = find_labelme()
+    argv = labelme_command(folder, folder / "labels.txt", install=install)
+    report = run_gui(tmp_path, argv[len(install.argv) :])
 
     # it opened our folder, first image first, and shows our shapes exactly
     assert report["files"] == ["img_000010.png", "img_000011.png"]
@@ -156,6 +167,37 @@ def test_labelme_gui_opens_the_round_shows_shapes_and_autosaves_done(tmp_path):
     assert saved.extra == {"latent_id": 10, "round": 1}
     assert saved.raw["imageData"] is None and saved.raw["imagePath"] == "img_000010.png"
     np.testing.assert_array_equal(rasterize(saved, H, W, CLASSES), mask_before)
+
+
+def test_labelme_opened_by_annotate_lists_only_the_exported_images_from_the_first_unfinished(tmp_path,
+                                                                                            monkeypatch):
+    """A round as next-round writes it (contact sheet, selection, README and all), one image finished:
+    LabelMe, started with ``dgan-al annotate``'s command, lists exactly the exported images and shows
+    the first unfinished one."""
+    from dgan_al.workflows.export import ExportItem
+    from dgan_al.workflows.export import export_round as export_a_round
+    from dgan_al.workspace.layout import latent_id
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from workspaces import make_workspace
+
+    ws = make_workspace(tmp_path / "ws", pool_size=4)
+    generator = ws.load_generator()
+    pool = ws.pool_latents(generator.z_dim)
+    items = [ExportItem(id=latent_id(0, i), z=pool[i], latent={"seed": 0, "index": i}) for i in range(4)]
+    export_a_round(ws.round_dir(1), 1, generator, items, ws.config.classes)
+    folder, images = ws.round_dir(1), ws.round_dir(1) / "annotate"
+    assert (folder / "contact_sheet.png").is_file() and (folder / "README.txt").is_file()
+    first = images / f"{items[0].id}.json"
+    write_labelme(first, None, [], flags={"done": True, "unrealistic": False})
+
+    monkeypatch.chdir(ws.root)
+    printed = annotate("1", "--print-command")
+    assert printed.exit_code == 0, printed.output
+    install = find_labelme()
+    report = run_gui(tmp_path, printed.output.split()[len(install.argv) :], cwd=ws.root)
+    assert sorted(report["paths"]) == sorted(str(images / f"{item.id}.png") for item in items)
+    assert report["image"] == f"{items[1].id}.png"  # the first one not finished
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -224,12 +266,13 @@ def annotate(*args: str):
 @pytest.mark.parametrize(
     "args, folder",
     [((), "rounds/round_010"), (("2",), "rounds/round_002"), (("0",), "rounds/round_000"),
-     (("rounds/round_002",), "rounds/round_002")],
+     (("rounds/round_002",), "rounds/round_002"), (("rounds/round_002/annotate",), "rounds/round_002")],
 )  # fmt: skip
 def test_annotate_finds_the_round(workspace, args, folder):
     result = annotate(*args, "--print-command")
     assert result.exit_code == 0, result.output
-    expected = labelme_command(Path(folder), Path(folder) / "labels.txt")
+    images = Path(folder) / "annotate"
+    expected = labelme_command(images, images / "labels.txt", start=images / "img_000010.png")
     assert result.output.split() == expected
 
 
@@ -249,7 +292,7 @@ def test_annotate_without_rounds_or_labels_file(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "no round folders" in result.output
     (tmp_path / "rounds" / "round_000").mkdir(parents=True)
     result = annotate("--print-command")
-    assert result.exit_code == 2 and "no labels.txt in" in result.output
+    assert result.exit_code == 2 and "no labels.txt in rounds/round_000/annotate" in result.output
 
 
 @pytest.mark.parametrize(

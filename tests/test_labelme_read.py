@@ -21,6 +21,7 @@ from dgan_al.errors import UserError
 from dgan_al.labelme import (
     IGNORE,
     LabelMeError,
+    closest_label,
     rasterize,
     read_image,
     read_labelme,
@@ -193,6 +194,10 @@ CASES = {
         set_shape(2, "label", "eys"), ["shape 2 ('eys'): unknown label 'eys' (closest known label: 'eye')"]),
     "unknown label, case": (
         set_shape(3, "label", "Mouth"), ["shape 3 ('Mouth'): unknown label 'Mouth' (closest known label: 'mouth')"]),
+    "unknown label, trailing space": (
+        set_shape(3, "label", "mouth "), ["shape 3 ('mouth '): unknown label 'mouth ' (closest known label: 'mouth')"]),
+    "unknown label, far from all": (
+        set_shape(3, "label", "bottle"), ["shape 3 ('bottle'): unknown label 'bottle' (not a class of this workspace)"]),
     "shape_type missing": (drop_shape_key(0, "shape_type"), ["shape 0 ('skin'): has no shape_type"]),
     "shape_type unknown": (set_shape(0, "shape_type", "polyline"), ["unknown shape_type 'polyline'"]),
     "points shape": (set_shape(0, "shape_type", "points"), ["shape_type 'points' has no area"]),
@@ -234,6 +239,18 @@ def rgb_png_b64(height, width) -> str:
 
 
 CASES["mask not grayscale"] = (set_shape(7, "mask", rgb_png_b64(2, 3)), ["must be single-channel"])
+
+
+TOY_CLASSES = ["background", "skin", "hair", "eye", "eyebrow", "nose", "mouth", "teeth", "ear", "neck", "clothes",
+               "glasses", "hat", "beard", "earring"]
+
+
+@pytest.mark.parametrize("typed, suggested", [
+    ("Hair", "hair"), ("hair ", "hair"), (" HAIR", "hair"), ("eys", "eye"), ("eyebrwo", "eyebrow"),
+    ("glass", "glasses"), ("bear", "beard"), ("bottle", None), ("shirt", None), ("lips", None), ("x", None),
+])  # fmt: skip
+def test_a_suggestion_only_for_a_label_really_close(typed, suggested):
+    assert closest_label(typed, TOY_CLASSES) == suggested
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -52,10 +52,13 @@ def test_end_to_end_loop(round1, tmp_path):
     assert len(selection["items"]) == 4
     lo, hi = selection["band"]["ranks"]
     assert all(lo <= item["rank"] <= hi for item in selection["items"])
-    assert {p.name for p in folder.iterdir()} >= {"README.txt", "labels.txt", "selection.json", "contact_sheet.png",
-                                                  "interpreter.pt", "state.json", "scores"}
+    assert {p.name for p in folder.iterdir()} == {"README.txt", "selection.json", "contact_sheet.png",
+                                                  "interpreter.pt", "state.json", "scores", "annotate"}
+    annotate = folder / "annotate"  # what LabelMe opens: only the files to annotate
+    assert sorted(p.name for p in annotate.iterdir()) == sorted(
+        ["labels.txt", *(item["json"] for item in selection["items"]), *(item["image"] for item in selection["items"])])
     for item in selection["items"]:  # exported files open in our strict reader; pre-filled shapes present
-        ann = read_labelme(folder / item["json"], ws.config.classes)
+        ann = read_labelme(annotate / item["json"], ws.config.classes)
         assert not ann.done and ann.extra["dgan_al"]["id"] == item["id"]
         assert item["prefilled_shapes"] == len(ann.shapes) > 0
         assert item["prefilled_vertices"] == sum(len(shape.points) for shape in ann.shapes)
@@ -179,8 +182,9 @@ def test_bad_annotation_files_import_nothing_and_change_nothing(round1, tmp_path
     folder = ws.round_dir(1)
     items = json.loads((folder / "selection.json").read_text())["items"]
     oracle_annotate(ws, 1)  # every image done: a valid file beside the broken one must not be imported either
-    first, second = folder / items[0]["json"], folder / items[1]["json"]
-    corrupt(folder, first, second)
+    annotate = ws.round_files(1).annotate
+    first, second = annotate / items[0]["json"], annotate / items[1]["json"]
+    corrupt(annotate, first, second)
     before = snapshot(ws.annotations_dir, folder)
     cli = runner.invoke(app, ["next-round", "-w", str(ws.root)])
     assert cli.exit_code == 2, cli.output

@@ -60,7 +60,7 @@ def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     al = out / "work" / "r0" / "al"
     selection = json.loads((al / "rounds" / "round_001" / "selection.json").read_text())
     assert selection["strategy"] == "al" and len(selection["items"]) == 4  # 2K candidates, the expert keeps K
-    flags = [read_labelme(al / "rounds" / "round_001" / item["json"], _classes(al)).flags for item in selection["items"]]
+    flags = [read_labelme(al / "rounds" / "round_001" / "annotate" / item["json"], _classes(al)).flags for item in selection["items"]]
     assert sum(f["done"] for f in flags) == 2 and sum(f["unrealistic"] for f in flags) == 2
     index = json.loads((al / "annotations" / "index.json").read_text())
     assert len(index["annotations"]) == 5 and len(index["skipped"]) == 4

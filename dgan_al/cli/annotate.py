@@ -1,4 +1,5 @@
-"""`dgan-al annotate [ROUND]`: open a round's images in LabelMe, with its labels file and our flags."""
+"""`dgan-al annotate [ROUND]`: open a round's images in LabelMe at the first unfinished one, with its
+labels file and our flags, and say how many are left."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from rich.text import Text
 
 from dgan_al.cli.app import app, console, handles_user_errors
 from dgan_al.errors import UserError
+from dgan_al.workspace.layout import ANNOTATE_DIR, LABELS_FILE, RoundFiles
 
 ROUND_FOLDER = re.compile(r"round_(\d+)")
-LABELS_FILE = "labels.txt"
 
 
 def find_round_folder(spec: Optional[str], root: Path) -> Path:
     """The round folder ``spec`` names: a round number N (``rounds/round_NNN`` under ``root``), a folder
-    path, or None for the highest-numbered ``rounds/round_*`` folder."""
+    path (a round's folder or its ``annotate/`` folder), or None for the highest-numbered round."""
     rounds = root / "rounds"
     if spec is None:
         numbered = sorted(
@@ -39,6 +40,8 @@ def find_round_folder(spec: Optional[str], root: Path) -> Path:
     folder = Path(spec)
     if not folder.is_dir():
         raise UserError(f"{spec} is not a folder", fix="give a round number or a round's folder")
+    if folder.name == ANNOTATE_DIR and (folder / LABELS_FILE).is_file():
+        return folder.parent
     return folder
 
 
@@ -52,23 +55,39 @@ def annotate(
 ) -> None:
     """Open a round's images in LabelMe: tick 'done' on each finished image, 'unrealistic' to skip one."""
     from dgan_al.labelme import LabelMeNotInstalled, find_labelme, labelme_command, launch_labelme
+    from dgan_al.workflows.status import find_workspace, round_files_status
 
     folder = find_round_folder(round_spec, Path("."))
-    labels_file = folder / LABELS_FILE
+    images = RoundFiles(folder).annotate
+    labels_file = images / LABELS_FILE
     if not labels_file.is_file():
-        raise UserError(f"no {LABELS_FILE} in {folder}", fix="export the round again with dgan-al next-round")
+        raise UserError(f"no {LABELS_FILE} in {images}", fix="export the round again with dgan-al next-round")
     install = find_labelme()
     if install is None:
         raise LabelMeNotInstalled()
-    argv = labelme_command(folder, labels_file, install=install)  # refuses LabelMe older than 5
+    ws = find_workspace(folder)
+    files = round_files_status(folder, ws)
+    left = [f for f in files if not f.finished]
+    start = left[0].image_path if left else None
+    argv = labelme_command(images, labels_file, install=install, start=start)  # refuses LabelMe older than 5
     if print_only:
         console.print(shlex.join(argv), markup=False, highlight=False, soft_wrap=True)
         return
-    images = sum(1 for _ in folder.glob("*.png"))
-    console.print(f"Opening LabelMe {install.version} on [bold]{escape(str(folder))}[/] ({images} images). "
-                  "Tick [bold]done[/] when an image is finished, [bold]unrealistic[/] to skip it; "
-                  "LabelMe saves as you go.", highlight=False)  # fmt: skip
+    problems = sum(f.state == "problem" for f in left)
+    if left:
+        where = "at" if install.major >= 6 else "(LabelMe 5 opens the first image; the first unfinished is"
+        first = escape(left[0].image_path.name) + ("" if install.major >= 6 else ")")
+        console.print(f"{len(left)} of {len(files)} images left"
+                      + (f" ({problems} with a problem: `dgan-al status` says what)" if problems else "")
+                      + f". Opening LabelMe {install.version} on [bold]{escape(str(images))}[/] {where} {first}.",
+                      highlight=False)  # fmt: skip
+    else:
+        console.print(f"All {len(files)} images of this round are finished. Opening LabelMe {install.version} "
+                      f"on [bold]{escape(str(images))}[/].", highlight=False)  # fmt: skip
+    console.print("Tick [bold]done[/] when an image is finished, [bold]unrealistic[/] to skip it; LabelMe saves as "
+                  "you go. (LabelMe ticks every file that has a JSON, so its own ticks do not say what is finished.)",
+                  highlight=False)  # fmt: skip
     console.print(Text(shlex.join(argv), style="dim"), soft_wrap=True)
-    code = launch_labelme(folder, labels_file, install=install)
+    code = launch_labelme(images, labels_file, install=install, start=start)
     if code != 0:
         raise typer.Exit(code=code)

@@ -100,9 +100,26 @@ def next_round_command(
     times = "  ".join(f"{k} {v:.0f}s" for k, v in result.times.items())
     console.print(f"time: {times}  (pool chunks computed {result.chunks_computed}, reused {result.chunks_reused}; "
                   f"feature cache {result.cache_mb_per_image:.1f} MB per annotated image)")
-    console.print(f"wrote {result.folder} (contact_sheet.png, selection.json, README.txt)")
+    console.print(f"wrote {result.folder} (images to annotate in annotate/; contact_sheet.png, selection.json, "
+                  "README.txt)")
     console.print(f"Next: [bold]dgan-al annotate {result.round}[/]  - annotate the "
                   f"{ws.config.selection.annotate} most realistic, tick 'done'; tick 'unrealistic' on the rest.")
+
+
+def print_round_files(r) -> None:
+    """One round's files by state, ids only; a file with a problem on its own line with the problem."""
+    if not r.files:
+        return
+    console.print(f"round {r.number:03d} files:", style="bold", highlight=False)
+    for state, style in (("done", "green"), ("unrealistic", "dim"), ("edited", "yellow"), ("untouched", None)):
+        ids = [f.id + ("" if state != "done" or f.imported else " (not imported yet)") for f in r.files
+               if f.state == state]
+        if ids:
+            console.print(f"  {state} ({len(ids)}): " + ", ".join(ids), style=style, highlight=False, soft_wrap=True)
+    for f in r.files:
+        if f.state == "problem":
+            console.print(f"  problem: {f.json_path.name}: {f.problem}", style="red", markup=False, highlight=False,
+                          soft_wrap=True)
 
 
 @app.command("status")
@@ -110,7 +127,7 @@ def next_round_command(
 def status_command(
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
-    """Rounds, annotations per class, pending / done / skipped files, and what to do next."""
+    """Rounds, annotations per class, each round's files (done, unrealistic, problem, edited, untouched), next step."""
     from dgan_al.workflows.status import workspace_status
     from dgan_al.workspace.layout import Workspace
 
@@ -118,13 +135,17 @@ def status_command(
     console.print(f"workspace {st.root}  generator {st.generator}  annotations {st.annotations}  "
                   f"skipped {st.skipped}  removed {st.removed}")
     rounds = Table(title="rounds")
-    for col in ("round", "stage", "exported", "done", "imported", "unrealistic", "pending", "median score"):
+    for col in ("round", "stage", "exported", "done", "imported", "unrealistic", "problem", "edited", "untouched",
+                "median score"):
         rounds.add_column(col, justify="right")
     for r in st.rounds:
         median = r.score_quantiles.get("median")
+        counts = [str(r.count(state)) for state in ("problem", "edited", "untouched")]
         rounds.add_row(f"{r.number:03d}", r.stage, str(r.exported), str(r.done), str(r.imported), str(r.unrealistic),
-                       str(r.pending), "-" if median is None else f"{median:.1f}")
+                       *counts, "-" if median is None else f"{median:.1f}")
     console.print(rounds)
+    for r in st.rounds:
+        print_round_files(r)
     console.print(class_table("annotations per class", st.class_totals))
     if st.evaluation:
         console.print(st.evaluation)

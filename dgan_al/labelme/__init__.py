@@ -2,6 +2,8 @@
 
 - ``read_labelme(json_path, classes) -> Annotation``: validate a file, every problem in one
   ``LabelMeError``.
+- ``embedded_image_problem(annotation, image_path)``: the pixels LabelMe showed (``imageData``) are
+  not the image file's; ``closest_label``: the did-you-mean for an unknown label, only when close.
 - ``rasterize(shapes, height, width, classes) -> uint8 [H, W]``: class ids pixel for pixel as LabelMe's
   ``shapes_to_label`` (``IGNORE`` = 255 for ``__ignore__``).
 - ``write_labelme(json_path, image, shapes, flags, extra)``, ``write_labels_file(path, classes)``:
@@ -36,7 +38,7 @@ from dgan_al.labelme.launch import (
 )
 from dgan_al.labelme.polygons import count_vertices, mask_to_polygons
 from dgan_al.labelme.rasterize import rasterize, shape_mask
-from dgan_al.labelme.read import read_image, read_labelme
+from dgan_al.labelme.read import closest_label, embedded_image_problem, read_image, read_labelme
 from dgan_al.labelme.write import shape_to_json, write_labelme, write_labels_file
 
 __all__ = [
@@ -53,8 +55,10 @@ __all__ = [
     "LabelMeInstall",
     "LabelMeNotInstalled",
     "Shape",
+    "closest_label",
     "count_vertices",
     "decode_mask",
+    "embedded_image_problem",
     "encode_mask",
     "find_labelme",
     "label_values",

@@ -6,12 +6,14 @@ file and refuse others typed in its dialog (exact label validation), show the im
 
 The flag names differ by major version:
 - 5.x: ``--nodata --autosave --validatelabel exact --labels FILE --flags done,unrealistic``
-  (it embeds image data and does not autosave unless told).
-- 6.x (checked on 6.3.1's argparse) and later (7.x assumed to keep 6.x's names; not checked against a
-  7.x install): image data is left out and autosave is on by default
-  (``--nodata`` / ``--autosave`` only print deprecation warnings); labels are validated with
-  ``--validate-label exact``. A user's ``~/.labelmerc`` can still turn autosave off or image data on;
-  our reader accepts embedded image data, and LabelMe asks before leaving an unsaved image.
+  (it embeds image data and does not autosave unless told). Given an image instead of a folder, it
+  opens that image alone, so it is always given the folder.
+- 6.x (checked on 6.3.1) and 7.x (checked on 7.9.1, Python 3.12): image data is left out and autosave
+  is on by default (6.x's ``--nodata`` / ``--autosave`` only warn; 7.x has no such options, only
+  ``--with-image-data`` / ``--no-auto-save``); labels are validated with ``--validate-label exact``.
+  Given an image, both list every image of its folder and open that one, so ``start`` opens the
+  round at its first unfinished image. A user's config can still turn autosave off or image data on;
+  the import then checks that the embedded image is the exported one.
 """
 
 from __future__ import annotations
@@ -85,10 +87,12 @@ def labelme_command(
     *,
     install: LabelMeInstall | None = None,
     flags: tuple[str, ...] = EXPORT_FLAGS,
+    start: str | Path | None = None,
 ) -> list[str]:
     """The argv that opens ``folder`` in LabelMe with our settings (see the module doc), for the
-    version of ``install`` (default: ``find_labelme()``). Raises ``LabelMeNotInstalled`` when there is
-    no LabelMe, or only one older than 5."""
+    version of ``install`` (default: ``find_labelme()``), showing the image ``start`` (one in
+    ``folder``) first where the version can (6 and later). Raises ``LabelMeNotInstalled`` when there
+    is no LabelMe, or only one older than 5."""
     install = install or find_labelme()
     if install is None:
         raise LabelMeNotInstalled()
@@ -99,12 +103,15 @@ def labelme_command(
         options = ["--nodata", "--autosave", "--validatelabel", "exact", *common]
     else:
         options = ["--validate-label", "exact", *common]
-    return [*install.argv, str(folder), *options]
+    opened = start if start is not None and install.major >= 6 else folder
+    return [*install.argv, str(opened), *options]
 
 
-def launch_labelme(folder: str | Path, labels_file: str | Path, *, install: LabelMeInstall | None = None) -> int:
-    """Run LabelMe on ``folder`` until the annotator closes it; returns its exit code."""
-    return subprocess.run(labelme_command(folder, labels_file, install=install), check=False).returncode
+def launch_labelme(folder: str | Path, labels_file: str | Path, *, install: LabelMeInstall | None = None,
+                   start: str | Path | None = None) -> int:
+    """Run LabelMe on ``folder`` (at the image ``start``) until the annotator closes it; its exit code."""
+    argv = labelme_command(folder, labels_file, install=install, start=start)
+    return subprocess.run(argv, check=False).returncode
 
 
 def _ask_version(program: str) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import PIL.Image
 
+from dgan_al.labelme.rasterize import mask_problem, rules_of
 from dgan_al.labelme.format import (
     DISPLAYABLE_MODES,
     EXACT_POINTS,
@@ -73,7 +74,7 @@ def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
             f"imageHeight x imageWidth is {height}x{width} but the image {image.path.name} is "
             f"{image.height}x{image.width}{turned} (the JSON belongs to another image, or the image was replaced)"
         )
-    shapes = _read_shapes(raw, height, width, values, problems)
+    shapes = _read_shapes(raw, height, width, values, problems, rules_of(version))
 
     if problems:
         raise LabelMeError(json_path, problems)
@@ -111,6 +112,29 @@ def read_image(annotation: Annotation) -> np.ndarray:
             [f"the image {annotation.image_path.name} changed size since it was read: {pixels.shape[:2]}"],
         )
     return pixels
+
+
+def embedded_image_problem(annotation: Annotation, image_path: str | Path) -> str | None:
+    """When the file embeds its image (``imageData``), LabelMe shows those pixels and not the image
+    file's, so the shapes were drawn on them: None when they are the pixels of ``image_path`` (decoded
+    to RGB, compared exactly) or nothing is embedded, else what differs and the fix."""
+    if annotation.image_data is None:
+        return None
+    name = Path(image_path).name
+    try:
+        with PIL.Image.open(io.BytesIO(annotation.image_data)) as embedded:
+            shown = np.asarray(embedded.convert("RGB"))  # [h, w, 3] as LabelMe shows it (no EXIF turn)
+        with PIL.Image.open(image_path) as exported:
+            expected = np.asarray(apply_orientation(exported, exif_orientation(exported)).convert("RGB"))
+    except _DECODE_ERRORS as err:
+        return f"cannot compare its embedded image (imageData) with {name}: {err}"
+    if shown.shape == expected.shape and np.array_equal(shown, expected):
+        return None
+    differs = (f"is {shown.shape[1]}x{shown.shape[0]}, {name} is {expected.shape[1]}x{expected.shape[0]}"
+               if shown.shape != expected.shape else
+               f"differs from {name} in {int(np.any(shown != expected, axis=2).sum())} pixels")
+    return (f"its embedded image (imageData) {differs}, so its shapes were drawn on another image; re-open "
+            f"{name} from its round folder in LabelMe and annotate it there (or set imageData to null)")
 
 
 def exif_orientation(image: PIL.Image.Image) -> int:
@@ -279,7 +303,7 @@ def _resolve_image_path(json_path: Path, raw: dict, problems: list[str]) -> Path
 
 
 def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[str, int],
-                 problems: list[str]) -> list[Shape]:  # fmt: skip
+                 problems: list[str], rules: int) -> list[Shape]:  # fmt: skip
     if "shapes" not in raw:
         problems.append('shapes is missing; an image without annotations has "shapes": []')
         return []
@@ -289,14 +313,14 @@ def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[
         return []
     shapes = []
     for index, obj in enumerate(objs):
-        shape = _read_shape(obj, index, height, width, values, problems)
+        shape = _read_shape(obj, index, height, width, values, problems, rules)
         if shape is not None:
             shapes.append(shape)
     return shapes
 
 
 def _read_shape(obj: Any, index: int, height: int | None, width: int | None, values: dict[str, int],
-                problems: list[str]) -> Shape | None:  # fmt: skip
+                problems: list[str], rules: int) -> Shape | None:  # fmt: skip
     """One shape, or None after appending its problems (all of them)."""
     if not isinstance(obj, dict):
         problems.append(f"shape {index} must be an object, got {_show(obj)}")
@@ -312,7 +336,9 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     else:
         where = f"shape {index} ({label!r})"
         if label not in values:
-            found.append(f"unknown label {label!r} (closest known label: {_closest(label, values)!r})")
+            close = closest_label(label, values)
+            hint = f"closest known label: {close!r}" if close else "not a class of this workspace"
+            found.append(f"unknown label {label!r} ({hint})")
 
     shape_type = obj.get("shape_type")
     if "shape_type" not in obj:
@@ -331,7 +357,7 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     if description is not None and not isinstance(description, str):
         found.append(f"description must be text or null, got {_show(description)}")
     flags = _read_flags(obj.get("flags"), "flags", found)
-    mask = _read_mask(obj, shape_type, points, height, width, found)
+    mask = _read_mask(obj, shape_type, points, height, width, found, rules)
 
     if found:
         problems.extend(f"{where}: {p}" for p in found)
@@ -386,9 +412,10 @@ def _read_points(obj: dict, shape_type: Any, height: int | None, width: int | No
 
 
 def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | None, height: int | None,
-               width: int | None, found: list[str]) -> np.ndarray | None:  # fmt: skip
-    """The decoded bitmap of a ``mask`` shape (bool [h, w]); other shapes' masks are only checked to
-    decode (LabelMe decodes every mask it reads, then ignores it unless the shape is a mask)."""
+               width: int | None, found: list[str], rules: int) -> np.ndarray | None:  # fmt: skip
+    """The decoded bitmap of a ``mask`` shape (bool [h, w]), placed as LabelMe ``rules`` places it; other
+    shapes' masks are only checked to decode (LabelMe decodes every mask it reads, then ignores it
+    unless the shape is a mask)."""
     text = obj.get("mask")
     if text is None:
         if shape_type == "mask":
@@ -397,19 +424,8 @@ def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | N
     if not isinstance(text, str):
         found.append(f"mask must be a base64 PNG or null, got {_show(text)}")
         return None
-    box = None
-    if shape_type == "mask" and points is not None:
-        (x1, y1), (x2, y2) = [(int(x), int(y)) for x, y in points]  # LabelMe truncates with astype(int)
-        if height is not None and width is not None and not (0 <= x1 <= x2 < width and 0 <= y1 <= y2 < height):
-            found.append(f"the mask box ({x1}, {y1})-({x2}, {y2}) is not a box inside the {width}x{height} image")
-            return None
-        box = (y2 - y1 + 1, x2 - x1 + 1)
     try:
         with open_mask_png(text) as png:
-            if box is not None and (png.height, png.width) != box:
-                size = f"{png.height}x{png.width}"
-                found.append(f"the mask bitmap is {size} but its box is {box[0]}x{box[1]} (rows x cols)")
-                return None
             bitmap = np.asarray(png)
     except _DECODE_ERRORS as err:
         found.append(f"mask is not a base64 PNG: {err}")
@@ -417,6 +433,11 @@ def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | N
     if bitmap.ndim != 2:
         found.append(f"the mask bitmap must be single-channel (grayscale), got shape {bitmap.shape}")
         return None
+    if shape_type == "mask" and points is not None and height is not None and width is not None:
+        problem = mask_problem(points, bitmap.shape, height, width, rules)
+        if problem:
+            found.append(problem)
+            return None
     return bitmap.astype(bool) if shape_type == "mask" else None
 
 
@@ -436,12 +457,38 @@ def _is_finite(value: int | float) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
-def _closest(label: str, values: dict[str, int]) -> str:
-    """The known label most like ``label`` (difflib ratio, case-insensitive)."""
-    known = list(values)
-    lowered = [k.lower() for k in known]
-    best = difflib.get_close_matches(label.lower(), lowered, n=1, cutoff=0.0)
-    return known[lowered.index(best[0])] if best else known[0]
+def closest_label(label: str, known: Sequence[str]) -> str | None:
+    """The known label ``label`` is most likely a slip for, or None when none is really close.
+
+    Close means equal after case and surrounding spaces are ignored (``Hair``, ``hair ``), or within
+    one edit (two for labels of five letters or more) of a known label, an edit being a letter added,
+    dropped, changed or two neighbours swapped (``eys`` -> ``eye``). Ties go to the more similar
+    (difflib ratio). A label far from all (``bottle``) gets no suggestion: a wrong one misleads.
+    """
+    typed = label.strip().lower()
+    best: tuple[int, float, str] | None = None
+    for name in known:
+        candidate = name.lower()
+        distance = _edit_distance(typed, candidate)
+        if distance > (1 if len(typed) < 5 else 2):
+            continue
+        key = (distance, -difflib.SequenceMatcher(None, typed, candidate).ratio(), name)
+        best = key if best is None or key < best else best
+    return best[2] if best else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        previous2, previous = previous, row
+    return previous[-1]
 
 
 def _show(value: Any, limit: int = 60) -> str:

@@ -1,9 +1,11 @@
 """Export a round's chosen images for annotation in LabelMe.
 
-``rounds/round_NNN/`` gets, per chosen latent, ``<id>.png`` and ``<id>.json`` (pre-filled with the
-interpreter's predicted polygons unless asked not to), the labels file, ``selection.json`` (ids, latents,
-scores, ranks, coreset order and distances, image sha256), ``contact_sheet.png`` and ``README.txt``.
-The JSON carries our metadata in the extra key ``dgan_al`` (LabelMe keeps unknown keys when it saves).
+``rounds/round_NNN/annotate/`` gets only what a person annotates (LabelMe lists every image below the
+folder it opens): per chosen latent ``<id>.png`` and ``<id>.json`` (pre-filled with the interpreter's
+predicted polygons unless asked not to) and the labels file. Beside it, in ``rounds/round_NNN/``:
+``selection.json`` (ids, latents, scores, ranks, coreset order and distances, image and JSON sha256),
+``contact_sheet.png`` and ``README.txt`` (``RoundFiles`` in ``workspace/layout.py`` says where each
+file lives). The JSON carries our metadata in the extra key ``dgan_al`` (LabelMe keeps unknown keys).
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, heatmap, overlay
+from dgan_al.workspace.layout import RoundFiles
 
 META_KEY = "dgan_al"
-LABELS_FILE = "labels.txt"
-OWN_FILES = {"selection.json", "state.json"}  # JSON files of ours in a round folder (not LabelMe files)
+# JSON files of ours that a round folder exported by an earlier version holds beside the LabelMe files
+OWN_FILES = {"selection.json", "state.json"}
+# How the pre-fill is traced (mask_to_polygons options), chosen by what correcting it into the truth
+# costs, not by its vertex count: benchmarks/prefill_cost.py, results in docs/labelme.md.
+PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}
 
 
 @dataclass
@@ -43,7 +49,8 @@ dgan-al round {round:03d}: images to annotate
 {rule}
 
 What to do (DatasetGAN's protocol):
-  1. Open this folder in LabelMe:   dgan-al annotate {round}
+  1. Open the images in LabelMe:   dgan-al annotate {round}
+     (or run LabelMe yourself on the folder annotate/, which holds only the files to annotate)
   2. {which}{prefill}
      Every pixel you do not cover is background; use the label __ignore__ for pixels to leave out.
   3. Tick the image flag "done" when an image is finished: only "done" files are imported.
@@ -52,8 +59,10 @@ What to do (DatasetGAN's protocol):
   4. Run `dgan-al next-round` again: it imports what you finished and picks the next images.
 
 Do not rename the files: each image is tied to its latent by its name and checksum.
-Files: <id>.png / <id>.json (one per image), labels.txt (the classes), selection.json (why these images),
-contact_sheet.png (the images with the current prediction and its uncertainty).
+Files: annotate/<id>.png and annotate/<id>.json (one per image), annotate/labels.txt (the classes);
+here: selection.json (why these images), contact_sheet.png (the images with the current prediction and
+its uncertainty), interpreter.pt, state.json and scores/ (the round's model and pool scores).
+`dgan-al status` lists which files are done, skipped, have a problem, or are untouched.
 """
 
 
@@ -61,8 +70,10 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
                  ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
                  selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent) -> dict:
     """Write the round's files; returns the selection record (also written to selection.json)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_labels_file(folder / LABELS_FILE, classes)
+    files = RoundFiles(folder)
+    annotate = files.annotate
+    annotate.mkdir(parents=True, exist_ok=True)
+    write_labels_file(files.labels, classes)
     records, sheet_rows, captions = [], [], []
     z = torch.stack([item.z for item in items]) if items else torch.zeros(0, generator.z_dim)
     for start in range(0, len(items), batch):
@@ -71,10 +82,10 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
         pred = ensemble.predict(out.features) if ensemble is not None else None
         for j, item in enumerate(chunk):
             image = out.images[j].numpy()
-            json_path = folder / f"{item.id}.json"
+            json_path = annotate / f"{item.id}.json"
             shapes = []
             if pred is not None and prefill:
-                shapes = mask_to_polygons(pred.labels[j].numpy(), classes, min_pixels=6)
+                shapes = prefill_shapes(pred.labels[j].numpy(), classes)
             meta = {"id": item.id, "round": number, "latent": item.latent,
                     "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
                     "score": item.score, "rank": item.rank}
@@ -84,6 +95,7 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
             records.append({**{k: v for k, v in meta.items() if k not in ("z", "generator", "round")},
                             "coreset_order": item.coreset_order, "coreset_distance": item.coreset_distance,
                             "image": png.name, "image_sha256": sha256_file(png), "json": json_path.name,
+                            "json_sha256": sha256_file(json_path),
                             "z": meta["z"], "prefilled_shapes": len(shapes),
                             "prefilled_vertices": sum(len(shape["points"]) for shape in shapes), **item.extra})
             panels = [image]
@@ -97,19 +109,24 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
         progress("exporting", min(start + batch, len(items)), len(items))
     if sheet_rows:
         title = f"round {number:03d}: " + ("image | predicted parts | JS uncertainty" if ensemble is not None else "image")
-        contact_sheet(sheet_rows, captions, path=folder / "contact_sheet.png", scale=2 if generator.resolution[0] <= 256 else 1,
+        contact_sheet(sheet_rows, captions, path=files.contact_sheet, scale=2 if generator.resolution[0] <= 256 else 1,
                       title=title, legend=classes)
     keep = len(items) if keep is None else min(keep, len(items))
     prefill_text = "\n     The JSON files are pre-filled with the current prediction: correct it, do not start from nothing." \
         if ensemble is not None and prefill else ""
     which = "Annotate the image." if len(items) == 1 else \
         f"Of these {len(items)} images, annotate the {keep} that look most realistic."
-    atomic_write_text(folder / "README.txt", README.format(round=number, which=which, prefill=prefill_text,
+    atomic_write_text(files.readme, README.format(round=number, which=which, prefill=prefill_text,
                                                            rule=rule or ""))
     record = dict(selection or {})
     record.update({"round": number, "generator": generator.identity, "classes": classes, "items": records})
-    atomic_write_json(folder / "selection.json", record)
+    atomic_write_json(files.selection, record)
     return record
+
+
+def prefill_shapes(mask: np.ndarray, classes: list[str]) -> list[dict]:
+    """The pre-filled polygons (LabelMe shape dicts) of a predicted class mask uint8 [H, W]."""
+    return mask_to_polygons(mask, classes, **PREFILL_TRACING)
 
 
 def _touched_by_a_person(json_path: Path) -> bool:
@@ -124,7 +141,7 @@ def _touched_by_a_person(json_path: Path) -> bool:
 
 
 def read_selection(folder: Path) -> dict | None:
-    path = folder / "selection.json"
+    path = RoundFiles(folder).selection
     if not path.is_file():
         return None
     try:

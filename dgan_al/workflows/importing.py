@@ -17,7 +17,7 @@ import numpy as np
 
 from dgan_al.errors import UserError
 from dgan_al.files import sha256_bytes
-from dgan_al.labelme import LabelMeError, rasterize, read_labelme
+from dgan_al.labelme import LabelMeError, embedded_image_problem, rasterize, read_labelme
 from dgan_al.workflows.export import META_KEY, OWN_FILES, read_selection
 from dgan_al.workspace.annotations import AnnotationRecord, AnnotationStore
 from dgan_al.workspace.layout import Workspace
@@ -63,9 +63,10 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
 
     for number in ws.rounds():
         folder = ws.round_dir(number)
+        annotate = ws.round_files(number).annotate
         selection = read_selection(folder)
         exported = {item["id"]: item for item in (selection or {}).get("items", [])}
-        for json_path in sorted(folder.glob("*.json")):
+        for json_path in sorted(annotate.glob("*.json")):
             if json_path.name in OWN_FILES:
                 continue
             rel = str(json_path.relative_to(root))
@@ -96,7 +97,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
             if record is not None and record.source == rel and record.source_sha256 == sha:
                 report.unchanged += 1
                 continue
-            plan = _validate(json_path, data, item, classes, problems, root, expected_image=folder / item["image"])
+            plan = _validate(json_path, data, item, classes, problems, root, expected_image=annotate / item["image"])
             if plan is not None:
                 plan.round = number
                 planned.append(plan)
@@ -162,8 +163,18 @@ def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], prob
         _problem(problems, json_path, root, f"the image {expected_image.name} is not the one exported for this "
                  "latent (its sha256 changed): restore the exported image; never edit the images")
         ok = False
+    elif (shown := embedded_image_problem(annotation, expected_image)) is not None:
+        _problem(problems, json_path, root, shown)
+        ok = False
     if not ok:
         return None
     mask = rasterize(annotation, annotation.height, annotation.width, classes)
     return _Planned(id=item["id"], round=-1, json_path=json_path, json_bytes=data, image_bytes=image_bytes,
                     mask=mask, latent=item["latent"], z=list(item["z"]))
+
+
+def finished_file_problems(ws: Workspace, json_path: Path, item: dict, expected_image: Path) -> list[str]:
+    """What the import would refuse in one file ticked ``done`` (empty: it imports), without importing."""
+    problems: list[str] = []
+    _validate(json_path, json_path.read_bytes(), item, ws.config.classes, problems, ws.root, expected_image)
+    return problems

@@ -57,8 +57,9 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
         raise UserError(f"no exported round {number}", path=ws.rounds_dir, fix="run `dgan-al next-round` first")
     result = OracleResult(folder)
     todo = []
+    annotate = ws.round_files(number).annotate
     for item in selection["items"]:
-        path = folder / item["json"]
+        path = annotate / item["json"]
         raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         flags = raw.get("flags") or {}
         if flags.get("done") or flags.get("unrealistic"):

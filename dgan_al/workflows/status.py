@@ -1,14 +1,38 @@
-"""``workspace_status``: rounds, annotations per class, pending / done / skipped files, what to do next."""
+"""``workspace_status``: rounds, annotations per class, each round's files (done, unrealistic, with a
+problem, edited, untouched), what to do next; ``round_files_status``: the same for one round's files."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from dgan_al.errors import UserError
+from dgan_al.files import sha256_bytes
+from dgan_al.labelme import LabelMeError, read_labelme
+from dgan_al.labelme.write import FORMAT_VERSION
 from dgan_al.workflows.export import OWN_FILES, read_selection
+from dgan_al.workflows.importing import finished_file_problems
 from dgan_al.workflows.next_round import STATE_FILE
 from dgan_al.workspace.annotations import AnnotationStore
-from dgan_al.workspace.layout import Workspace
+from dgan_al.workspace.layout import RoundFiles, Workspace
+
+# What a file of a round is, as a person sees it. Only "done" and "unrealistic" are finished.
+FILE_STATES = ("done", "unrealistic", "problem", "edited", "untouched")
+
+
+@dataclass
+class FileStatus:
+    id: str
+    json_path: Path  # the LabelMe file
+    image_path: Path  # the image LabelMe shows for it
+    state: str  # one of FILE_STATES
+    problem: str = ""  # for "problem": what is wrong and the fix
+    imported: bool = False  # for "done": in annotations/ already
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "unrealistic")
 
 
 @dataclass
@@ -18,10 +42,14 @@ class RoundStatus:
     exported: int
     done: int = 0
     unrealistic: int = 0
-    pending: int = 0
+    pending: int = 0  # not finished: with a problem, edited or untouched
     imported: int = 0
     score_quantiles: dict = field(default_factory=dict)
     times: dict = field(default_factory=dict)
+    files: list[FileStatus] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return sum(f.state == state for f in self.files)
 
 
 @dataclass
@@ -38,6 +66,84 @@ class WorkspaceStatus:
     evaluation: str = ""  # the latest cross-validation on record, in words
 
 
+def round_files_status(folder: Path, ws: Workspace | None = None,
+                       store: AnnotationStore | None = None) -> list[FileStatus]:
+    """Every file of the round ``folder`` (``rounds/round_NNN``), in the order LabelMe lists them.
+
+    With a workspace, a file ticked ``done`` gets exactly the import's checks and a file not ticked
+    yet the strict reader's, so a problem shows before the import refuses it; without one (a round
+    folder outside any workspace) only the flags are read. "untouched" is a file byte-identical to its
+    export (for rounds exported before the JSON's checksum was recorded: still in our format version).
+    """
+    files = RoundFiles(folder)
+    annotate = files.annotate
+    selection = read_selection(folder) or {}
+    exported = {item["id"]: item for item in selection.get("items", []) if isinstance(item, dict) and "id" in item}
+    paths = {p.stem: p for p in annotate.glob("*.json") if p.name not in OWN_FILES}
+    for id, item in exported.items():
+        paths.setdefault(id, annotate / str(item.get("json", f"{id}.json")))
+    out = []
+    for id in sorted(paths):
+        json_path, item = paths[id], exported.get(id)
+        image = annotate / str(item.get("image", f"{id}.png")) if item else json_path.with_suffix(".png")
+        status = FileStatus(id, json_path, image, "untouched")
+        _classify(status, item, ws, store)
+        out.append(status)
+    return out
+
+
+def _classify(status: FileStatus, item: dict | None, ws: Workspace | None, store: AnnotationStore | None) -> None:
+    path = status.json_path
+    if not path.is_file():
+        return  # an exported image whose JSON is gone: LabelMe shows it blank
+    data = path.read_bytes()
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        status.state, status.problem = "problem", f"not valid JSON ({err}); fix it in a text editor or LabelMe"
+        return
+    flags = raw.get("flags") if isinstance(raw, dict) else None
+    flags = flags if isinstance(flags, dict) else {}
+    done, unrealistic = flags.get("done") is True, flags.get("unrealistic") is True
+    if done and unrealistic:
+        status.state, status.problem = "problem", "both 'done' and 'unrealistic' are ticked: untick one in LabelMe"
+    elif unrealistic:
+        status.state = "unrealistic"
+    elif done and ws is None:
+        status.state = "done"
+    elif done:
+        if item is None:
+            status.state, status.problem = "problem", ("this round did not export it (not in its selection.json): "
+                                                       "annotate only the exported files, under their own names")
+            return
+        problems = _finished_file_problems(ws, path, item, status.image_path)
+        if problems:
+            status.state, status.problem = "problem", "; ".join(problems)
+        else:
+            status.state = "done"
+            status.imported = store is not None and status.id in store.records
+    elif _untouched(raw, data, item):
+        status.state = "untouched"
+    else:
+        status.state = "edited"
+        if ws is not None:
+            try:
+                read_labelme(path, ws.config.classes)
+            except LabelMeError as err:
+                status.state, status.problem = "problem", "; ".join(err.problems)
+
+
+def _finished_file_problems(ws: Workspace, path: Path, item: dict, image: Path) -> list[str]:
+    prefix = f"{path.relative_to(ws.root) if ws.root in path.parents else path}: "
+    return [p.removeprefix(prefix) for p in finished_file_problems(ws, path, item, image)]
+
+
+def _untouched(raw, data: bytes, item: dict | None) -> bool:
+    if item is not None and "json_sha256" in item:
+        return sha256_bytes(data) == item["json_sha256"]
+    return isinstance(raw, dict) and raw.get("version") == FORMAT_VERSION  # LabelMe writes its own version
+
+
 def workspace_status(ws: Workspace) -> WorkspaceStatus:
     store = AnnotationStore(ws.annotations_dir)
     rounds = []
@@ -50,30 +156,25 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
         selection = read_selection(folder) or {}
         items = selection.get("items", [])
         rs = RoundStatus(number, state.get("stage", "unknown"), len(items), times=state.get("times", {}),
-                         score_quantiles=selection.get("pool", {}).get("score_quantiles", {}))
-        for path in folder.glob("*.json"):
-            if path.name in OWN_FILES:
-                continue
-            try:
-                flags = json.loads(path.read_text(encoding="utf-8")).get("flags") or {}
-            except (ValueError, OSError, AttributeError):
-                flags = {}
-            if flags.get("unrealistic") is True:
-                rs.unrealistic += 1
-            elif flags.get("done") is True:
-                rs.done += 1
-                rs.imported += int(path.stem in store.records)
-            else:
-                rs.pending += 1
+                         score_quantiles=selection.get("pool", {}).get("score_quantiles", {}),
+                         files=round_files_status(folder, ws, store))
+        rs.done, rs.unrealistic = rs.count("done"), rs.count("unrealistic")
+        rs.pending = sum(not f.finished for f in rs.files)
+        rs.imported = sum(f.imported for f in rs.files)
         rounds.append(rs)
     latest = rounds[-1] if rounds else None
     waiting = sum(r.done - r.imported for r in rounds)
+    broken = [(r.number, f) for r in rounds for f in r.files if f.state == "problem"]
     if latest is None and store.records:  # e.g. a fresh clone of a workspace whose rounds/ is not committed
         step = f"run `dgan-al next-round`: it trains on the {len(store.records)} annotation(s) and exports a round"
     elif latest is None:
         step = "no rounds and no annotations here: `dgan-al init DIR` makes a workspace (round 000: the mean image)"
     elif latest.stage != "complete":
         step = f"round {latest.number:03d} was interrupted: run `dgan-al next-round` to finish it"
+    elif broken:
+        number = broken[0][0]
+        step = (f"{len(broken)} file(s) have a problem (listed above): fix them in LabelMe (`dgan-al annotate "
+                f"{number}`), then run `dgan-al next-round`")
     elif waiting > 0:
         step = f"{waiting} finished file(s) not imported yet: run `dgan-al next-round`"
     elif latest.pending and not latest.done:
@@ -86,6 +187,14 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
     return WorkspaceStatus(str(ws.root), ws.config.generator.spec, list(ws.config.classes), len(store.records),
                            store.class_totals(ws.config.classes), len(store.skipped), len(store.removed), rounds, step,
                            _evaluation(ws, store))
+
+
+def find_workspace(folder: Path) -> Workspace | None:
+    """The workspace ``folder`` lies in, or None (a round folder copied out of its workspace)."""
+    try:
+        return Workspace.find(folder)
+    except UserError:
+        return None
 
 
 def _evaluation(ws: Workspace, store: AnnotationStore) -> str:

@@ -4,7 +4,8 @@
 dgan-al.toml            the project settings
 annotations/            the human annotations (LabelMe JSON + image per id), derived masks, index.json
 rounds/pool/            the candidate latents (deterministic from the pool seed)
-rounds/round_NNN/       one folder per round: interpreter, scores, selection, the files to annotate
+rounds/round_NNN/       one folder per round: interpreter, scores, selection, contact sheet, README
+rounds/round_NNN/annotate/   only what a person annotates: the exported images, their JSON, labels.txt
 rounds/cache/           derived data that can be rebuilt (feature maps of annotated latents)
 ```
 """
@@ -24,6 +25,50 @@ from dgan_al.files import atomic_write_bytes, atomic_write_json
 
 ROUND_RE = re.compile(r"^round_(\d{3,})$")
 MEAN_ID = "mean"
+ANNOTATE_DIR = "annotate"  # the folder LabelMe opens; it lists every image below it, so nothing else goes there
+LABELS_FILE = "labels.txt"
+
+
+@dataclass(frozen=True)
+class RoundFiles:
+    """Where each file of one round lives (``folder`` = ``rounds/round_NNN``).
+
+    LabelMe lists every image below the folder it opens, so the files to annotate get a folder of their
+    own, ``annotate/``, and everything else a round writes stays beside it. A round exported before
+    ``annotate/`` existed has its images in the round folder itself (recognised by its labels file
+    there); it keeps being read and written there, so old workspaces import and resume as they were.
+    """
+
+    folder: Path
+
+    @property
+    def annotate(self) -> Path:
+        """The folder of the exported images, their LabelMe JSON and the labels file."""
+        new = self.folder / ANNOTATE_DIR
+        if not new.is_dir() and (self.folder / LABELS_FILE).is_file():
+            return self.folder  # an earlier version's layout
+        return new
+
+    @property
+    def labels(self) -> Path:
+        return self.annotate / LABELS_FILE
+
+    @property
+    def selection(self) -> Path:
+        return self.folder / "selection.json"
+
+    @property
+    def contact_sheet(self) -> Path:
+        return self.folder / "contact_sheet.png"
+
+    @property
+    def readme(self) -> Path:
+        return self.folder / "README.txt"
+
+    @property
+    def scores(self) -> Path:
+        """The pool score chunks (``chunk_NNNNN.npz``)."""
+        return self.folder / "scores"
 
 
 def latent_id(seed: int, index: int) -> str:
@@ -74,6 +119,9 @@ class Workspace:
 
     def round_dir(self, number: int) -> Path:
         return self.rounds_dir / f"round_{number:03d}"
+
+    def round_files(self, number: int) -> RoundFiles:
+        return RoundFiles(self.round_dir(number))
 
     def rounds(self) -> list[int]:
         """Round numbers present on disk, ascending."""
