@@ -87,10 +87,15 @@ def atomic_copy(src: Path, dst: Path) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically."""
+    """``torch.save(obj)`` to ``path`` atomically (serialised in memory first: torch's writer turns a
+    full disk into a RuntimeError that hides the cause)."""
+    import io
+
     import torch
 
-    atomic_write(path, lambda f: torch.save(obj, f))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getbuffer())
 
 
 def is_temp_file(path: Path) -> bool:

@@ -98,6 +98,8 @@ def next_round(ws: Workspace, overrides: RoundOverrides | None = None,
 
 def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundResult:
     cfg = ws.config
+    for number in ws.rounds():  # a damaged state file is refused before anything changes
+        read_round_state(ws.round_dir(number))
     store = AnnotationStore(ws.annotations_dir)
     imports = import_annotations(ws, store)
     annotation_set = store.set_hash()
