@@ -224,11 +224,17 @@ def build_stage(out: Path) -> str:
 
 # --- the groups of faults ------------------------------------------------------------------------
 
-def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, target, label):
-    """``n`` trials: kill -9 at a random moment (a second time in half the trials), then run to the end."""
+def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, target, label, minutes=None):
+    """``n`` trials: kill -9 at a random moment (a second time in half the trials), then run to the end.
+
+    ``minutes``: start no trial after this long (a busy machine), the table shows how many ran."""
     t_ref = reference["seconds"]
     stages = Counter()
+    t0 = time.perf_counter()
     for trial in range(n):
+        if minutes is not None and time.perf_counter() - t0 > 60 * minutes:
+            table.notes.append(f"{label}: stopped after {trial} trials (--minutes {minutes})")
+            break
         ws = copy(base, workdir / "trial")
         before = person_files(ws)
         kills = 1 + (rng.random() < 0.5)
@@ -247,6 +253,9 @@ def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, targ
             table.add(label, "wrong", f"resume differs from the reference: {diff}")
         else:
             table.add(label, "identical", changed=changed_person_files(before, ws))
+        row = table.rows[label]
+        print(f"    {label} trial {trial + 1}: {kills} kill(s), " + ", ".join(f"{c} {row[c]}" for c in Table.COLUMNS)
+              + f"  ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     table.notes.append(f"{label}: killed at " + ", ".join(f"{k} x{v}" for k, v in sorted(stages.items())))
 
 
@@ -509,31 +518,38 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1, help="trials per pair of concurrent commands")
     parser.add_argument("--disk-levels", default="0.1,0.5,0.9", help="fractions of the run's writes that fit")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=None, help="start no kill trial after this many minutes")
+    parser.add_argument("--reuse", action="store_true", help="reuse the base workspace and references in --out")
     parser.add_argument("--groups", default=",".join(GROUPS), help="which groups to run (comma-separated): "
                         "several processes can split them")
     parser.add_argument("--out", type=Path, default=Path("/tmp/dgan-al-faults"))
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = args.out.resolve()
-    if work.exists():
+    if work.exists() and not args.reuse:
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     print(f"settings: toy-faces, pool {POOL} (chunks of 2, batch 2, band 50%, 2 centres), ensemble 2 members x 1 "
           f"epoch, score grid:4, dataset {BUILD_SIZE} samples in chunks of {BUILD_CHUNK}; kills {args.kills} per command, fuzz {args.fuzz}, "
           f"concurrent {args.concurrent}, disk levels {args.disk_levels}, seed {args.seed}; work in {work}", flush=True)
     table = Table()
-    base = make_base(work)
-    nr = copy(base, work / "nr-ref")
-    r = run(NEXT_ROUND, nr)
-    assert r.rc == 0, r.err
-    nr_ref = {"seconds": r.seconds, "digest": digest(nr)}
-    ds_ws, ds_ref = work / "ds-ref", {"seconds": 0.0, "digest": {}}
-    if set(args.groups.split(",")) - {"fuzz", "kill-next-round"}:  # the others need a reference dataset
-        copy(nr, ds_ws)
+    refs = json.loads((work / "refs.json").read_text()) if args.reuse and (work / "refs.json").is_file() else {}
+    base, nr, ds_ws = work / "base", work / "nr-ref", work / "ds-ref"
+    if "next-round" not in refs:
+        make_base(work)
+        copy(base, nr)
+        r = run(NEXT_ROUND, nr)
+        assert r.rc == 0, r.err
+        refs["next-round"] = r.seconds
+    nr_ref = {"seconds": refs["next-round"], "digest": digest(nr)}
+    if "build-dataset" not in refs and set(args.groups.split(",")) - {"fuzz", "kill-next-round"}:
+        copy(nr, ds_ws)  # the other groups need a reference dataset
         r = run(build_command(ds_ws / "data"), ds_ws)
         assert r.rc == 0, r.err
-        ds_ref = {"seconds": r.seconds, "digest": digest(ds_ws / "data")}
+        refs["build-dataset"] = r.seconds
+    ds_ref = {"seconds": refs.get("build-dataset", 0.0), "digest": digest(ds_ws / "data") if ds_ws.is_dir() else {}}
+    (work / "refs.json").write_text(json.dumps(refs))
     print(f"reference runs: next-round {nr_ref['seconds']:.0f} s, build-dataset {ds_ref['seconds']:.0f} s", flush=True)
 
     def timed(group_prefix, fn, *a):
@@ -562,9 +578,10 @@ def main() -> None:
         "concurrent": lambda: timed("concurrent", concurrent, table, base, nr, work, nr_ref["digest"], ds_ref["digest"],
                                     rng, args.concurrent),
         "kill-next-round": lambda: timed("kill next-round", kill_chains, table, rng, lambda ws: NEXT_ROUND, base, nr_ref,
-                                         work, args.kills, next_round_stage, lambda ws: ws, "kill -9: next-round"),
+                                         work, args.kills, next_round_stage, lambda ws: ws, "kill -9: next-round", args.minutes),
         "kill-build": lambda: timed("kill build", kill_chains, table, rng, lambda ws: build_command(ws / "data"), nr,
-                                    ds_ref, work, args.kills, build_stage, lambda ws: ws / "data", "kill -9: build-dataset"),
+                                    ds_ref, work, args.kills, build_stage, lambda ws: ws / "data", "kill -9: build-dataset",
+                                    args.minutes),
     }
     for name in args.groups.split(","):
         groups[name]()
