@@ -114,7 +114,7 @@ def _normal(path: Path) -> bytes:
         return data
     try:
         obj = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return data
 
     def strip(o):
@@ -242,7 +242,7 @@ def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, targ
             r = run(command(ws), ws, kill_after=rng.uniform(0.15, 1.0) * t_ref)
             if r.traceback:
                 break
-            stages[stage_of(target(ws))] += 1
+            stages[stage_of(target(ws)) if r.killed else "finished before the kill"] += 1
         final = r if r.traceback else run(command(ws), ws)
         if final.traceback:
             table.add(label, "tracebacks", final.message())
@@ -259,8 +259,13 @@ def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, targ
     table.notes.append(f"{label}: killed at " + ", ".join(f"{k} x{v}" for k, v in sorted(stages.items())))
 
 
-def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref):
-    """Every corruption of issue 22: derived state recomputed identically, records refused, nothing changed."""
+def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref, only=""):
+    """Every corruption of issue 22: derived state recomputed identically, records refused, nothing changed.
+
+    ``only``: comma-separated parts of the case names to run (default: all)."""
+    def wanted(name: str) -> bool:
+        return not only or any(part in name for part in only.split(","))
+
     def resumable(ws: Path) -> None:  # round 001 interrupted after training (so it reads its derived state)
         state_path = ws / "rounds" / "round_001" / "state.json"
         state = json.loads(state_path.read_text())
@@ -282,6 +287,8 @@ def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref):
         "feature cache truncated": lambda ws: truncate(cache(ws)),
     }
     for name, damage in recompute.items():
+        if not wanted(name):
+            continue
         ws = copy(after_round, workdir / "trial")
         resumable(ws)
         before = person_files(ws)
@@ -315,6 +322,8 @@ def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref):
                                         "mean.json"),
     }
     for name, (damage, named) in refusals.items():
+        if not wanted(name):
+            continue
         ws = copy(base, workdir / "trial")
         damage(ws)
         before, snapshot = person_files(ws), digest(ws)
@@ -324,6 +333,8 @@ def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref):
                   f"{name}: rc {r.rc} {r.message()}", changed_person_files(before, ws))
     # a finished round 001 whose state is garbled: refused by next-round and by build-dataset
     for command, label in ((lambda ws: NEXT_ROUND, "next-round"), (lambda ws: build_command(ws / "data"), "build")):
+        if not wanted(f"garbled round_001 state ({label})"):
+            continue
         ws = copy(after_round, workdir / "trial")
         truncate(ws / "rounds/round_001/state.json")
         before, snapshot = person_files(ws), digest(ws)
@@ -332,6 +343,8 @@ def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref):
         table.add("damaged: records", "tracebacks" if r.traceback else "refused" if ok else "wrong",
                   f"garbled round_001 state ({label}): rc {r.rc} {r.message()}", changed_person_files(before, ws))
     # a truncated dataset temp file and score part left in the dataset folder: the resume ends identical
+    if not wanted("dataset part + stale temp"):
+        return
     ws = copy(after_round, workdir / "trial")
     out = copy(build_ref, ws / "data")
     (out / "manifest.csv").unlink()
@@ -519,6 +532,7 @@ def main() -> None:
     parser.add_argument("--disk-levels", default="0.1,0.5,0.9", help="fractions of the run's writes that fit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=None, help="start no kill trial after this many minutes")
+    parser.add_argument("--only", default="", help="damaged files: run only the cases whose names contain one of these")
     parser.add_argument("--reuse", action="store_true", help="reuse the base workspace and references in --out")
     parser.add_argument("--groups", default=",".join(GROUPS), help="which groups to run (comma-separated): "
                         "several processes can split them")
@@ -572,7 +586,7 @@ def main() -> None:
     groups = {
         "fuzz": lambda: timed("fuzz", fuzz, table, base, work, args.fuzz, args.seed),
         "damaged": lambda: timed("damaged", damaged_files, table, base, nr, ds_ws / "data", work, nr_ref["digest"],
-                                 ds_ref["digest"]),
+                                 ds_ref["digest"], args.only),
         "disk": lambda: timed("disk full", disk_full, table, base, nr, work, nr_ref["digest"], ds_ref["digest"],
                               [float(x) for x in args.disk_levels.split(",")]),
         "concurrent": lambda: timed("concurrent", concurrent, table, base, nr, work, nr_ref["digest"], ds_ref["digest"],
