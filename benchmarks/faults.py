@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
 POOL = 8
-SMALL = {"chunk = 512": "chunk = 2", "batch = 16": "batch = 2", "centers = 12": "centers = 2", "annotate = 6": "annotate = 1",
-         "band = 0.1": "band = 0.5", 'score_pixels = "auto"': 'score_pixels = "grid:4"'}
+SMALL = {"run.chunk": 2, "run.batch": 2, "selection.centers": 2, "selection.annotate": 1, "selection.band": 0.5,
+         "selection.score_pixels": "grid:4"}
 BUILD_SIZE, BUILD_CHUNK = 12, 4
 NEXT_ROUND = [sys.executable, "-m", "dgan_al", "next-round"]
 GROUPS = ("fuzz", "damaged", "disk", "concurrent", "kill-next-round", "kill-build")
@@ -188,7 +188,7 @@ def make_base(folder: Path) -> Path:
     from dgan_al.workflows.oracle import oracle_annotate
     from workspaces import make_workspace
 
-    ws = make_workspace(folder / "base", pool_size=POOL, **SMALL)
+    ws = make_workspace(folder / "base", pool_size=POOL, settings=SMALL)
     oracle_annotate(ws, 0)
     return folder / "base"
 

@@ -301,7 +301,7 @@ def test_build_dataset_waits_for_next_round_and_a_second_build_says_busy(ws, tmp
     assert not any(out.iterdir())
     with WorkspaceLock(out, "build-dataset 0/1", name=".build-0-of-1.lock"):
         (out / "interpreter.pt").write_bytes(b"pinned by the first build before its dataset.json")
-        with pytest.raises(UserError, match=r"this dataset folder \(--out\) is busy: `dgan-al build-dataset 0/1`"):
+        with pytest.raises(UserError, match=r"this dataset folder is busy: `dgan-al build-dataset 0/1`"):
             build_dataset(ws, out, size=4)
     (out / "interpreter.pt").unlink()
     (out / "notes.txt").write_text("someone's")

@@ -132,7 +132,7 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
     # the workspace is read (shared with other builds, never while next-round writes it), the shard is ours
     with WorkspaceLock(ws.root, f"build-dataset {i}/{n}", shared=True, clean=[ws.cache_dir]), \
             WorkspaceLock(out, f"build-dataset {i}/{n}", name=lock_name, clean=[out],
-                          what="this dataset folder (--out)"):
+                          what="this dataset folder"):
         _check_ours(out)
         return _build_locked(ws, out, size, seed, filter_fraction, device, shard, workers, chunk, progress)
 
