@@ -20,7 +20,7 @@ from dgan_al.errors import UserError
 from dgan_al.labelme import find_labelme, labelme_command, read_labelme
 from dgan_al.workflows.export import ExportItem, export_round
 from dgan_al.workflows.importing import import_annotations
-from dgan_al.workflows.interpreter import STATE_FILE
+from dgan_al.workspace.rounds import STATE_FILE
 from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workflows.status import round_files_status, workspace_status
 from dgan_al.workspace.annotations import AnnotationStore

@@ -10,13 +10,13 @@ only one image's maps in memory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from dgan_al.errors import UserError
+from dgan_al.files import atomic_torch_save
 
 
 def feature_cache_bytes(feature_channels: Sequence[int], feature_sizes: Sequence[tuple[int, int]]) -> int:
@@ -28,9 +28,7 @@ def save_feature_maps(path: str | Path, maps: Sequence[torch.Tensor]) -> None:
     """Write one image's maps ([C_l, h_l, w_l] each, or [1, C_l, h_l, w_l]) as float16, atomically."""
     path = Path(path)
     tensors = [(m[0] if m.ndim == 4 else m).detach().to("cpu", torch.float16).contiguous() for m in maps]
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"feature_maps": tensors}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(path, {"feature_maps": tensors})
 
 
 def load_feature_maps(path: str | Path) -> list[torch.Tensor]:

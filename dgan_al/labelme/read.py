@@ -242,7 +242,12 @@ def _read_image_facts(json_path: Path, raw: dict, problems: list[str]) -> _Image
         return None
     data: bytes | None = None
     if data_text is None:
-        if not image_path.is_file():
+        try:
+            found = image_path.is_file()
+        except OSError as err:  # e.g. a name longer than the file system allows
+            problems.append(f"imagePath {_show(raw['imagePath'])} cannot be used: {err.strerror or err}")
+            return None
+        if not found:
             problems.append(f"the image {raw['imagePath']!r} named by imagePath does not exist ({image_path})")
             return None
         source: Any = image_path

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import torch
 from PIL import Image
 
 from dgan_al.errors import UserError
-from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from dgan_al.files import atomic_copy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_file, sha256_file
 from dgan_al.generators import resolve_device
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
@@ -126,14 +125,28 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
                         fix="choose another folder, e.g. --out data/")
     if out.exists() and not out.is_dir():
         raise UserError("--out is a file, not a folder", path=out, fix="choose a folder name")
-    if out.is_dir() and any(out.iterdir()) and not (out / SETTINGS_FILE).is_file():
-        raise UserError("--out is a non-empty folder that is not a dgan-al dataset", path=out,
-                        fix="choose a new or empty folder (nothing there was touched)")
+    _check_ours(out)
     out.mkdir(parents=True, exist_ok=True)
     i, n = shard or (0, 1)
     lock_name = f".build-{i}-of-{n}.lock"
-    with WorkspaceLock(out, f"build-dataset {i}/{n}", name=lock_name):
+    # the workspace is read (shared with other builds, never while next-round writes it), the shard is ours
+    with WorkspaceLock(ws.root, f"build-dataset {i}/{n}", shared=True, clean=[ws.cache_dir]), \
+            WorkspaceLock(out, f"build-dataset {i}/{n}", name=lock_name, clean=[out],
+                          what="this dataset folder"):
+        _check_ours(out)
         return _build_locked(ws, out, size, seed, filter_fraction, device, shard, workers, chunk, progress)
+
+
+def _check_ours(out: Path) -> None:
+    """Refuse an ``out`` folder that holds anything but a dataset (or the start of one: locks, temp files,
+    the pinned interpreter written before dataset.json)."""
+    if not out.is_dir() or (out / SETTINGS_FILE).is_file():
+        return
+    foreign = [p.name for p in out.iterdir() if not (p.name == INTERPRETER_FILE or is_temp_file(p)
+                                                     or (p.name.startswith(".build-") and p.name.endswith(".lock")))]
+    if foreign:
+        raise UserError(f"--out is a non-empty folder that is not a dgan-al dataset (it holds {foreign[0]})", path=out,
+                        fix="choose a new or empty folder (nothing there was touched)")
 
 
 def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, device, shard, workers, chunk,
@@ -231,9 +244,7 @@ def _interpreter(ws: Workspace, store: AnnotationStore, out: Path, generator, de
         number, path = found
         ensemble = PixelEnsemble.load(path, expect_generator=generator.identity, expect_classes=cfg.classes,
                                       device=device)
-        tmp = weights.with_suffix(".tmp")
-        shutil.copyfile(path, tmp)
-        tmp.replace(weights)
+        atomic_copy(path, weights)
         return ensemble, f"round {number:03d}'s (trained on these {len(store.records)} annotations)", False
     ensemble = train_on_annotations(ws, store, store.ids(), generator, device, progress)
     ensemble.save(weights)

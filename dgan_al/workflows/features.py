@@ -9,14 +9,13 @@ far below the full-resolution pixel features the reference code keeps (6 GB fp32
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
 
-from dgan_al.files import atomic_write_bytes
+from dgan_al.files import atomic_torch_save
 from dgan_al.generators.protocol import Generator
 from dgan_al.progress import ProgressCallback, silent
 
@@ -27,20 +26,40 @@ def cache_folder(cache_root: Path, generator: Generator) -> Path:
 
 def cached_features(generator: Generator, cache_root: Path, ids: Sequence[str], latents: torch.Tensor,
                     batch: int = 16, progress: ProgressCallback = silent) -> list[Path]:
-    """Make sure every id has its maps cached; returns the cache file of each id (same order)."""
+    """Make sure every id has its maps cached; returns the cache file of each id (same order).
+
+    Each latent is synthesised on its own (a batch of one), so its cached maps are the same bits whatever
+    else is missing, and a run resumed after an interruption trains exactly what an uninterrupted one
+    does (a batch's kernels may round differently per batch size: fp16 maps then differ by ~5e-4).
+    ``benchmarks/bench_feature_batch.py`` measures the cost. ``batch`` is accepted for callers' sake and
+    not used. A cache file that cannot be read, or is another latent's, is computed again.
+    """
     folder = cache_folder(cache_root, generator)
     paths = [folder / f"{id}.pt" for id in ids]
-    missing = [i for i, p in enumerate(paths) if not p.is_file()]
-    for start in range(0, len(missing), batch):
-        rows = missing[start:start + batch]
-        out = generator.synthesize(latents[rows])
-        for j, row in enumerate(rows):
-            maps = [f[j].to(torch.float16).cpu().contiguous() for f in out.features]
-            buf = io.BytesIO()
-            torch.save({"id": ids[row], "z": latents[row].clone(), "maps": maps}, buf)
-            atomic_write_bytes(paths[row], buf.getvalue())
-        progress("feature cache", min(start + batch, len(missing)), len(missing))
+    missing = [i for i, p in enumerate(paths) if not _cached(p, ids[i], latents[i])]
+    for done, row in enumerate(missing):
+        maps = synthesize_maps(generator, latents[row])
+        atomic_torch_save(paths[row], {"id": ids[row], "z": latents[row].clone(), "maps": maps})
+        progress("feature cache", done + 1, len(missing))
     return paths
+
+
+def synthesize_maps(generator: Generator, z: torch.Tensor) -> list[torch.Tensor]:
+    """The feature maps of one latent ``z`` [z_dim] as cached: fp16 [C_l, h_l, w_l] per layer."""
+    out = generator.synthesize(z[None])
+    return [f[0].to(torch.float16).cpu().contiguous() for f in out.features]
+
+
+def _cached(path: Path, id: str, z: torch.Tensor) -> bool:
+    """Whether ``path`` holds readable maps of this latent (derived data is checked, never trusted)."""
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return payload["id"] == id and torch.equal(payload["z"], z.to(payload["z"].dtype)) and \
+            all(isinstance(m, torch.Tensor) and torch.isfinite(m).all() for m in payload["maps"])
+    except Exception:  # noqa: BLE001 - any unreadable cache file (torch raises many types) is recomputed
+        return False
 
 
 def load_maps(path: Path) -> list[torch.Tensor]:

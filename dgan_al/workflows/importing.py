@@ -1,26 +1,31 @@
 """Import what people annotated: every finished LabelMe file in any round folder, and edits made later
 to the copies in ``annotations/``.
 
-All files are validated first; if any has a problem nothing is imported and every problem is listed
-(one ``UserError``), so ``annotations/`` and the round folders stay byte-identical. Files ticked
-``unrealistic`` are recorded as skipped; files not ticked ``done`` stay pending (listed, never lost).
-The person's JSON files are only read, never changed.
+Every file is read by the strict reader (``labelme.read_labelme``) before it is called pending, done or
+unrealistic, and all are validated first; if any has a problem nothing is imported and every problem is
+listed (one ``UserError``), so ``annotations/`` and the round folders stay byte-identical. Files ticked
+``unrealistic`` are recorded as skipped; files ticked neither stay pending (listed, never lost); a file
+ticked both is a problem. The person's JSON files are only read, never changed. Masks in
+``annotations/masks/`` are derived: one that fails its checksum is rasterised again from its JSON.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dgan_al.errors import UserError
-from dgan_al.files import sha256_bytes
-from dgan_al.labelme import LabelMeError, embedded_image_problem, rasterize, read_labelme
+from dgan_al.files import sha256_bytes, sha256_file
+from dgan_al.labelme import Annotation, LabelMeError, embedded_image_problem, rasterize, read_labelme
+from dgan_al.report import save_mask_png
 from dgan_al.workflows.export import META_KEY, OWN_FILES, read_selection
 from dgan_al.workspace.annotations import AnnotationRecord, AnnotationStore
 from dgan_al.workspace.layout import Workspace
+
+SELECTION_FILE = "selection.json"
+ITEM_KEYS = {"id", "image", "image_sha256", "latent", "z"}  # what import checks an annotation file against
 
 
 @dataclass
@@ -30,6 +35,7 @@ class ImportReport:
     skipped: list[str] = field(default_factory=list)  # ticked unrealistic (newly)
     pending: list[str] = field(default_factory=list)  # workspace-relative paths of files not done yet
     unchanged: int = 0
+    masks_rebuilt: list[str] = field(default_factory=list)  # derived masks that failed their checksum
 
     @property
     def changed(self) -> bool:
@@ -53,6 +59,28 @@ def _problem(problems: list[str], path: Path, root: Path, message: str) -> None:
     problems.append(f"{path.relative_to(root) if root in path.parents else path}: {message}")
 
 
+def exported_items(folder: Path) -> tuple[dict[str, dict], str | None]:
+    """The items a round exported (id -> item of its ``selection.json``), or a problem with that file.
+
+    A round folder without ``selection.json`` exported nothing; one whose ``selection.json`` cannot be
+    read, or has items without the fields import checks against, is reported as damaged (the person's
+    files are not blamed for it).
+    """
+    path = folder / SELECTION_FILE
+    if not path.is_file():
+        return {}, None
+    selection = read_selection(folder)
+    items = selection.get("items") if isinstance(selection, dict) else None
+    if not isinstance(items, list):
+        return {}, "damaged: not the record dgan-al wrote (no list of exported items)"
+    out = {}
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not ITEM_KEYS <= item.keys():
+            return {}, f"damaged: exported item {n} lacks one of {sorted(ITEM_KEYS)}"
+        out[item["id"]] = item
+    return out, None
+
+
 def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
     classes = ws.config.classes
     report = ImportReport()
@@ -64,22 +92,27 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
     for number in ws.rounds():
         folder = ws.round_dir(number)
         annotate = ws.round_files(number).annotate
-        selection = read_selection(folder)
-        exported = {item["id"]: item for item in (selection or {}).get("items", [])}
+        exported, damaged = exported_items(folder)
+        if damaged:
+            _problem(problems, folder / SELECTION_FILE, root, f"{damaged}; dgan-al cannot check this round's annotation "
+                     "files against it: restore it from a backup (your annotation files were not touched)")
+            continue
         for json_path in sorted(annotate.glob("*.json")):
             if json_path.name in OWN_FILES:
                 continue
             rel = str(json_path.relative_to(root))
-            data = json_path.read_bytes()
+            # every file is read strictly before it is called pending, done or unrealistic
             try:
-                raw = json.loads(data.decode("utf-8"))
-                flags = raw.get("flags") if isinstance(raw, dict) else None
-            except (ValueError, UnicodeDecodeError) as err:
-                _problem(problems, json_path, root, f"not valid JSON ({err}); fix it in a text editor or LabelMe")
+                annotation = read_labelme(json_path, classes)
+            except LabelMeError as err:
+                for p in err.problems:
+                    _problem(problems, json_path, root, p)
                 continue
-            flags = flags if isinstance(flags, dict) else {}
-            done, unrealistic = flags.get("done") is True, flags.get("unrealistic") is True
-            if not (done or unrealistic):
+            if annotation.done and annotation.unrealistic:
+                _problem(problems, json_path, root, "both 'done' and 'unrealistic' are ticked: untick one in LabelMe "
+                         "('done' imports the annotation, 'unrealistic' skips the image)")
+                continue
+            if not (annotation.done or annotation.unrealistic):
                 report.pending.append(rel)
                 continue
             id = json_path.stem
@@ -88,16 +121,17 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
                 _problem(problems, json_path, root, f"no image {id!r} was exported in round {number} (not in its "
                          "selection.json): annotate only the files dgan-al exported, under their own names")
                 continue
-            if unrealistic:
+            if annotation.unrealistic:
                 if id not in store.skipped and id not in store.records:
                     skips.append((id, number, rel))
                 continue
             record = store.records.get(id)
-            sha = sha256_bytes(data)
-            if record is not None and record.source == rel and record.source_sha256 == sha:
+            data = json_path.read_bytes()
+            if record is not None and record.source == rel and record.source_sha256 == sha256_bytes(data):
                 report.unchanged += 1
                 continue
-            plan = _validate(json_path, data, item, classes, problems, root, expected_image=annotate / item["image"])
+            plan = _validate(json_path, data, item, classes, problems, root, expected_image=annotate / item["image"],
+                             annotation=annotation)
             if plan is not None:
                 plan.round = number
                 planned.append(plan)
@@ -116,6 +150,8 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
             plan.round, plan.in_place = record.round, True
             planned.append(plan)
 
+    repairs = _damaged_masks(store, classes, {p.id for p in planned}, problems, root)
+
     if problems:
         count = len(problems)
         listing = "\n  ".join(problems)
@@ -132,22 +168,49 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
                                   else store.records[plan.id].source_sha256)
         store.add(record, plan.json_bytes, plan.image_bytes, plan.mask, classes, copy_json=not plan.in_place)
         (report.reimported if existed else report.imported).append(plan.id)
+    for id, mask in repairs:
+        report.masks_rebuilt.append(id)
+        record = store.records[id]
+        save_mask_png(store.mask_path(id), mask)
+        record.mask_sha256 = sha256_file(store.mask_path(id))
     for id, number, rel in skips:
         store.skip(id, number, rel)
         report.skipped.append(id)
-    if report.changed:
+    if report.changed or report.masks_rebuilt:
         store.save()
     return report
 
 
+def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[str], problems: list[str],
+                   root: Path) -> list[tuple[str, np.ndarray]]:
+    """(id, mask) for every stored mask that is missing or fails its checksum, rasterised from its JSON."""
+    out = []
+    for id, record in sorted(store.records.items()):
+        path = store.mask_path(id)
+        if id in reimported or (path.is_file() and sha256_file(path) == record.mask_sha256):
+            continue
+        json_path = store.json_path(id)
+        if not json_path.is_file() or sha256_file(json_path) != record.json_sha256:
+            continue  # edited in place: imported again above (or reported there)
+        try:
+            annotation = read_labelme(json_path, classes)
+        except LabelMeError as err:
+            _problem(problems, path, root, f"the mask is damaged and cannot be rebuilt from {json_path.name}: "
+                     f"{'; '.join(err.problems)}: restore {json_path.name} from annotations/history/{id}/")
+            continue
+        out.append((id, rasterize(annotation, annotation.height, annotation.width, classes)))
+    return out
+
+
 def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], problems: list[str], root: Path,
-              expected_image: Path) -> _Planned | None:
-    try:
-        annotation = read_labelme(json_path, classes)
-    except LabelMeError as err:
-        for p in err.problems:
-            _problem(problems, json_path, root, p)
-        return None
+              expected_image: Path, annotation: Annotation | None = None) -> _Planned | None:
+    if annotation is None:
+        try:
+            annotation = read_labelme(json_path, classes)
+        except LabelMeError as err:
+            for p in err.problems:
+                _problem(problems, json_path, root, p)
+            return None
     ok = True
     meta = annotation.extra.get(META_KEY)
     if isinstance(meta, dict) and meta.get("id") not in (None, item["id"]):
@@ -158,7 +221,11 @@ def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], prob
         _problem(problems, json_path, root, f"imagePath names {annotation.image_path.name}, not the exported "
                  f"image {expected_image.name}: point it back to {expected_image.name}")
         return None
-    image_bytes = annotation.image_path.read_bytes()
+    try:
+        image_bytes = annotation.image_path.read_bytes()
+    except OSError as err:
+        _problem(problems, json_path, root, f"cannot read the image {expected_image.name}: {err.strerror or err}")
+        return None
     if sha256_bytes(image_bytes) != item["image_sha256"]:
         _problem(problems, json_path, root, f"the image {expected_image.name} is not the one exported for this "
                  "latent (its sha256 changed): restore the exported image; never edit the images")

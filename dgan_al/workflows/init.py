@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgan_al.errors import UserError
-from dgan_al.files import atomic_write_json, atomic_write_text
+from dgan_al.files import atomic_write_text
 from dgan_al.labelme import write_labels_file
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.workflows.export import export_round
-from dgan_al.workflows.next_round import STATE_FILE, mean_latent_item
+from dgan_al.workflows.next_round import mean_latent_item
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.config import CONFIG_NAME, GeneratorSettings, PoolSettings, WorkspaceConfig, render_config
 from dgan_al.workspace.layout import Workspace
+from dgan_al.workspace.rounds import write_round_state
 
 ANNOTATIONS_README = """\
 # annotations/
@@ -99,5 +100,5 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
     export_round(folder, 0, generator, [mean_latent_item(generator)], config.classes, keep=1,
                  rule="The paper's first image to annotate: the mean latent (no interpreter yet, so no pre-fill).",
                  selection={"annotation_set": store.set_hash(), "why": "mean latent"}, progress=progress)
-    atomic_write_json(folder / STATE_FILE, {"round": 0, "stage": "complete", "annotation_set": store.set_hash()})
+    write_round_state(folder, {"round": 0, "stage": "complete", "annotation_set": store.set_hash()})
     return InitResult(ws, folder, generator.identity, sum(generator.feature_channels))

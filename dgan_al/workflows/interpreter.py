@@ -17,9 +17,9 @@ from dgan_al.progress import ProgressCallback, silent
 from dgan_al.workflows.features import TrainingItems, cached_features
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
+from dgan_al.workspace.rounds import read_round_state
 
 INTERPRETER_FILE = "interpreter.pt"
-STATE_FILE = "state.json"
 
 
 def new_ensemble(ws: Workspace, generator, device: torch.device) -> PixelEnsemble:
@@ -46,14 +46,9 @@ def train_on_annotations(ws: Workspace, store: AnnotationStore, ids: Sequence[st
 
 def round_interpreter(ws: Workspace, annotation_set: str) -> tuple[int, Path] | None:
     """The latest round whose interpreter was trained on exactly this annotation set (and is intact)."""
-    import json
-
     for number in reversed(ws.rounds()):
         folder = ws.round_dir(number)
-        try:
-            state = json.loads((folder / STATE_FILE).read_text())
-        except (OSError, ValueError):
-            continue
+        state = read_round_state(folder)
         weights = folder / INTERPRETER_FILE
         if state.get("annotation_set") == annotation_set and weights.is_file() \
                 and state.get("interpreter_sha256") == sha256_file(weights):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import shutil
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from dgan_al.errors import UserError
-from dgan_al.files import atomic_write_bytes, atomic_write_json, sha256_file
+from dgan_al.files import atomic_write_bytes, sha256_file
 from dgan_al.generators import resolve_device
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
@@ -27,10 +29,11 @@ from dgan_al.selection import band_ranks, k_center_greedy, uncertainty_band
 from dgan_al.workflows.export import ExportItem, export_round, read_selection
 from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features, load_maps
 from dgan_al.workflows.importing import ImportReport, import_annotations
-from dgan_al.workflows.interpreter import INTERPRETER_FILE, STATE_FILE, annotation_latents, new_ensemble
+from dgan_al.workflows.interpreter import INTERPRETER_FILE, annotation_latents, new_ensemble
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace, latent_id, parse_latent_id
 from dgan_al.workspace.lock import WorkspaceLock
+from dgan_al.workspace.rounds import read_round_state, write_round_state
 
 # The image score on a CPU when score_pixels = "auto": the centre pixel of every 4x4 cell (1024 of 16384 on
 # toy-faces). Measured by benchmarks/bench_score_pixels.py on toy-faces (600-image pool, 7 annotations):
@@ -86,24 +89,17 @@ class NextRoundResult:
     message: str = ""
 
 
-def _read_state(folder: Path) -> dict:
-    import json
-
-    try:
-        return json.loads((folder / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def next_round(ws: Workspace, overrides: RoundOverrides | None = None,
                progress: ProgressCallback = silent) -> NextRoundResult:
     (overrides or RoundOverrides()).apply(ws)
-    with WorkspaceLock(ws.root, "next-round"):
+    with WorkspaceLock(ws.root, "next-round", clean=[ws.annotations_dir, ws.rounds_dir]):
         return _next_round_locked(ws, progress)
 
 
 def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundResult:
     cfg = ws.config
+    for number in ws.rounds():  # a damaged state file is refused before anything changes
+        read_round_state(ws.round_dir(number))
     store = AnnotationStore(ws.annotations_dir)
     imports = import_annotations(ws, store)
     annotation_set = store.set_hash()
@@ -118,7 +114,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     latest = ws.latest_round()
     if store.records:  # annotations may come from rounds no longer on disk (e.g. a fresh clone's seed set)
         latest = max(latest if latest is not None else -1, max(r.round for r in store.records.values()))
-    state = _read_state(ws.round_dir(latest)) if latest is not None else {}
+    state = read_round_state(ws.round_dir(latest)) if latest is not None else {}
     if latest is not None and state.get("stage") == "complete" and state.get("annotation_set") == annotation_set \
             and not imports.changed:
         result.status, result.round, result.folder = "up-to-date", latest, ws.round_dir(latest)
@@ -138,9 +134,9 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     folder = ws.round_dir(number)
     folder.mkdir(parents=True, exist_ok=True)
     result.round, result.folder = number, folder
-    state = _read_state(folder) if state.get("annotation_set") == annotation_set else {}
+    state = read_round_state(folder) if state.get("annotation_set") == annotation_set else {}
     state.update({"round": number, "annotation_set": annotation_set, "stage": state.get("stage", "started")})
-    atomic_write_json(folder / STATE_FILE, state)
+    write_round_state(folder, state)
 
     device = resolve_device(cfg.run.device)
     generator = ws.load_generator(device=str(device))
@@ -163,7 +159,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
         ensemble.fit(TrainingItems(paths, masks), generator.geometry, progress=progress)
         ensemble.save(weights)
         state.update({"stage": "trained", "interpreter_sha256": sha256_file(weights), "annotations": ids})
-        atomic_write_json(folder / STATE_FILE, state)
+        write_round_state(folder, state)
     result.times["train"] = time.perf_counter() - t0
 
     # --- score the pool --------------------------------------------------------------------------------
@@ -188,7 +184,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     result.chosen = record["items"]
     result.quantiles = selection["pool"]["score_quantiles"]
     state.update({"stage": "complete", "times": result.times})
-    atomic_write_json(folder / STATE_FILE, state)
+    write_round_state(folder, state)
     return result
 
 
@@ -253,14 +249,15 @@ def score_pixels(setting: str, device: torch.device) -> str:
 def _read_chunk(path: Path, key: str, expected_rows: int) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
-    try:
+    try:  # derived data: a chunk that cannot be read whole (truncated, garbled, foreign) is recomputed
         with np.load(path) as data:
             if str(data["key"]) != key:
                 return None
             part = {k: data[k] for k in ("score_sum", "score_top10", "activations", "w")}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
-    return part if len(part["score_sum"]) == expected_rows else None
+    n = {len(v) for v in part.values()}
+    return part if n == {expected_rows} and all(np.isfinite(v).all() for v in part.values()) else None
 
 
 def _w_embedding(generator, z: torch.Tensor) -> np.ndarray:

@@ -13,9 +13,9 @@ from dgan_al.labelme import LabelMeError, read_labelme
 from dgan_al.labelme.write import FORMAT_VERSION
 from dgan_al.workflows.export import OWN_FILES, read_selection
 from dgan_al.workflows.importing import finished_file_problems
-from dgan_al.workflows.next_round import STATE_FILE
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import RoundFiles, Workspace
+from dgan_al.workspace.rounds import read_round_state
 
 # What a file of a round is, as a person sees it. Only "done" and "unrealistic" are finished.
 FILE_STATES = ("done", "unrealistic", "problem", "edited", "untouched")
@@ -146,14 +146,17 @@ def _untouched(raw, data: bytes, item: dict | None) -> bool:
 
 def workspace_status(ws: Workspace) -> WorkspaceStatus:
     store = AnnotationStore(ws.annotations_dir)
-    rounds = []
+    rounds, damaged = [], []
     for number in ws.rounds():
         folder = ws.round_dir(number)
         try:
-            state = json.loads((folder / STATE_FILE).read_text())
-        except (OSError, ValueError):
-            state = {}
+            state = read_round_state(folder)
+        except UserError as err:
+            damaged.append(str(err))
+            state = {"stage": "damaged"}
         selection = read_selection(folder) or {}
+        if selection == {} and (folder / "selection.json").is_file():
+            damaged.append(f"{folder / 'selection.json'}: damaged (not valid JSON): restore it from a backup")
         items = selection.get("items", [])
         rs = RoundStatus(number, state.get("stage", "unknown"), len(items), times=state.get("times", {}),
                          score_quantiles=selection.get("pool", {}).get("score_quantiles", {}),
@@ -165,7 +168,9 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
     latest = rounds[-1] if rounds else None
     waiting = sum(r.done - r.imported for r in rounds)
     broken = [(r.number, f) for r in rounds for f in r.files if f.state == "problem"]
-    if latest is None and store.records:  # e.g. a fresh clone of a workspace whose rounds/ is not committed
+    if damaged:
+        step = "fix the damaged round file(s) first: " + "; ".join(damaged)
+    elif latest is None and store.records:  # e.g. a fresh clone of a workspace whose rounds/ is not committed
         step = f"run `dgan-al next-round`: it trains on the {len(store.records)} annotation(s) and exports a round"
     elif latest is None:
         step = "no rounds and no annotations here: `dgan-al init DIR` makes a workspace (round 000: the mean image)"

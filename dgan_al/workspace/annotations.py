@@ -15,6 +15,7 @@ checksum and imports it again as a new version. The tool never rewrites a person
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import time
@@ -89,8 +90,17 @@ class AnnotationStore:
         return sorted(self.records)
 
     def mask(self, id: str) -> np.ndarray:
-        """The class-id mask of an annotation: uint8 [H,W]."""
-        return np.array(Image.open(self.mask_path(id)))
+        """The class-id mask of an annotation: uint8 [H,W], checked against its checksum in the index."""
+        path = self.mask_path(id)
+        try:
+            data = path.read_bytes()
+            if sha256_bytes(data) == self.records[id].mask_sha256:
+                return np.array(Image.open(io.BytesIO(data)))
+        except (OSError, ValueError):
+            pass
+        raise UserError("this annotation's mask is missing or damaged (it does not match annotations/index.json)",
+                        path=path, fix="run `dgan-al next-round`: it rasterises damaged masks again from the "
+                                       "annotation files")
 
     def set_hash(self, ids: list[str] | None = None) -> str:
         """Identity of the annotation set (default: all): changes when any annotation is added, edited, removed."""

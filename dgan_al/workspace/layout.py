@@ -12,6 +12,7 @@ rounds/cache/           derived data that can be rebuilt (feature maps of annota
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,23 +152,29 @@ class Workspace:
                               crop=tuple(g.crop) if g.crop else None, device=device)
 
     def pool_latents(self, z_dim: int, size: int | None = None) -> torch.Tensor:
-        """The pool's latents [size, z_dim], created or grown on first use (stored in rounds/pool/)."""
+        """The pool's latents [size, z_dim] (stored in rounds/pool/ for the record, written on first use).
+
+        They are a pure function of the pool seed, so they are always computed from it; the stored copy
+        is rewritten when it is missing, shorter, or differs (truncated, garbled, another generator's).
+        """
         from dgan_al.generators.protocol import sample_latents
 
         size = size or self.config.pool.size
         seed = self.config.pool.seed
         path = self.pool_dir / f"latents_s{seed}.npy"
-        have = np.load(path) if path.is_file() else np.zeros((0, z_dim), np.float32)
-        if have.ndim != 2 or have.shape[1] != z_dim:
-            have = np.zeros((0, z_dim), np.float32)  # another generator's pool: rebuild (it is derived data)
-        if len(have) < size:
-            extra = sample_latents(z_dim, size - len(have), seed=seed, start=len(have)).numpy()
-            have = np.concatenate([have, extra])
-            import io
-
+        try:
+            have = np.load(path, allow_pickle=False) if path.is_file() else None
+        except (OSError, ValueError, EOFError):
+            have = None
+        latents = sample_latents(z_dim, max(size, len(have) if _is_pool(have, z_dim) else 0), seed=seed).numpy()
+        if not (_is_pool(have, z_dim) and np.array_equal(have, latents)):
             buf = io.BytesIO()
-            np.save(buf, have)
+            np.save(buf, latents)
             atomic_write_bytes(path, buf.getvalue())
-            atomic_write_json(self.pool_dir / "pool.json", {"seed": seed, "size": int(len(have)), "z_dim": z_dim,
-                                                            "ids": f"{latent_id(seed, 0)} .. {latent_id(seed, len(have) - 1)}"})
-        return torch.from_numpy(have[:size].copy())
+            atomic_write_json(self.pool_dir / "pool.json", {"seed": seed, "size": int(len(latents)), "z_dim": z_dim,
+                                                            "ids": f"{latent_id(seed, 0)} .. {latent_id(seed, len(latents) - 1)}"})
+        return torch.from_numpy(latents[:size].copy())
+
+
+def _is_pool(have, z_dim: int) -> bool:
+    return isinstance(have, np.ndarray) and have.dtype == np.float32 and have.ndim == 2 and have.shape[1] == z_dim

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dgan_al.files import atomic_torch_save
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.generators.stylegan2 import StyleGAN2, StyleGAN2Config
 from dgan_al.progress import ProgressCallback, silent
@@ -281,12 +282,10 @@ def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: Pro
         read_losses()
         if step and (not val_history or val_history[-1][0] != step):
             val_history.append((step, evaluate(ema, z_val, val_targets, device)))
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "history": history, "val_history": val_history,
-                    "mapping_lr_mul": config.mapping_lr_mul, "init": init_identity,
-                    "train_minutes": earlier_minutes + (time.time() - t0) / 60}, tmp)
-        tmp.replace(ckpt_path)
+        atomic_torch_save(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                      "step": step, "history": history, "val_history": val_history,
+                                      "mapping_lr_mul": config.mapping_lr_mul, "init": init_identity,
+                                      "train_minutes": earlier_minutes + (time.time() - t0) / 60})
         shown = running if running is not None else float("nan")
         held_out = f"  held-out {val_history[-1][1]:.2f} dB" if val_history and val_history[-1][0] == step else ""
         with open(out_dir / "log.txt", "a") as log:
@@ -377,9 +376,7 @@ def export_weights(model: StyleGAN2, path: Path, info: dict) -> None:
             "oracle_masks": torch.from_numpy(np.ascontiguousarray(masks)),
         },
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_torch_save(path, payload)
 
 
 def plot_loss(history: list[tuple[int, float]], path: Path, held_out_psnr: float | None = None,
