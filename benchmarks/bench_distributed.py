@@ -128,8 +128,9 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             results[label]["build"].append(build_once(ws, out, kind, ranks, a))
             results[label]["score"].append(score_once(ws, scratch, kind, ranks, a))
-            print(f"repeat {repeat + 1}: {label}: build {results[label]['build'][-1][0]:.1f} s, "
-                  f"next-round {results[label]['score'][-1][0]:.1f} s", flush=True)
+            (bw, bg), (rw, rs) = results[label]["build"][-1], results[label]["score"][-1]
+            print(f"repeat {repeat + 1}: {label}: build {bw:.1f} s (generating {bg:.1f} s), "
+                  f"next-round {rw:.1f} s (scoring {rs:.1f} s)", flush=True)
     same = snapshot(scratch / "data-plain") == snapshot(scratch / "data-torchrun")
     print(f"\nbuild-dataset {a.size} samples, next-round scoring {a.pool} latents, chunks of {a.chunk}, device "
           f"{a.device}, {a.repeats} repeat(s); torchrun build byte-identical to the 1-thread build: {same}")

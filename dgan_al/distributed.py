@@ -7,7 +7,7 @@ Each rank computes on ``cuda:LOCAL_RANK`` (or the CPU) with a fixed number of CP
 
 Work is split by chunk index, chunk c to rank c % world_size, and every rank writes its chunk files into the
 shared folder; nothing but small control messages travels through the process group:
-- ``rank0_first()``: rank 0 runs the block first (pins the interpreter, writes settings), the others after;
+- ``rank0_first(fn)``: rank 0 runs ``fn`` first (pins or trains the interpreter), the others after it;
 - ``share(value)``: rank 0 hands a value (where to score) to the others, which wait for it;
 - ``wait_for_all()``: every rank has written its chunks; rank 0 then merges / selects alone;
 - ``Tally``: a job-wide count of finished units (in torchrun's key-value store), so rank 0's progress bar
