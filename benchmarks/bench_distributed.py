@@ -43,12 +43,14 @@ def prepare(root: Path, pool: int, chunk: int) -> Path:
     from dgan_al.workflows.init import init_workspace
     from dgan_al.workflows.next_round import next_round
     from dgan_al.workflows.oracle import oracle_annotate
+    from dgan_al.workspace.config import CONFIG_NAME, load_config, render_config
     from dgan_al.workspace.layout import Workspace
 
     torch.set_num_threads(1)
     init_workspace(root, pool_size=pool)
-    config = root / "dgan-al.toml"
-    config.write_text(config.read_text().replace("chunk = 512", f"chunk = {chunk}"))
+    config = load_config(root / CONFIG_NAME)
+    config.run.chunk = chunk
+    (root / CONFIG_NAME).write_text(render_config(config.validate()))
     oracle_annotate(Workspace.find(root), 0)
 
     def stop_at_scoring(task, done, total):

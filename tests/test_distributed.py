@@ -53,7 +53,7 @@ def relative(files: dict[str, bytes], root: Path) -> dict[str, bytes]:
 def workspace(tmp_path_factory) -> Path:
     """After round 001 was exported: a pool of 24 in 3 chunks of 8, a band wide enough for 4 centres."""
     root = tmp_path_factory.mktemp("ws") / "faces"
-    oracle_annotate(make_workspace(root, pool_size=24, **{"chunk = 512": "chunk = 8", "band = 0.1": "band = 0.3"}), 0)
+    oracle_annotate(make_workspace(root, pool_size=24, settings={"run.chunk": 8, "selection.band": 0.3}), 0)
     next_round(Workspace.find(root))
     return root
 

@@ -122,7 +122,7 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
     if size < 1:
         raise UserError(f"--size must be at least 1, got {size}", fix="e.g. --size 10000")
     if chunk < 1:
-        raise UserError(f"--chunk must be at least 1, got {chunk}", fix="e.g. --chunk 64")
+        raise UserError(f"must be at least 1, got {chunk}", setting="chunk", fix="e.g. 64")
     _check_filter(filter_fraction)
     if ws.annotations_dir.resolve() in (out, *out.parents) or out == ws.rounds_dir.resolve():
         raise UserError(f"--out {out} would write into the workspace's own {out.name}/", path=out,
