@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
-from dgan_al.cli.progress import progress_bars
+from dgan_al.cli.progress import rank_progress
 
 
 @app.command("build-dataset")
@@ -20,26 +20,32 @@ def build_dataset_command(
     filter_fraction: float = typer.Option(0.10, "--filter", help="Drop this most-uncertain fraction from train.txt."),
     seed: int = typer.Option(1, help="Dataset latent stream: sample i comes from (seed, i), never a pool latent."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: the workspace's [run] device)."),
-    shard: Optional[str] = typer.Option(None, help="Build only slice i of n (e.g. 0/4); merge with --merge when all are done."),
+    shard: Optional[str] = typer.Option(None, help="Build only slice i of n (e.g. 0/4); merge with --merge when all are done. "
+                                        "Under torchrun the ranks split the work (and the slice) by themselves."),
     merge: Optional[Path] = typer.Option(None, help="Merge the finished shards in this folder: apply the filter over all."),
     workers: int = typer.Option(4, help="Threads encoding PNGs while the next batch is generated."),
+    chunk: Optional[int] = typer.Option(None, help="Samples per chunk (default 64): the unit of resumption and of the "
+                                                   "split between shards and ranks; fixed once a dataset is started."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
     """Generate image + mask pairs with the interpreter; drop the most uncertain; resumable and shardable."""
-    from dgan_al.workflows.build_dataset import build_dataset, merge_dataset, parse_shard
+    from dgan_al.workflows.build_dataset import CHUNK, build_dataset, merge_dataset, parse_shard
     from dgan_al.workspace.layout import Workspace
 
     if merge is not None:
-        with progress_bars() as report:
-            merged = merge_dataset(merge, filter_fraction, progress=report)
-        _print_merge(merge, merged)
+        with rank_progress() as (reports, report):  # under torchrun rank 0 merges
+            merged = merge_dataset(merge, filter_fraction, progress=report) if reports else None
+        if reports:
+            _print_merge(merge, merged)
         return
     if out is None:
         raise typer.BadParameter("give --out DIR (or --merge DIR)", param_hint="--out")
-    ws = Workspace.find(workspace)
-    with progress_bars() as report:
+    with rank_progress() as (reports, report):  # under torchrun each rank builds its part, rank 0 merges and reports
+        ws = Workspace.find(workspace)
         result = build_dataset(ws, out, size, seed, filter_fraction, device, parse_shard(shard), workers,
-                               progress=report)
+                               chunk=CHUNK if chunk is None else chunk, progress=report)
+    if not reports:
+        return
     console.print(f"interpreter: {result.interpreter_source}")
     for message in result.messages:
         console.print(f"[yellow]note:[/] {message}")

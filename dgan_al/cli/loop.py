@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
 from dgan_al.cli.generator import parse_crop
-from dgan_al.cli.progress import progress_bars
+from dgan_al.cli.progress import progress_bars, rank_progress
 
 
 def class_table(title: str, totals: dict) -> Table:
@@ -73,10 +73,12 @@ def next_round_command(
     from dgan_al.workflows.next_round import RoundOverrides, next_round
     from dgan_al.workspace.layout import Workspace
 
-    ws = Workspace.find(workspace)
     overrides = RoundOverrides(pool_size, skip_top, band, centers, device, seed, prefill, score_pixels, embedding)
-    with progress_bars() as report:
+    with rank_progress() as (reports, report):  # under torchrun only rank 0 reports
+        ws = Workspace.find(workspace)
         result = next_round(ws, overrides, progress=report)
+    if not reports:
+        return
     imp = result.imports
     console.print(f"imported {len(imp.imported)} new, {len(imp.reimported)} changed, {len(imp.skipped)} skipped as "
                   f"unrealistic; {len(imp.pending)} file(s) still pending")

@@ -9,6 +9,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TextIO
 
+import typer
+
 from rich.progress import (
     BarColumn,
     ProgressColumn,
@@ -21,7 +23,7 @@ from rich.progress import (
 )
 
 from dgan_al.cli.app import err_console
-from dgan_al.progress import ProgressCallback
+from dgan_al.progress import ProgressCallback, silent
 
 
 class RateColumn(ProgressColumn):
@@ -118,3 +120,24 @@ def progress_bars() -> Iterator[ProgressCallback]:
             bars.update(tasks[task], completed=done, total=total)
 
         yield report
+
+
+@contextmanager
+def rank_progress() -> Iterator[tuple[bool, ProgressCallback]]:
+    """Around a command that may run under torchrun: yields (reports, callback).
+
+    Alone: True and the bars. Under torchrun it joins the job (``distributed.launched``): rank 0 draws the bars
+    (counting every rank's work), the other ranks print nothing but errors, and a rank stopped by another
+    rank's failure exits with that rank's code without a message of its own.
+    """
+    from dgan_al import distributed
+
+    try:
+        with distributed.launched() as job:
+            if job is not None and job.rank > 0:
+                yield False, silent
+            else:
+                with progress_bars() as report:
+                    yield True, report
+    except distributed.PeerFailed as err:
+        raise typer.Exit(code=err.exit_code) from None

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dgan_al import distributed
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_copy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_file, sha256_file
 from dgan_al.generators import resolve_device
@@ -119,6 +120,8 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
     out = Path(out).resolve()
     if size < 1:
         raise UserError(f"--size must be at least 1, got {size}", fix="e.g. --size 10000")
+    if chunk < 1:
+        raise UserError(f"must be at least 1, got {chunk}", setting="chunk", fix="e.g. 64")
     _check_filter(filter_fraction)
     if ws.annotations_dir.resolve() in (out, *out.parents) or out == ws.rounds_dir.resolve():
         raise UserError(f"--out {out} would write into the workspace's own {out.name}/", path=out,
@@ -127,7 +130,7 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
         raise UserError("--out is a file, not a folder", path=out, fix="choose a folder name")
     _check_ours(out)
     out.mkdir(parents=True, exist_ok=True)
-    i, n = shard or (0, 1)
+    i, n = distributed.rank_shard(shard) or (0, 1)  # under torchrun: this rank's part
     lock_name = f".build-{i}-of-{n}.lock"
     # the workspace is read (shared with other builds, never while next-round writes it), the shard is ours
     with WorkspaceLock(ws.root, f"build-dataset {i}/{n}", shared=True, clean=[ws.cache_dir]), \
@@ -152,10 +155,11 @@ def _check_ours(out: Path) -> None:
 def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, device, shard, workers, chunk,
                   progress) -> BuildResult:
     cfg = ws.config
-    device = resolve_device(device or cfg.run.device)
+    device = distributed.rank_device(resolve_device(device or cfg.run.device))
     generator = ws.load_generator(device=str(device))
     store = AnnotationStore(ws.annotations_dir)
-    ensemble, source, trained = _interpreter(ws, store, out, generator, device, progress)
+    ensemble, source, trained = distributed.rank0_first(  # under torchrun rank 0 pins it, the others load it
+        lambda: _interpreter(ws, store, out, generator, device, progress))
     interpreter_sha = sha256_file(out / INTERPRETER_FILE)
     settings = _settings(out, generator, cfg.classes, size, seed, interpreter_sha, cfg.selection.score,
                          ws.generator_spec(), chunk)
@@ -176,15 +180,16 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     (out / "parts").mkdir(exist_ok=True)
 
     n_chunks = (size + chunk - 1) // chunk
-    i, n = shard or (0, 1)
+    i, n = distributed.rank_shard(shard) or (0, 1)
     mine = [c for c in range(n_chunks) if c % n == i]
     result.chunks_total = len(mine)
     key = _chunk_key(settings)
     todo = [c for c in mine if _read_chunk(out, c, key, _chunk_rows(c, size, chunk)) is None]
     result.chunks_reused = len(mine) - len(todo)
-    total = sum(_chunk_rows(c, size, chunk) for c in mine)
-    done = total - sum(_chunk_rows(c, size, chunk) for c in todo)
-    progress("generating samples", done, total)
+    whole = shard or (0, 1)  # what the progress counts: under torchrun every rank's chunks
+    tally = distributed.Tally(progress, "generating samples",
+                              sum(_chunk_rows(c, size, chunk) for c in range(n_chunks) if c % whole[1] == whole[0]))
+    tally.add(sum(_chunk_rows(c, size, chunk) for c in mine) - sum(_chunk_rows(c, size, chunk) for c in todo))
     t0 = time.perf_counter()
     batch = cfg.run.batch
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="png") as pool:
@@ -206,8 +211,7 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
                     rows.append({"id": id, "index": index, "score_sum": float(pred.image_score[j]),
                                  "score_top10": float(pred.image_score_top10[j])})
                     futures.append(pool.submit(_write_pair, out, id, images[j].copy(), labels[j].copy()))
-                done += len(zb)
-                progress("generating samples", done, total)
+                tally.add(len(zb))
             if pending is not None:  # the previous chunk's PNGs were encoded while this one was computed
                 _finish_chunk(out, key, *pending)
             pending = (c, rows, futures)
@@ -217,6 +221,13 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
             _finish_chunk(out, key, *pending)
     result.seconds = time.perf_counter() - t0
 
+    # under torchrun rank 0 alone merges, once every rank's chunks are there, and reports the job's counts
+    counts = distributed.wait_for_all(tally.tick, (result.chunks_computed, result.chunks_reused, result.samples_computed))
+    if distributed.rank() > 0:
+        return result
+    result.chunks_computed, result.chunks_reused, result.samples_computed = (sum(c) for c in zip(*counts))
+    result.chunks_total = result.chunks_computed + result.chunks_reused
+    result.seconds = time.perf_counter() - t0
     if shard is None or all(_read_chunk(out, c, key, _chunk_rows(c, size, chunk)) is not None for c in range(n_chunks)):
         result.merge = merge_dataset(out, filter_fraction, progress=progress)
     return result

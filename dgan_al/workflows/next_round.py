@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgan_al import distributed
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_bytes, sha256_file
 from dgan_al.generators import resolve_device
@@ -92,6 +93,8 @@ class NextRoundResult:
 def next_round(ws: Workspace, overrides: RoundOverrides | None = None,
                progress: ProgressCallback = silent) -> NextRoundResult:
     (overrides or RoundOverrides()).apply(ws)
+    if distributed.rank() > 0:  # under torchrun rank 0 holds the lock; the others only read what it wrote
+        return _score_for_rank0(ws, progress)
     with WorkspaceLock(ws.root, "next-round", clean=[ws.annotations_dir, ws.rounds_dir]):
         return _next_round_locked(ws, progress)
 
@@ -138,7 +141,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     state.update({"round": number, "annotation_set": annotation_set, "stage": state.get("stage", "started")})
     write_round_state(folder, state)
 
-    device = resolve_device(cfg.run.device)
+    device = distributed.rank_device(resolve_device(cfg.run.device))
     generator = ws.load_generator(device=str(device))
     ids = store.ids()
     latents = annotation_latents(store, ids)
@@ -166,6 +169,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     t0 = time.perf_counter()
     excluded = _already_used(ws, store, number)
     pool = ws.pool_latents(generator.z_dim)
+    distributed.share({"folder": str(folder), "interpreter_sha256": state["interpreter_sha256"]})  # ranks > 0
     scores = _score_pool(ws, folder, generator, ensemble, pool, state["interpreter_sha256"], result, progress)
     result.times["score"] = time.perf_counter() - t0
 
@@ -201,22 +205,47 @@ def _already_used(ws: Workspace, store: AnnotationStore, before_round: int) -> s
     return used
 
 
+def _score_for_rank0(ws: Workspace, progress: ProgressCallback) -> NextRoundResult:
+    """A rank > 0 under torchrun: wait while rank 0 imports and trains, then score this rank's pool chunks
+    with the interpreter rank 0 saved. It writes nothing but those chunk files."""
+    result = NextRoundResult(status="scored", imports=ImportReport())
+    task = distributed.share(None)
+    if task is None:  # rank 0 had nothing to do
+        result.status = "up-to-date"
+        return result
+    cfg = ws.config
+    result.folder = Path(task["folder"])
+    device = distributed.rank_device(resolve_device(cfg.run.device))
+    generator = ws.load_generator(device=str(device))
+    ensemble = PixelEnsemble.load(result.folder / INTERPRETER_FILE, expect_generator=generator.identity,
+                                  expect_classes=cfg.classes, device=device)
+    pool = ws.pool_latents(generator.z_dim)
+    _score_pool(ws, result.folder, generator, ensemble, pool, task["interpreter_sha256"], result, progress)
+    return result
+
+
 def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble, pool: torch.Tensor,
                 interpreter_sha: str, result: NextRoundResult, progress: ProgressCallback) -> dict[str, np.ndarray]:
-    """Score every pool latent in resumable chunks: image JS scores, pooled activations and w."""
+    """Score every pool latent in resumable chunks: image JS scores, pooled activations and w.
+
+    Under torchrun each rank scores chunk c when c % world_size == rank; rank 0 waits for all and reads
+    the others' chunk files (the ranks > 0 return nothing)."""
     cfg = ws.config
     chunk, n = cfg.run.chunk, len(pool)
     pixels = score_pixels(cfg.selection.score_pixels, ensemble.device_)
     key = f"{interpreter_sha[:16]}|{cfg.pool.seed}|{chunk}|{pixels}"
     out_dir = folder / "scores"
-    parts: list[dict[str, np.ndarray]] = []
-    done = 0
-    for c, start in enumerate(range(0, n, chunk)):
+    starts = range(0, n, chunk)
+    parts: dict[int, dict[str, np.ndarray]] = {}
+    tally = distributed.Tally(progress, "scoring pool", n)
+    for c in distributed.my_chunks(len(starts)):
+        start = starts[c]
         path = out_dir / f"chunk_{c:05d}.npz"
         stop = min(start + chunk, n)
         part = _read_chunk(path, key, stop - start)
         if part is not None:
             result.chunks_reused += 1
+            tally.add(stop - start)
         else:
             rows = {"score_sum": [], "score_top10": [], "activations": [], "w": []}
             for s in range(start, stop, cfg.run.batch):
@@ -227,16 +256,24 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
                 rows["score_top10"].append(scored.image_score_top10.numpy())
                 rows["activations"].append(scored.embedding.numpy())
                 rows["w"].append(_w_embedding(generator, z))
-                progress("scoring pool", done + min(s + cfg.run.batch, stop) - start, n)
+                tally.add(len(z))
             part = {k: np.concatenate(v) for k, v in rows.items()}
             buf = io.BytesIO()
             np.savez(buf, key=np.array(key), **part)
             atomic_write_bytes(path, buf.getvalue())
             result.chunks_computed += 1
-        parts.append(part)
-        done = stop
-        progress("scoring pool", done, n)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        parts[c] = part
+    counts = distributed.wait_for_all(tally.tick, (result.chunks_computed, result.chunks_reused))
+    if distributed.rank() > 0:
+        return {}
+    result.chunks_computed, result.chunks_reused = (sum(c) for c in zip(*counts))  # every rank's
+    for c, start in enumerate(starts):  # the other ranks' chunks (none when alone)
+        if c not in parts:
+            parts[c] = _read_chunk(out_dir / f"chunk_{c:05d}.npz", key, min(start + chunk, n) - start)
+            if parts[c] is None:
+                raise UserError(f"pool score chunk {c} is missing after every rank finished", path=out_dir,
+                                fix="under torchrun the workspace must be on a file system all nodes share")
+    return {k: np.concatenate([parts[c][k] for c in range(len(starts))]) for k in parts[0]}
 
 
 def score_pixels(setting: str, device: torch.device) -> str:
