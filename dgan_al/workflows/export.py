@@ -23,7 +23,7 @@ from dgan_al.report import contact_sheet, heatmap, overlay
 
 META_KEY = "dgan_al"
 LABELS_FILE = "labels.txt"
-OWN_FILES = {"selection.json", "state.json"}  # JSON files of ours in a round folder (not LabelMe files)
+OWN_FILES = {"selection.json", "state.json", "clicks.json"}  # JSON files of ours in a round folder (not LabelMe files)
 
 
 @dataclass
