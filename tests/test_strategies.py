@@ -65,3 +65,27 @@ def test_missing_inputs_and_unknown_strategies():
     assert all(isinstance(needs(s), set) for s in STRATEGIES)
     assert exported("al", 6, 12) == 12 and exported("random-expert", 6, 12) == 12 and exported("rare", 6, 12) == 6
     assert SelectionSettings().strategy == "al"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["rare"])
+def test_next_round_runs_the_configured_strategy(tmp_path, strategy):
+    import json
+
+    from dgan_al.workflows.next_round import next_round
+    from dgan_al.workflows.oracle import oracle_annotate
+    from dgan_al.workspace.layout import Workspace
+    from workspaces import make_workspace
+
+    ws = make_workspace(tmp_path / "ws", pool_size=40, **{'strategy = "al"': f'strategy = "{strategy}"'})
+    oracle_annotate(ws, 0)
+    next_round(Workspace.find(ws.root))
+    selection = json.loads((ws.round_dir(1) / "selection.json").read_text())
+    assert selection["settings"]["strategy"] == strategy and len(selection["items"]) == 2  # annotate = 2
+    assert "band" not in selection
+    if strategy == "uncertainty":
+        assert sorted(item["rank"] for item in selection["items"]) == [0, 1]  # the two highest scores
+    else:
+        weights = selection["class_weights"]
+        assert len(weights) == len(ws.config.classes) and max(weights) > 1 > min(w for w in weights if w > 0)
+    assert strategy in (ws.round_dir(1) / "README.txt").read_text()
