@@ -24,15 +24,15 @@ D = SimulateSettings()
 
 
 def _opt(name: str, text: str):
-    return typer.Option(None, help=f"{text} [default: {getattr(D, name)!s}]".replace("(", "(").strip(),
-                        show_default=False)
+    """An option whose default (None: take the settings') is shown from ``SimulateSettings``."""
+    return typer.Option(None, help=f"{text} (default: {getattr(D, name)!s})", show_default=False)
 
 
 @app.command("simulate")
 @handles_user_errors
 def simulate_command(
     strategies: Optional[str] = typer.Option(
-        None, help=f"Comma-separated: random, random-expert, uncertainty, coreset, al, rare. [default: {','.join(D.strategies)}]",
+        None, help=f"Comma-separated: random, random-expert, uncertainty, coreset, al, rare. (default: {','.join(D.strategies)})",
         show_default=False),
     rounds: Optional[int] = _opt("rounds", "Annotation rounds after the first image."),
     per_round: Optional[int] = _opt("per_round", "Images annotated per round (al and random-expert export more; the expert keeps these)."),
@@ -51,7 +51,7 @@ def simulate_command(
     epochs: Optional[int] = _opt("epochs", "Interpreter training epochs (at most)."),
     pixels_per_image: Optional[int] = _opt("pixels_per_image", "Training pixels per annotated image."),
     prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", show_default=False,
-                                           help=f"Pre-fill the exported files with the prediction. [default: {D.prefill}]"),
+                                           help=f"Pre-fill the exported files with the prediction (default: {D.prefill})."),
     truth: Optional[str] = _opt("truth", "What the oracle labels: visible (what G draws) or renderer."),
     seed: Optional[int] = _opt("seed", "Base seed; repeat r uses seed + r."),
     device: Optional[str] = _opt("device", "cpu, cuda or auto."),
