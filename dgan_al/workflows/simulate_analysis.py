@@ -114,11 +114,13 @@ def table_text(analysis: dict, split: str = "test") -> str:
     curves = analysis["curves"]
     pct = f"{analysis['level']:.0%}"
     lines = [f"{split} mIoU: mean over {analysis['repeats']} repeats [{pct} interval over repeats and "
-             f"{analysis['held_out_images']} held-out images]"]
+             f"{analysis['held_out_images']} held-out images]; clicks so far (and per image annotated that round)"]
     for name, c in curves.items():
         lines.append(f"{name}")
         for t, (n, m, (lo, hi)) in enumerate(zip(c["images"], c["miou"], c["miou_interval"])):
-            clicks = "  ".join(f"{k[7:]} {c[k][t]:8.0f}" for k in c if k.startswith("clicks_"))
+            new = n - (c["images"][t - 1] if t else 0)  # images annotated this round
+            clicks = "  ".join(f"{k[7:]} {c[k][t]:7.0f} ({(c[k][t] - (c[k][t - 1] if t else 0)) / max(new, 1):4.0f}/img)"
+                               for k in c if k.startswith("clicks_"))
             diff = ""
             if "diff_interval" in c:
                 d, (dlo, dhi) = c["diff_to_" + REFERENCE][t], c["diff_interval"][t]

@@ -48,9 +48,9 @@ class SimulateSettings:
 
     @classmethod
     def quick(cls, **changes) -> "SimulateSettings":
-        """A smoke run by hand (minutes, not hours): 2 repeats of 2 rounds on a small pool."""
-        return replace(cls(strategies=("random", "al", "rare"), rounds=2, per_round=4, repeats=2, pool_size=200,
-                           val_size=16, test_size=24, members=4, epochs=4), **changes)
+        """A smoke run by hand (minutes, not hours): 2 repeats of 2 rounds on a small pool, a smaller ensemble."""
+        return replace(cls(strategies=("random", "al", "rare"), rounds=2, per_round=3, repeats=2, pool_size=150,
+                           val_size=12, test_size=20, members=4, epochs=3, pixels_per_image=1024), **changes)
 
     @property
     def al_centers(self) -> int:
