@@ -77,7 +77,7 @@ def test_next_round_runs_the_configured_strategy(tmp_path, strategy):
     from dgan_al.workspace.layout import Workspace
     from workspaces import make_workspace
 
-    ws = make_workspace(tmp_path / "ws", pool_size=40, **{'strategy = "al"': f'strategy = "{strategy}"'})
+    ws = make_workspace(tmp_path / "ws", pool_size=40, settings={"selection.strategy": strategy})
     oracle_annotate(ws, 0)
     next_round(Workspace.find(ws.root))
     selection = json.loads((ws.round_dir(1) / "selection.json").read_text())

@@ -1,12 +1,11 @@
 """`simulate`: the paper's active-learning experiment on toy-faces with the oracle annotator.
 
 Every option defaults to ``SimulateSettings`` (or to its ``quick`` preset with ``--quick``); the help
-shows those defaults. The library's errors name settings; ``_flags`` turns them into these flags.
+shows those defaults. The settings' errors name a setting, shown here as its flag.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Optional
@@ -17,7 +16,6 @@ from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
 from dgan_al.cli.progress import progress_bars
-from dgan_al.errors import UserError
 from dgan_al.workflows.simulate_settings import SimulateSettings
 
 D = SimulateSettings()
@@ -76,10 +74,6 @@ def simulate_command(
     if "device" in given:
         given["device"] = str(resolve_device(given["device"]))
     settings = replace(SimulateSettings.quick() if quick else D, **given)
-    try:
-        settings.check()
-    except UserError as err:
-        raise UserError(_flags(err.message), path=err.path, fix="see dgan-al simulate --help") from None
     with progress_bars() as report:
         result = simulate(out, settings, progress=report)
     test = result.analysis["test"]
@@ -89,12 +83,6 @@ def simulate_command(
         console.print(f"{result.reused} run(s) were already finished in {out} and reused")
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
-
-
-def _flags(message: str) -> str:
-    """A library message with its setting names written as this command's flags (pool_size -> --pool-size)."""
-    names = sorted((f.name for f in fields(SimulateSettings)), key=len, reverse=True)
-    return re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def _table(title: str, analysis: dict) -> Table:

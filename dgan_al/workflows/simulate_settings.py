@@ -60,41 +60,43 @@ class SimulateSettings:
         return asdict(self) | {"strategies": list(self.strategies)}
 
     def check(self) -> None:
-        """Raise a UserError naming every bad setting at once."""
-        problems = []
+        """Raise a UserError naming the first bad setting (``setting=``; the CLI shows it as its flag)."""
+        for setting, problem in self._problems():
+            raise UserError(problem, setting=setting, fix="change this setting")
+
+    def _problems(self):
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown or not self.strategies:
-            problems.append(f"strategies: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
-        if self.rounds < 1 or self.per_round < 1 or self.repeats < 1:
-            problems.append("rounds, per_round and repeats must be at least 1")
-        if self.val_size < 1 or self.test_size < 1:
-            problems.append("val_size and test_size must be at least 1")
+            yield "strategies", f"unknown {unknown}; choose from {', '.join(STRATEGIES)}"
+        for name in ("rounds", "per_round", "repeats", "val_size", "test_size"):
+            if getattr(self, name) < 1:
+                yield name, f"must be at least 1, got {getattr(self, name)}"
         if self.embedding not in EMBEDDINGS:
-            problems.append(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}")
+            yield "embedding", f"must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}"
         if self.truth not in TRUTHS:
-            problems.append(f"truth must be one of {', '.join(TRUTHS)}, got {self.truth!r}")
+            yield "truth", f"must be one of {', '.join(TRUTHS)}, got {self.truth!r}"
         if self.rare_power < 0:
-            problems.append(f"rare_power must be >= 0, got {self.rare_power}")
-        if not (0 <= self.skip_top < 1 and 0 < self.band <= 1 - self.skip_top):
-            problems.append("need 0 <= skip_top < 1 and 0 < band <= 1 - skip_top")
+            yield "rare_power", f"must be >= 0, got {self.rare_power}"
+        if not 0 <= self.skip_top < 1:
+            yield "skip_top", f"must be in [0, 1), got {self.skip_top}"
+        if not 0 < self.band <= 1 - self.skip_top:
+            yield "band", f"must be in (0, 1 - skip_top], got {self.band}"
         biggest = max((exported(s, self.per_round, self.al_centers) for s in self.strategies if s in STRATEGIES),
                       default=self.per_round)
         least = 2 + self.rounds * biggest
-        if "al" in self.strategies and self.band > 0:  # al's last band must still hold its centres
+        if "al" in self.strategies and 0 < self.band:  # al's last band must still hold its centres
             least = 2 + (self.rounds - 1) * self.al_centers + int(np.ceil((self.al_centers + 1) / self.band))
         if self.pool_size < least:
-            problems.append(f"pool_size {self.pool_size} is too small for these strategies and rounds; "
-                            f"use at least {least}")
+            yield "pool_size", f"{self.pool_size} is too small for these strategies and rounds; use at least {least}"
         if self.score_pixels not in ("auto", "full") and not self.score_pixels.startswith("grid:"):
-            problems.append(f"score_pixels must be auto, full or grid:S, got {self.score_pixels!r}")
+            yield "score_pixels", f"must be auto, full or grid:S, got {self.score_pixels!r}"
         for name in ("score_pixels", "eval_pixels"):
             value = getattr(self, name)
             if value != "auto":
                 try:
                     scoring_pixels(value, (16, 16))
                 except ValueError:
-                    problems.append(f"{name} must be full, grid:S or subset:N, got {value!r}")
-        if self.members < 1 or self.epochs < 1 or self.pixels_per_image < 16:
-            problems.append("need members >= 1, epochs >= 1 and pixels_per_image >= 16")
-        if problems:
-            raise UserError("; ".join(problems), fix="change these settings")
+                    yield name, f"must be full, grid:S or subset:N, got {value!r}"
+        for name, least_value in (("members", 1), ("epochs", 1), ("pixels_per_image", 16)):
+            if getattr(self, name) < least_value:
+                yield name, f"must be at least {least_value}, got {getattr(self, name)}"
