@@ -24,7 +24,7 @@ _SEL, _ENS = SelectionSettings(), EnsembleSettings()
 
 @dataclass(kw_only=True, frozen=True)
 class SimulateSettings:
-    strategies: tuple[str, ...] = ("random", "uncertainty", "al", "rare")
+    strategies: tuple[str, ...] = ("random", "al", "rare")  # the reference, the paper's, the rare-part one
     rounds: int = 4
     per_round: int = _SEL.annotate  # K: images annotated per round
     repeats: int = 6
