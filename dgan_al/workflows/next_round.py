@@ -21,10 +21,10 @@ import torch
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_bytes, atomic_write_json, sha256_file
 from dgan_al.generators import resolve_device
-from dgan_al.interpreter import PixelEnsemble
-from dgan_al.progress import ProgressCallback, silent
 from dgan_al.geometry import LabelGeometry
+from dgan_al.interpreter import PixelEnsemble
 from dgan_al.interpreter.grid import class_js, on_grid
+from dgan_al.progress import ProgressCallback, silent
 from dgan_al.strategies import choose, exported, image_ranks, needs
 from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
 from dgan_al.workflows.export import ExportItem, export_round, read_selection
