@@ -14,12 +14,15 @@
   median column's): the coordinates G ignores are the ones it barely reads;
 - whether G draws the thresholded parts at all (glasses, hat, beard, earrings, and teeth: an open mouth):
   for 64 scenes that have the part (its coordinate spread evenly over the part's range), whether G's
-  pixels where the oracle marks the part are closer to the render with it than to the same scene without
-  it (the share of scenes where they are: "drawn"), and how far along from without to with they are on
+  pixels where the part changes the render are closer to the render with it than to the same scene
+  rendered without it (the visible truth's test, ``toy_faces/visible.py``; the share of scenes where
+  they are: "drawn"), and how far along from without to with they are on
   average (0 = as without, 1 = as with). A part G does not draw is one whose oracle mask does not line
   up with the GAN image. Read both against chance: an untrained G (random weights) scores about 50% and
   0.5 (its noise lands on either side), while one that always draws the part-less average face scores
   near 0% and well under 0.5;
+- per class, the share of 1000 latents whose mask has it under the renderer's truth and the visible
+  truth (what the oracle annotates), ``--presence-only`` for just this table;
 - the time to sample 1000 images with features on this machine;
 - the contact sheet docs/toy-faces.png: 16 GAN samples with the oracle mask over them;
 - docs/toy-faces-parts.png: the parts G finds hardest, each in 4 scenes that have it (the part's latent
@@ -42,6 +45,7 @@ from sklearn.preprocessing import StandardScaler
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.generators.toy_faces import CLASSES, load_toy_faces
 from dgan_al.generators.toy_faces.distill import HELD_OUT_SEED, psnr
+from dgan_al.generators.toy_faces.visible import presence_rates
 from dgan_al.report import contact_sheet, overlay
 
 REPORT_SEED = 3_000  # latents for the feature-sanity classifier, disjoint from training / held-out
@@ -88,12 +92,16 @@ def latent_following(gen, n: int = 16) -> list[dict]:
 
 
 def parts_drawn(gen, n: int = 64) -> list[dict]:
-    """Per thresholded part: in n scenes that have it, how often and how fully G draws it (see the top)."""
+    """Per thresholded part: in n scenes that have it, how often and how fully G draws it (see the top).
+
+    The test is the visible truth's (``toy_faces.visible.part_drawn``): G's pixels where the scene's
+    render with the part differs from the same scene rendered without it."""
     from scipy.special import ndtri
 
-    from dgan_al.generators.toy_faces.classes import CLASS_ID
+    from dgan_al.generators.toy_faces.render import render
     from dgan_al.generators.toy_faces.scene import (LATENT_NAMES, MOUTH_OPEN_THRESHOLD, RARE_LATENT_INDEX,
-                                                     RARE_THRESHOLD, with_coordinates)
+                                                     RARE_THRESHOLD, params_from_latent, with_coordinates)
+    from dgan_al.generators.toy_faces.visible import part_drawn, without
 
     parts = {name: (k, RARE_THRESHOLD) for name, k in RARE_LATENT_INDEX.items()}
     parts["teeth"] = (LATENT_NAMES.index("mouth open"), MOUTH_OPEN_THRESHOLD)
@@ -101,20 +109,16 @@ def parts_drawn(gen, n: int = 64) -> list[dict]:
     for name, (k, threshold) in parts.items():
         z = sample_latents(gen.z_dim, n, seed=REPORT_SEED + 4).numpy()
         u = threshold + (1 - threshold) * (np.arange(n) + 0.5) / n  # present, evenly over its range
-        with_part = torch.from_numpy(with_coordinates(z, {k: ndtri(u)})).float()
-        without = torch.from_numpy(with_coordinates(z, {k: 0.0})).float()  # u = 0.5: absent / closed
-        (r_with, m_with), (r_without, _) = gen.render(with_part), gen.render(without)
-        r_with, r_without = r_with.astype(np.float32), r_without.astype(np.float32)
-        fake = gen.synthesize(with_part).images.numpy().astype(np.float32)
-        # the part's pixels where it changes the picture (the other coordinates read slightly differently
-        # in the two latents, so pixels outside the part may differ a little as well; they are left out)
-        region = (m_with == CLASS_ID[name]) & (np.abs(r_with - r_without).sum(-1) > 30)
-        seen = [i for i in range(n) if region[i].any()]  # a part can be hidden (earrings under long hair)
-        d_with = np.array([np.abs(fake[i] - r_with[i])[region[i]].mean() for i in seen])
-        d_without = np.array([np.abs(fake[i] - r_without[i])[region[i]].mean() for i in seen])
-        rows.append({"part": name, "coordinate": k, "scenes": len(seen), "drawn": float((d_with < d_without).mean()),
-                     "closeness": float((d_without / (d_with + d_without)).mean()),
-                     "pixels": float(region[seen].sum((1, 2)).mean())})
+        with_part = with_coordinates(z, {k: ndtri(u)})
+        fake = gen.synthesize(torch.from_numpy(with_part).float()).images.numpy()
+        tests = []
+        for i in range(n):
+            scene = params_from_latent(with_part[i])
+            tests.append(part_drawn(fake[i], render(scene)[0], render(without(scene, [name]))[0]))
+        seen = [t for t in tests if t.pixels]  # a part can be hidden (earrings under long hair)
+        rows.append({"part": name, "coordinate": k, "scenes": len(seen), "drawn": float(np.mean([t.drawn for t in seen])),
+                     "closeness": float(np.mean([t.closeness for t in seen])),
+                     "pixels": float(np.mean([t.pixels for t in seen]))})
     return rows
 
 
@@ -140,10 +144,17 @@ def main() -> None:
     parser.add_argument("--sheet", type=Path, default=Path("docs/toy-faces.png"))
     parser.add_argument("--parts-sheet", type=Path, default=Path("docs/toy-faces-parts.png"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/toy_faces_report.json"))
+    parser.add_argument("--presence-only", action="store_true", help="Only the presence table under both truths.")
     args = parser.parse_args()
     torch.manual_seed(0)
     gen = load_toy_faces(path=args.weights) if args.weights else load_toy_faces()
     report: dict = {"generator": gen.identity}
+    report["presence_1000"] = presence_rates(gen, n=1000)
+    print(f"{'class':<12}{'renderer':>10}{'visible':>9}   (share of 1000 latents whose mask has the class)")
+    for name, rate in report["presence_1000"].items():
+        print(f"{name:<12}{rate['renderer']:>10.1%}{rate['visible']:>9.1%}")
+    if args.presence_only:
+        return
 
     # PSNR against the renderer, per-class share and presence
     z = sample_latents(gen.z_dim, 200, seed=HELD_OUT_SEED)
@@ -214,14 +225,14 @@ def main() -> None:
     m16 = gen.oracle_mask(z16)
     rows = [[s16.images[i].numpy(), overlay(s16.images[i].numpy(), m16[i], 0.55)] for i in range(16)]
     pairs = [rows[i] + rows[i + 1] for i in range(0, 16, 2)]
-    caps = [f"{'z = 0 (mean)' if i == 0 else f's0-{i - 1:06d}'}  |  s0-{i:06d}" for i in range(0, 16, 2)]
+    caps = [f"{'mean' if i == 0 else f's0-{i - 1:06d}'}  |  s0-{i:06d}" for i in range(0, 16, 2)]
     contact_sheet(pairs, caps, path=args.sheet, scale=2, legend=CLASSES,
                   title=f"toy-faces: GAN sample | oracle mask over it   (PSNR vs renderer {report['psnr_db']['mean']:.1f} dB)")
     hard_parts_sheet(gen, args.parts_sheet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items()
-                      if k not in ("classes", "per_class_iou", "error_by_class", "latent_following", "parts_drawn")},
+                      if k not in ("presence_1000", "classes", "per_class_iou", "error_by_class", "latent_following", "parts_drawn")},
                      indent=2))
     print(f"{'z':>2} {'sets':<22}{'|dG|':>7}{'|dR|':>7}{'cosine':>8}{'reads':>7}")
     for row in report["latent_following"]:

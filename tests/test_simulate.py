@@ -1,5 +1,6 @@
-"""simulate: a tiny run end to end through the real export / oracle / import path, resumption, the
-generator-free pool scoring against score_images on random inputs, and bad settings."""
+"""simulate: a tiny run end to end through the real export / oracle / import path (paired runs share
+their start and held-out sets, clicks are recorded), resumption, the generator-free pool scoring against
+score_images on random inputs, and bad settings."""
 
 import json
 
@@ -13,7 +14,8 @@ from dgan_al.geometry import LabelGeometry
 from dgan_al.generators.stylegan2 import StyleGAN2Config, random_generator
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.labelme import read_labelme
-from dgan_al.workflows.simulate import SimulateSettings, on_grid, simulate
+from dgan_al.interpreter.grid import on_grid
+from dgan_al.workflows.simulate import SimulateSettings, simulate
 
 runner = CliRunner()
 TINY = dict(rounds=2, per_round=2, repeats=1, pool_size=60, val_size=4, test_size=6, members=2, epochs=1,
@@ -49,28 +51,42 @@ def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     out = tmp_path / "sim"
     settings = SimulateSettings(strategies=("random", "al"), **TINY)
     result = simulate(out, settings)
-    assert set(result.summary) == {"random", "al"}
-    for strategy, entry in result.summary.items():
-        assert entry["n_annotations"] == [1, 3, 5]  # the mean image, then 2 per round
-        assert all(0.0 <= m <= 1.0 for m in entry["test_mean"] + entry["val_mean"])
-        assert set(entry["final_class_iou_test"]) >= {"background", "earring"}
-    # both start from the same round-0 model
-    assert result.summary["random"]["test_mean"][0] == result.summary["al"]["test_mean"][0]
-    # the real path: the oracle's LabelMe files were written, ticked and imported
+    test = result.analysis["test"]
+    assert set(test["curves"]) == {"random", "al"}
+    for strategy, entry in test["curves"].items():
+        assert entry["images"] == [1, 3, 5]  # the first image, then 2 per round
+        assert all(0.0 <= m <= 1.0 for m in entry["miou"] + result.analysis["val"]["curves"][strategy]["miou"])
+        assert entry["clicks_scratch"][0] == entry["clicks_prefill"][0] > 0  # round 0: nothing to pre-fill
+        assert entry["clicks_scratch"][2] > entry["clicks_scratch"][1] > entry["clicks_scratch"][0]
+    assert set(result.analysis["final_class_iou_test"]["al"]) >= {"background", "earring"}
+    assert "diff_interval" in test["curves"]["al"] and "savings" in test
+    # paired runs: the same round-0 annotations, model evaluation and held-out images
+    runs = {s: np.load(out / "runs" / f"r0-{s}.npz") for s in ("random", "al")}
+    assert np.array_equal(runs["random"]["test"][0], runs["al"]["test"][0])
+    assert runs["random"]["test"].shape[1] == TINY["test_size"] and runs["al"]["val"].shape[1] == TINY["val_size"]
+    firsts = {s: (out / "work" / "r0" / s / "annotations" / "mean.json").read_bytes() for s in ("random", "al")}
+    assert firsts["random"] == firsts["al"]
+    assert test["curves"]["al"]["diff_to_random"][0] == 0.0
+    # the real path: the oracle's LabelMe files were written, ticked, imported, and their clicks counted
     al = out / "work" / "r0" / "al"
     selection = json.loads((al / "rounds" / "round_001" / "selection.json").read_text())
     assert selection["strategy"] == "al" and len(selection["items"]) == 4  # 2K candidates, the expert keeps K
-    flags = [read_labelme(al / "rounds" / "round_001" / "annotate" / item["json"], _classes(al)).flags for item in selection["items"]]
+    assert selection["band"]["size"] >= 4 and all(item["prefilled_shapes"] > 0 for item in selection["items"])
+    flags = [read_labelme(al / "rounds" / "round_001" / "annotate" / item["json"], _classes(al)).flags
+             for item in selection["items"]]
     assert sum(f["done"] for f in flags) == 2 and sum(f["unrealistic"] for f in flags) == 2
+    clicks = json.loads((al / "rounds" / "round_001" / "clicks.json").read_text())
+    assert len(clicks["items"]) == 2 and all(v["prefilled_shapes"] > 0 for v in clicks["items"].values())
     index = json.loads((al / "annotations" / "index.json").read_text())
     assert len(index["annotations"]) == 5 and len(index["skipped"]) == 4
     saved = json.loads((out / "simulate.json").read_text())
     assert len(saved["runs"]) == 2 and (out / "simulate.png").stat().st_size > 10_000
-    assert "random" in (out / "table.txt").read_text()
+    table = (out / "table.txt").read_text()
+    assert "random" in table and "savings" in table and "vs random" in table
     # rerun with one more strategy: finished runs are reused, only the new one is computed
-    again = simulate(out, SimulateSettings(strategies=("random", "al", "uncertainty"), **TINY))
-    assert again.reused == 2 and set(again.summary) == {"random", "al", "uncertainty"}
-    assert again.summary["random"] == result.summary["random"]
+    again = simulate(out, SimulateSettings(strategies=("random", "al", "rare"), **TINY))
+    assert again.reused == 2 and set(again.analysis["test"]["curves"]) == {"random", "al", "rare"}
+    assert again.analysis["test"]["curves"]["random"]["miou"] == test["curves"]["random"]["miou"]
 
 
 def _classes(workspace):
@@ -79,15 +95,25 @@ def _classes(workspace):
     return Workspace.find(workspace).config.classes
 
 
-def test_bad_settings_exit_2(tmp_path):
-    for args in (["--strategies", "random,smart"], ["--pool-size", "10"], ["--embedding", "pixels"],
-                 ["--score-pixels", "full"]):
+def test_bad_settings_exit_2_and_name_the_flags(tmp_path):
+    for args, flag in ((["--strategies", "random,smart"], "--strategies"), (["--pool-size", "10"], "--pool-size"),
+                       (["--embedding", "pixels"], "--embedding"), (["--score-pixels", "subset:9"], "--score-pixels"),
+                       (["--truth", "painted"], "--truth")):
         result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "s"), *args])
         assert result.exit_code == 2, (args, result.output)
-        assert "Traceback" not in result.output
+        assert "Traceback" not in result.output and flag in result.output, (args, result.output)
     out = tmp_path / "sim"
     out.mkdir()
-    (out / "settings.json").write_text(json.dumps({**SimulateSettings().__dict__, "rounds": 9,
-                                                   "strategies": ["random"]}))
+    (out / "settings.json").write_text(json.dumps({**SimulateSettings().as_dict(), "rounds": 9}))
     result = runner.invoke(app, ["simulate", "--out", str(out)])
     assert result.exit_code == 2 and "other settings" in result.output
+
+
+def test_settings_are_keyword_only_with_one_set_of_defaults():
+    with pytest.raises(TypeError):
+        SimulateSettings(("random",), 2)  # noqa
+    quick = SimulateSettings.quick(repeats=1)
+    assert quick.repeats == 1 and quick.rounds < SimulateSettings().rounds
+    quick.check()
+    SimulateSettings().check()
+    assert SimulateSettings().repeats >= 6 and SimulateSettings().score_pixels == "auto"

@@ -1,7 +1,12 @@
-"""`simulate`: the paper's active-learning experiment on toy-faces with the oracle annotator."""
+"""`simulate`: the paper's active-learning experiment on toy-faces with the oracle annotator.
+
+Every option defaults to ``SimulateSettings`` (or to its ``quick`` preset with ``--quick``); the help
+shows those defaults. The settings' errors name a setting, shown here as its flag.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Optional
 
@@ -11,68 +16,89 @@ from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
 from dgan_al.cli.progress import progress_bars
+from dgan_al.workflows.simulate_settings import SimulateSettings
+
+D = SimulateSettings()
+
+
+def _opt(name: str, text: str):
+    """An option whose default (None: take the settings') is shown from ``SimulateSettings``."""
+    return typer.Option(None, help=f"{text} (default: {getattr(D, name)!s})", show_default=False)
 
 
 @app.command("simulate")
 @handles_user_errors
 def simulate_command(
-    strategies: str = typer.Option("random,random-expert,uncertainty,coreset,al",
-                                   help="Comma-separated: random, random-expert, uncertainty, coreset, al."),
-    rounds: int = typer.Option(4, help="Annotation rounds after the mean image."),
-    per_round: int = typer.Option(6, help="Images annotated per round (al and random-expert draw twice as many; the expert keeps these)."),
-    repeats: int = typer.Option(3, help="Repeats with different seeds (and pools)."),
-    pool_size: int = typer.Option(1000, help="Candidate latents per repeat."),
-    val_size: int = typer.Option(40, help="Held-out GAN samples for choosing settings."),
-    test_size: int = typer.Option(60, help="Held-out GAN samples for the reported figures."),
-    embedding: str = typer.Option("activations", help="Coreset embedding: activations or w."),
-    skip_top: float = typer.Option(0.10, help="al: drop this most-uncertain fraction."),
-    band: float = typer.Option(0.10, help="al: the band below it."),
-    centers: int = typer.Option(0, help="al: k-center centres (0 = twice --per-round)."),
-    score_pixels: str = typer.Option("grid:8", help="Pixels of the pool's JS image score (grid:S)."),
-    eval_pixels: str = typer.Option("grid:2", help="Pixels scored on the held-out sets: full, grid:S or subset:N."),
-    members: int = typer.Option(10, help="Interpreter ensemble members."),
-    epochs: int = typer.Option(8, help="Interpreter training epochs (at most)."),
-    pixels_per_image: int = typer.Option(1024, help="Training pixels per annotated image (the loop's default is 2048)."),
-    seed: int = typer.Option(0, help="Base seed; repeat r uses seed + r."),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+    strategies: Optional[str] = typer.Option(
+        None, help=f"Comma-separated: random, random-expert, uncertainty, coreset, al, rare. (default: {','.join(D.strategies)})",
+        show_default=False),
+    rounds: Optional[int] = _opt("rounds", "Annotation rounds after the first image."),
+    per_round: Optional[int] = _opt("per_round", "Images annotated per round (al and random-expert export more; the expert keeps these)."),
+    repeats: Optional[int] = _opt("repeats", "Repeats with different seeds (and pools)."),
+    pool_size: Optional[int] = _opt("pool_size", "Candidate latents per repeat."),
+    val_size: Optional[int] = _opt("val_size", "Held-out GAN samples for choosing settings."),
+    test_size: Optional[int] = _opt("test_size", "Held-out GAN samples for the reported figures."),
+    embedding: Optional[str] = _opt("embedding", "Coreset embedding: activations or w."),
+    skip_top: Optional[float] = _opt("skip_top", "al: drop this most-uncertain fraction."),
+    band: Optional[float] = _opt("band", "al: the band below it."),
+    centers: Optional[int] = _opt("centers", "al: k-center centres (0 = twice --per-round)."),
+    rare_power: Optional[float] = _opt("rare_power", "rare: class weights are (1 / predicted share) ** this."),
+    score_pixels: Optional[str] = _opt("score_pixels", "Pixels of the pool's image score, resolved as next-round does: auto, full or grid:S."),
+    eval_pixels: Optional[str] = _opt("eval_pixels", "Pixels scored on the held-out sets: full, grid:S or subset:N."),
+    members: Optional[int] = _opt("members", "Interpreter ensemble members."),
+    epochs: Optional[int] = _opt("epochs", "Interpreter training epochs (at most)."),
+    pixels_per_image: Optional[int] = _opt("pixels_per_image", "Training pixels per annotated image."),
+    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", show_default=False,
+                                           help=f"Pre-fill the exported files with the prediction (default: {D.prefill})."),
+    truth: Optional[str] = _opt("truth", "What the oracle labels: visible (what G draws) or renderer."),
+    seed: Optional[int] = _opt("seed", "Base seed; repeat r uses seed + r."),
+    device: Optional[str] = _opt("device", "cpu, cuda or auto."),
+    quick: bool = typer.Option(False, "--quick", help="Start from the smoke-run preset (minutes): "
+                                                      "2 repeats x 2 rounds, small pool and held-out sets."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     out: Path = typer.Option(Path("runs/simulate"), help="Output folder (resumable: finished runs are kept)."),
 ) -> None:
-    """Compare selection strategies on toy-faces: the oracle annotates through the real LabelMe path and
-    every strategy's interpreter is measured on fixed held-out GAN samples after every round."""
+    """Compare selection strategies on toy-faces: the oracle annotates through the real LabelMe path, its
+    clicks are counted, and every strategy's interpreter is measured on fixed held-out GAN samples after
+    every round; paired differences to random and savings come with bootstrap intervals."""
     import torch
 
     from dgan_al.generators import resolve_device
-    from dgan_al.workflows.simulate import SimulateSettings, simulate
+    from dgan_al.workflows.simulate import simulate
 
     if threads:
         torch.set_num_threads(threads)
-    settings = SimulateSettings(tuple(s.strip() for s in strategies.split(",") if s.strip()), rounds, per_round,
-                                repeats, pool_size, val_size, test_size, embedding, skip_top, band, centers,
-                                score_pixels, eval_pixels, members, epochs, pixels_per_image, seed,
-                                str(resolve_device(device)))
+    given = {k: v for k, v in locals().items() if k in {f.name for f in fields(SimulateSettings)} and v is not None}
+    if "strategies" in given:
+        given["strategies"] = tuple(s.strip() for s in given["strategies"].split(",") if s.strip())
+    if "device" in given:
+        given["device"] = str(resolve_device(given["device"]))
+    settings = replace(SimulateSettings.quick() if quick else D, **given)
     with progress_bars() as report:
         result = simulate(out, settings, progress=report)
-    summary = result.summary
-    console.print(_table(f"test mIoU (mean ± std over {repeats} repeat(s)) by annotated images", summary, "test"))
-    console.print(_table("validation mIoU (for choosing settings)", summary, "val"))
+    test = result.analysis["test"]
+    console.print(_table(f"test mIoU by round (mean over {test['repeats']} repeats; difference to random with its "
+                         f"{test['level']:.0%} interval)", test))
     if result.reused:
         console.print(f"{result.reused} run(s) were already finished in {out} and reused")
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
 
 
-def _table(title: str, summary: dict, split: str) -> Table:
-    """Strategies (rows) x numbers of annotated images (columns): mean ± std of mIoU on ``split``."""
+def _table(title: str, analysis: dict) -> Table:
+    """Strategies (rows) x rounds (columns): mIoU, images, clicks with pre-fill, difference to random."""
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("strategy", no_wrap=True)
-    for n in next(iter(summary.values()))["n_annotations"]:
-        table.add_column(str(n), justify="right", no_wrap=True, min_width=10)
-    for strategy, entry in summary.items():
-        table.add_row(strategy, *(_cell(m, s) for m, s in zip(entry[f"{split}_mean"], entry[f"{split}_std"])))
+    curves = analysis["curves"]
+    for t in range(len(next(iter(curves.values()))["miou"])):
+        table.add_column(f"round {t}", justify="right", no_wrap=True)
+    for name, c in curves.items():
+        cells = []
+        for t, m in enumerate(c["miou"]):
+            text = f"{m:.3f} ({c['images'][t]:.0f} img, {c['clicks_prefill'][t]:.0f} cl)"
+            if "diff_interval" in c:
+                lo, hi = c["diff_interval"][t]
+                text += f"\n{c['diff_to_random'][t]:+.3f} [{lo:+.3f},{hi:+.3f}]"
+            cells.append(text)
+        table.add_row(name, *cells)
     return table
-
-
-def _cell(mean: float, std: float) -> str:
-    """"0.237±.002": mean and standard deviation, narrow enough for five columns in 80."""
-    return f"{mean:.3f}±{std:.3f}".replace("±0.", "±.")

@@ -61,22 +61,35 @@ def oracle_command(
     keep: Optional[int] = typer.Option(
         None, help="Act as the paper's expert: annotate only the KEEP most realistic, tick 'unrealistic' on the rest."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
+    truth: str = typer.Option(
+        "visible", help="visible: label what the GAN image shows (parts G does not draw are left out); "
+                        "renderer: the scene's exact mask."),
 ) -> None:
-    """Annotate a round from the toy-faces ground truth, exactly as a person's LabelMe files come back."""
+    """Annotate a round from the toy-faces ground truth, exactly as a person's LabelMe files come back;
+    prints the clicks each file took (from scratch, and correcting its pre-fill) and records them in the
+    round's clicks.json."""
     from dgan_al.workflows.oracle import oracle_annotate
     from dgan_al.workspace.layout import Workspace
     from dgan_al.workspace.lock import WorkspaceLock
 
+    from dgan_al.errors import UserError
+    from dgan_al.generators.toy_faces.visible import TRUTHS
+
+    if truth not in TRUTHS:
+        raise UserError(f"--truth must be one of {', '.join(TRUTHS)}, got {truth!r}", fix="use --truth visible")
     ws = Workspace.find(workspace)
     with WorkspaceLock(ws.root, "toy oracle"):
-        result = oracle_annotate(ws, round_number, keep)
-    table = Table(title=f"oracle annotations in {result.folder}")
-    for col in ("id", "flag", "vertices", "GAN vs render MSE"):
-        table.add_column(col)
+        result = oracle_annotate(ws, round_number, keep, truth=truth)
+    table = Table(title=f"oracle annotations in {result.folder} ({truth} truth)")
+    for col in ("id", "flag", "clicks from scratch", "clicks with pre-fill", "GAN vs render MSE"):
+        table.add_column(col, justify="right")
     for id in result.annotated:
-        table.add_row(id, "done", str(result.vertices[id]), f"{result.realism_mse[id]:.0f}")
+        table.add_row(id, "done", str(result.vertices[id]), str(result.prefill_clicks[id]), f"{result.realism_mse[id]:.0f}")
     for id in result.unrealistic:
-        table.add_row(id, "unrealistic", "-", f"{result.realism_mse[id]:.0f}")
+        table.add_row(id, "unrealistic", "-", "-", f"{result.realism_mse[id]:.0f}")
+    if result.annotated:
+        total = result.clicks
+        table.add_row("total", "", str(total["scratch"]), str(total["prefill"]), "")
     console.print(table)
     if result.untouched:
         console.print(f"left alone (already done or skipped): {', '.join(result.untouched)}")

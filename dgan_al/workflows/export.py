@@ -25,8 +25,8 @@ from dgan_al.report import contact_sheet, heatmap, overlay
 from dgan_al.workspace.layout import RoundFiles
 
 META_KEY = "dgan_al"
-# JSON files of ours that a round folder exported by an earlier version holds beside the LabelMe files
-OWN_FILES = {"selection.json", "state.json"}
+# JSON files of ours in a round folder (an earlier version's round folder also holds the LabelMe files)
+OWN_FILES = {"selection.json", "state.json", "clicks.json"}
 # How the pre-fill is traced (mask_to_polygons options), chosen by what correcting it into the truth
 # costs, not by its vertex count: benchmarks/prefill_cost.py, results in docs/labelme.md.
 PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}

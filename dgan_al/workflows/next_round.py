@@ -24,11 +24,14 @@ from dgan_al import distributed
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_bytes, sha256_file
 from dgan_al.generators import resolve_device
+from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter import PixelEnsemble
+from dgan_al.interpreter.grid import class_js, on_grid
 from dgan_al.progress import ProgressCallback, silent
-from dgan_al.selection import band_ranks, k_center_greedy, uncertainty_band
+from dgan_al.strategies import choose, exported, image_ranks, needs
+from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
 from dgan_al.workflows.export import ExportItem, export_round, read_selection
-from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features, load_maps
+from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features
 from dgan_al.workflows.importing import ImportReport, import_annotations
 from dgan_al.workflows.interpreter import INTERPRETER_FILE, annotation_latents, new_ensemble
 from dgan_al.workspace.annotations import AnnotationStore
@@ -182,8 +185,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     t0 = time.perf_counter()
     record = export_round(folder, number, generator, chosen, cfg.classes, ensemble=ensemble, prefill=cfg.run.prefill,
                           keep=cfg.selection.annotate, selection=selection, batch=cfg.run.batch, progress=progress,
-                          rule=f"Chosen by JS uncertainty (top {cfg.selection.skip_top:.0%} dropped, band of "
-                               f"{cfg.selection.band:.0%} below) and a {cfg.selection.centers}-centre k-center coreset.")
+                          rule=_rule(cfg.selection))
     result.times["export"] = time.perf_counter() - t0
     result.chosen = record["items"]
     result.quantiles = selection["pool"]["score_quantiles"]
@@ -255,7 +257,7 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
                 rows["score_sum"].append(scored.image_score.numpy())
                 rows["score_top10"].append(scored.image_score_top10.numpy())
                 rows["activations"].append(scored.embedding.numpy())
-                rows["w"].append(_w_embedding(generator, z))
+                rows["w"].append(w_embedding(generator, z))
                 tally.add(len(z))
             part = {k: np.concatenate(v) for k, v in rows.items()}
             buf = io.BytesIO()
@@ -297,57 +299,78 @@ def _read_chunk(path: Path, key: str, expected_rows: int) -> dict[str, np.ndarra
     return part if n == {expected_rows} and all(np.isfinite(v).all() for v in part.values()) else None
 
 
-def _w_embedding(generator, z: torch.Tensor) -> np.ndarray:
-    return generator.map(z).numpy()
-
-
 def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: AnnotationStore, ids: list[str],
             paths: list[Path], pool: torch.Tensor, scores: dict[str, np.ndarray], excluded: set[str]):
+    """The configured strategy (``strategies.choose``) on the pool latents not used yet."""
     cfg = ws.config
     s = cfg.selection
     pool_ids = [latent_id(cfg.pool.seed, i) for i in range(len(pool))]
     candidates = np.array([i for i, pid in enumerate(pool_ids) if pid not in excluded], dtype=np.int64)
-    if len(candidates) < s.centers:
+    if len(candidates) < exported(s.strategy, s.annotate, s.centers):
         raise UserError(f"only {len(candidates)} pool latents left to choose from ({len(excluded)} used)",
                         path=ws.config_path, fix="grow the pool: [pool] size")
     image_scores = scores["score_sum" if s.score == "sum" else "score_top10"][candidates]
-    band = uncertainty_band(image_scores, s.skip_top, s.band)
-    if len(band) < s.centers:
-        raise UserError(f"the uncertainty band holds {len(band)} images, fewer than the {s.centers} centres",
-                        path=ws.config_path, fix="widen [selection] band, grow the pool, or lower centers")
-    embeddings = scores[s.embedding][candidates]
-    # seed the coreset with the annotated images, embedded the same way
-    if s.embedding == "w":
-        seeds = _w_embedding(generator, torch.stack([torch.tensor(store.records[i].z) for i in ids]))
-    else:
-        pixels = score_pixels(s.score_pixels, ensemble.device_)
-        seeds = np.concatenate([ensemble.score_images([m[None].float() for m in load_maps(p)], pixels=pixels,
-                                                      seed=cfg.pool.seed).embedding.numpy() for p in paths])
-    coreset = k_center_greedy(embeddings[band], seeds, s.centers)
-    ranks = np.empty(len(candidates), dtype=np.int64)
-    ranks[np.lexsort((np.arange(len(candidates)), -image_scores))] = np.arange(len(candidates))
+    pixels = score_pixels(s.score_pixels, ensemble.device_)
+    wanted = needs(s.strategy)
+    seeds = embeddings = cjs = share = None
+    if "embeddings" in wanted:
+        embeddings = scores[s.embedding][candidates]
+        seeds = annotated_embeddings(s.embedding, generator=generator, ensemble=ensemble, latents=annotation_latents(store, ids),
+                                     feature_paths=paths, pixels=pixels, seed=cfg.pool.seed)
+    if "class_js" in wanted:
+        cjs, share = _pool_class_js(generator, ensemble, pool[candidates], pixels, cfg.run.batch)
+    rng = np.random.default_rng([cfg.pool.seed, len(ids)])
+    try:
+        choice = choose(s.strategy, len(candidates), per_round=s.annotate, rng=rng, scores=image_scores,
+                        embeddings=embeddings, seed_embeddings=seeds, class_js=cjs, class_share=share,
+                        skip_top=s.skip_top, band=s.band, centers=s.centers, rare_power=s.rare_power)
+    except ValueError as err:
+        raise UserError(str(err), path=ws.config_path,
+                        fix="widen [selection] band, grow the pool, or lower centers") from None
+    ranks = image_ranks(image_scores)
     chosen = []
-    for order, (b, dist) in enumerate(zip(coreset.order, coreset.distances)):
-        index = int(candidates[band[b]])
+    for order, b in enumerate(choice.order):
+        index = int(candidates[b])
+        distance = None if choice.coreset_distances is None else float(choice.coreset_distances[order])
         chosen.append(ExportItem(id=pool_ids[index], z=pool[index], latent={"seed": cfg.pool.seed, "index": index},
-                                 score=float(image_scores[band[b]]), rank=int(ranks[band[b]]), coreset_order=order,
-                                 coreset_distance=float(dist)))
+                                 score=float(image_scores[b]), rank=int(ranks[b]),
+                                 coreset_order=order if distance is not None else None, coreset_distance=distance))
     q = np.quantile(image_scores, [0.0, 0.1, 0.5, 0.8, 0.9, 1.0])
     selection = {
         "annotation_set": store.set_hash(),
         "annotations": ids,
-        "settings": {"skip_top": s.skip_top, "band": s.band, "centers": s.centers, "score": s.score,
-                     "score_pixels": s.score_pixels, "embedding": s.embedding},
+        "settings": {"strategy": s.strategy, "skip_top": s.skip_top, "band": s.band, "centers": s.centers,
+                     "score": s.score, "score_pixels": s.score_pixels, "embedding": s.embedding},
         "pool": {"seed": cfg.pool.seed, "size": len(pool), "candidates": int(len(candidates)),
                  "excluded": len(pool) - int(len(candidates)),
                  "score_quantiles": {k: float(v) for k, v in zip(("min", "p10", "median", "p80", "p90", "max"), q)}},
-        "band": {"ranks": [band_ranks(len(candidates), s.skip_top, s.band)[0],
-                           band_ranks(len(candidates), s.skip_top, s.band)[1] - 1],
-                 "score_range": [float(image_scores[band].min()), float(image_scores[band].max())],
-                 "size": int(len(band))},
-        "coreset": {"radius_after": coreset.radius, "seeded_with": len(ids)},
+        **{k: v for k, v in choice.record.items() if k != "strategy"},
     }
+    if "coreset" in selection:
+        selection["coreset"]["seeded_with"] = len(ids)
     return selection, chosen
+
+
+def _rule(s) -> str:
+    """One line for the round's README: how the images were chosen."""
+    if s.strategy == "al":
+        return (f"Chosen by JS uncertainty (top {s.skip_top:.0%} dropped, band of {s.band:.0%} below) and a "
+                f"{s.centers}-centre k-center coreset.")
+    return f"Chosen by the {s.strategy!r} strategy ([selection] strategy; see dgan_al/strategies.py)."
+
+
+def _pool_class_js(generator, ensemble: PixelEnsemble, z: torch.Tensor, pixels: str, batch: int):
+    """JS per predicted class and class shares of pool latents (``rare``): a pass of its own over them."""
+    parts = []
+    for chunk in z.split(batch):
+        features = generator.synthesize(chunk).features
+        if pixels == "full":
+            p = ensemble.predict(features)
+        else:
+            grid = on_grid(features, generator.geometry, pixels)
+            p = ensemble.predict(grid, geometry=LabelGeometry.full(*grid[0].shape[2:]))
+        parts.append(class_js(p.js, p.labels, len(ensemble.classes)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def mean_latent_item(generator) -> ExportItem:

@@ -1,10 +1,13 @@
 """The simulated annotator of toy-faces: LabelMe files written from the ground truth.
 
-It does what a person does in LabelMe, through the same files: draws polygons (traced from the exact
-mask, simplified as a careful annotator would: ~0.99 mIoU to the truth), keeps our metadata, ticks
-``done``, and — playing the paper's expert — may keep only the ``keep`` most realistic images and tick
+It does what a person does in LabelMe, through the same files: labels what the image shows (the
+visible truth, ``toy_faces/visible.py``; the renderer's truth on request), draws polygons (traced from
+that mask as ``labelme.clicks.trace`` does: ~0.99 mIoU to it), keeps our metadata, ticks ``done``, and
+— playing the paper's expert — may keep only the ``keep`` most realistic images and tick
 ``unrealistic`` on the rest. "Most realistic" = lowest mean squared error between the GAN image and the
-renderer's image of the same scene (a GAN failure renders the scene badly).
+renderer's image of the same scene (a GAN failure renders the scene badly). The effort of each file is
+counted in clicks (``labelme.clicks``): from scratch, and correcting the file's pre-filled polygons;
+``clicks.json`` in the round folder records both per image.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import numpy as np
 import torch
 
 from dgan_al.errors import UserError
+from dgan_al.files import atomic_write_json
 from dgan_al.generators.protocol import OracleGenerator
-from dgan_al.labelme import count_vertices, mask_to_polygons, write_labelme
+from dgan_al.labelme import count_vertices, write_labelme
+from dgan_al.labelme.clicks import correction_clicks, trace
 from dgan_al.labelme.format import TOP_LEVEL_KEYS
 from dgan_al.workflows.export import latent_tensor, read_selection
 from dgan_al.workspace.layout import Workspace
@@ -30,19 +35,30 @@ class OracleResult:
     annotated: list[str] = field(default_factory=list)
     unrealistic: list[str] = field(default_factory=list)
     untouched: list[str] = field(default_factory=list)  # already done / unrealistic before
-    vertices: dict[str, int] = field(default_factory=dict)
+    vertices: dict[str, int] = field(default_factory=dict)  # clicks from scratch
+    prefill_clicks: dict[str, int] = field(default_factory=dict)  # clicks correcting the pre-filled file
     realism_mse: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def clicks(self) -> dict[str, int]:
+        """Total clicks over the annotated files: from scratch and with the pre-fill."""
+        return {"scratch": sum(self.vertices.values()), "prefill": sum(self.prefill_clicks.values())}
 
-def realism_error(generator, z: torch.Tensor) -> np.ndarray:
-    """Per latent, the mean squared error (uint8 scale) between G(z) and the rendered scene: [B]."""
-    fake = generator.synthesize(z).images.numpy().astype(np.float32)
+
+CLICKS_FILE = "clicks.json"
+
+
+def realism_error(generator, z: torch.Tensor, fake: np.ndarray | None = None) -> np.ndarray:
+    """Per latent, the mean squared error (uint8 scale) between G(z) (``fake`` if given) and the rendered
+    scene: [B]."""
+    fake = (generator.synthesize(z).images.numpy() if fake is None else fake).astype(np.float32)
     real = generator.render(z)[0].astype(np.float32)
     return ((fake - real) ** 2).reshape(len(z), -1).mean(1)
 
 
 def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | None = None,
-                    generator=None) -> OracleResult:
+                    generator=None, truth: str = "visible") -> OracleResult:
+    """Annotate round ``round_number`` (default: the latest); ``truth``: "visible" or "renderer"."""
     generator = generator or ws.load_generator()
     if not isinstance(generator, OracleGenerator):
         raise UserError("the oracle only exists for the toy-faces world", path=ws.config_path,
@@ -69,19 +85,38 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
     if not todo:
         return result
     z = torch.stack([latent_tensor(item) for item, _, _ in todo])
-    errors = realism_error(generator, z)
+    fake = generator.synthesize(z).images.numpy()
+    errors = realism_error(generator, z, fake)
     order = np.argsort(errors, kind="stable")
     kept = set(order[: keep if keep is not None else len(todo)].tolist())
-    masks = generator.oracle_mask(z)
+    masks = generator.oracle_mask(z, truth=truth, images=fake)
+    record_path = folder / CLICKS_FILE
+    record = _read_json(record_path) or {"items": {}}
+    classes = ws.config.classes
     for k, (item, path, raw) in enumerate(todo):
         extra = {key: value for key, value in raw.items() if key not in TOP_LEVEL_KEYS}
         result.realism_mse[item["id"]] = float(errors[k])
         if k in kept:
-            shapes = mask_to_polygons(masks[k], ws.config.classes)
+            shapes = trace(masks[k], classes)
+            correction = correction_clicks(raw.get("shapes") or [], masks[k], classes)
             write_labelme(path, None, shapes, flags={"done": True, "unrealistic": False}, extra=extra)
             result.annotated.append(item["id"])
             result.vertices[item["id"]] = count_vertices(shapes)
+            result.prefill_clicks[item["id"]] = correction.clicks
+            record["items"][item["id"]] = {
+                "scratch": count_vertices(shapes), "prefill": correction.clicks, "prefilled_shapes": len(raw.get("shapes") or []),
+                "deleted": correction.deleted, "added_vertices": correction.vertices, "truth": truth}
         else:
             write_labelme(path, None, [], flags={"done": False, "unrealistic": True}, extra=extra)
             result.unrealistic.append(item["id"])
+    record["model"] = "dgan_al.labelme.clicks: one click per vertex placed, one per pre-filled polygon deleted"
+    record["total"] = {kind: sum(v[kind] for v in record["items"].values()) for kind in ("scratch", "prefill")}
+    atomic_write_json(record_path, record)
     return result
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

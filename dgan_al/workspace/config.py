@@ -33,6 +33,7 @@ class PoolSettings:
 
 @dataclass
 class SelectionSettings:
+    strategy: str = "al"  # al (the paper's), random, random-expert, uncertainty, coreset or rare (dgan_al/strategies.py)
     skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures)
     band: float = 0.10  # then keep this fraction just below it
     centers: int = 12  # k-center greedy picks this many images from the band
@@ -40,6 +41,7 @@ class SelectionSettings:
     embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features) or "w" (the mapped latent)
     score: str = "sum"  # image score: "sum" of pixel JS (paper) or "top10" (mean of the top 10% pixels)
     score_pixels: str = "auto"  # pixels for the image score: "auto" (full on a GPU, the measured grid on a CPU), "full", "grid:N", "subset:N"
+    rare_power: float = 1.0  # rare: class weights are (1 / predicted pixel share) ** rare_power
 
 
 @dataclass
@@ -83,6 +85,12 @@ class WorkspaceConfig:
             problems.append(f"selection.band = {s.band}: must be in (0, 1 - skip_top]")
         if s.centers < 1 or not 1 <= s.annotate <= s.centers:
             problems.append("selection: need centers >= 1 and 1 <= annotate <= centers")
+        from dgan_al.strategies import STRATEGIES
+
+        if s.strategy not in STRATEGIES:
+            problems.append(f"selection.strategy = {s.strategy!r}: use one of {', '.join(STRATEGIES)}")
+        if s.rare_power < 0:
+            problems.append(f"selection.rare_power = {s.rare_power}: must be >= 0")
         if s.embedding not in ("activations", "w"):
             problems.append(f"selection.embedding = {s.embedding!r}: use \"activations\" or \"w\"")
         if s.score not in ("sum", "top10"):

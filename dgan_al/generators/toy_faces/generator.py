@@ -1,7 +1,10 @@
 """The toy-faces generator: the distilled StyleGAN2 with its renderer as an exact oracle.
 
 Latents are z vectors (32-d). It always runs at truncation psi = 1, so that G(z) and the renderer's
-scene for z stay the same scene; its "mean latent" (the first image to annotate) is z = 0.
+scene for z stay the same scene. Its first image to annotate is, as for every StyleGAN2, the sample
+(seed 0) whose w lies nearest the average w: a latent like those it was trained on (z = 0, which the
+mapping network never sees, is no such latent). ``oracle_mask`` gives the visible truth by default
+(``visible.py``: the parts G does not draw are left out), the renderer's own mask on request.
 """
 
 from __future__ import annotations
@@ -32,15 +35,23 @@ class ToyFacesGenerator(StyleGAN2Generator):
 
         return list(CLASSES)
 
-    def mean_latent(self) -> torch.Tensor:
-        return torch.zeros(self.z_dim)
+    def oracle_mask(self, latents: torch.Tensor, truth: str = "visible", images: np.ndarray | None = None) -> np.ndarray:
+        """Ground-truth class masks of the scenes, uint8 [B,128,128] (class ids as in ``classes``).
 
-    def oracle_mask(self, latents: torch.Tensor) -> np.ndarray:
-        """Ground-truth class masks of the scenes, uint8 [B,128,128] (class ids as in ``classes``)."""
+        truth: "visible" (what G(z) shows; ``images``, G's uint8 [B,128,128,3], saves synthesising them
+        again) or "renderer" (the scene's exact mask, parts G does not draw included).
+        """
         from dgan_al.generators.toy_faces.render import render_latents
+        from dgan_al.generators.toy_faces.visible import TRUTHS, visible_truth
 
-        _, masks = render_latents(np.asarray(torch.as_tensor(latents, dtype=torch.float32).cpu()))
-        return masks
+        if truth not in TRUTHS:
+            raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
+        z = np.asarray(torch.as_tensor(latents, dtype=torch.float32).cpu())
+        if truth == "renderer":
+            return render_latents(z)[1]
+        if images is None:
+            images = self.synthesize(torch.from_numpy(z)).images.numpy()
+        return visible_truth(z, images).masks
 
     def render(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The renderer's own (crisp) image and mask of each scene: uint8 [B,128,128,3], [B,128,128]."""

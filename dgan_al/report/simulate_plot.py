@@ -1,0 +1,45 @@
+"""The picture of a simulation: test mIoU against annotated images and against clicks, per-class IoU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dgan_al.report.figures import pyplot, save_figure
+
+
+def plot_simulation(analysis: dict, path: Path, settings) -> None:
+    """analysis: ``analyse_runs``'s result; three panels (mIoU vs images, mIoU vs clicks, classes)."""
+    plt = pyplot()
+    test = analysis["test"]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4.8), dpi=100,
+                                              gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    pct = f"{test['level']:.0%}"
+    for k, (name, c) in enumerate(test["curves"].items()):
+        colour = f"C{k}"
+        m, (lo, hi) = np.array(c["miou"]), np.array(c["miou_interval"]).T
+        left.plot(c["images"], m, marker="o", color=colour, label=name)
+        left.fill_between(c["images"], lo, hi, color=colour, alpha=0.12)
+        middle.plot(c["clicks_prefill"], m, marker="o", color=colour, label=f"{name} (pre-filled)")
+        middle.plot(c["clicks_scratch"], m, marker=".", ls=":", color=colour, label=f"{name} (from scratch)")
+    left.set_xlabel("annotated images")
+    left.set_ylabel(f"test mIoU ({settings.truth} truth)")
+    left.set_title(f"{test['repeats']} repeats, {settings.per_round} per round, pool {settings.pool_size}; {pct} bands")
+    middle.set_xlabel("clicks (cumulative)")
+    middle.set_title("the same against the annotator's clicks")
+    for ax in (left, middle):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    final = analysis["final_class_iou_test"]
+    classes = list(next(iter(final.values())))
+    width = 0.8 / max(1, len(final))
+    for k, (name, per_class) in enumerate(final.items()):
+        values = [per_class[c] or 0.0 for c in classes]
+        right.bar(np.arange(len(classes)) + k * width - 0.4 + width / 2, values, width, label=name)
+    right.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    right.set_ylim(0, 1)
+    right.set_ylabel("IoU")
+    right.set_title("per class after the last round (test)")
+    right.grid(axis="y", alpha=0.3)
+    save_figure(fig, path)

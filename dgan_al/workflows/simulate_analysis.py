@@ -1,0 +1,147 @@
+"""What a simulation shows: paired differences with bootstrap intervals, and the savings of each strategy.
+
+The runs of one repeat are pairs: every strategy starts from the repeat's round-0 model and is measured
+on the same held-out images. A bootstrap draw resamples both sources of chance together: the repeats
+(with replacement) and the held-out images (with replacement, the same images for every run of the
+draw); a run's mIoU in a draw comes from the summed confusion matrices of the drawn images. Intervals
+are the draws' percentiles (``level``, default 90%).
+
+- ``curves``: per strategy and round, the mean and interval of mIoU, and of its paired difference to
+  the reference strategy (``random``);
+- ``test_sampling_se``: the standard error of one run's mIoU from its held-out images alone (images
+  resampled, the run fixed), averaged over runs: how large the held-out set must be;
+- ``savings``: the images and clicks each strategy needs to reach the reference's last-round mIoU
+  (linear interpolation on its mean curve; None: not reached), and the difference to the reference's,
+  with the share of draws in which it is reached and an interval over those draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REFERENCE = "random"
+
+
+def miou(conf: np.ndarray) -> np.ndarray:
+    """mIoU of confusion matrices [..., K, K] (truth rows): the mean over classes present in truth or
+    prediction, as ``metrics.mean_iou``: [...]."""
+    conf = np.asarray(conf, dtype=np.float64)
+    tp = np.diagonal(conf, axis1=-2, axis2=-1)
+    union = conf.sum(-1) + conf.sum(-2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+        return np.nanmean(iou, axis=-1)
+
+
+def _reach(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
+    """The first x at which the curve y(x) (points in order) reaches target, interpolated linearly."""
+    for i in range(len(y)):
+        if y[i] >= target:
+            if i == 0:
+                return float(x[0])
+            frac = (target - y[i - 1]) / (y[i] - y[i - 1])
+            return float(x[i - 1] + frac * (x[i] - x[i - 1]))
+    return None
+
+
+def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray], strategies: list[str],
+            n_boot: int = 1000, level: float = 0.90, seed: int = 0) -> dict:
+    """conf: int [R, S, T, N, K, K] per repeat, strategy, round (0 = the shared start) and held-out image;
+    images: [R, S, T] annotated images so far; clicks: name -> [R, S, T] clicks so far (cumulative).
+    Returns the ``curves``, ``test_sampling_se`` and ``savings`` blocks (see the module doc)."""
+    r_n, s_n, t_n, n_img = conf.shape[:4]
+    rng = np.random.default_rng(seed)
+    point = miou(conf.sum(3))  # [R, S, T]
+    flat = conf.reshape(r_n * s_n * t_n, n_img, -1).transpose(1, 0, 2).reshape(n_img, -1).astype(np.float32)
+    lo_q, hi_q = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    draws = np.empty((n_boot, s_n, t_n))  # mean mIoU over resampled repeats
+    image_only = np.empty((n_boot, r_n, s_n, t_n))
+    reps = np.empty((n_boot, r_n), dtype=np.int64)
+    for start in range(0, n_boot, 100):
+        stop = min(start + 100, n_boot)
+        weights = rng.multinomial(n_img, np.full(n_img, 1.0 / n_img), size=stop - start).astype(np.float32)
+        summed = (weights @ flat).reshape(stop - start, r_n, s_n, t_n, *conf.shape[4:])
+        m = miou(summed)  # [b, R, S, T]
+        image_only[start:stop] = m
+        reps[start:stop] = rng.integers(0, r_n, size=(stop - start, r_n))
+        draws[start:stop] = np.take_along_axis(m, reps[start:stop, :, None, None], axis=1).mean(1)
+    ref = strategies.index(REFERENCE) if REFERENCE in strategies else None
+    curves = {}
+    for s, name in enumerate(strategies):
+        entry = {"images": images[:, s].mean(0).tolist(), "miou": point[:, s].mean(0).tolist(),
+                 "miou_interval": np.percentile(draws[:, s], [lo_q, hi_q], axis=0).T.tolist(),
+                 **{f"clicks_{k}": v[:, s].mean(0).tolist() for k, v in clicks.items()}}
+        if ref is not None and s != ref:
+            diff = draws[:, s] - draws[:, ref]
+            entry["diff_to_" + REFERENCE] = (point[:, s] - point[:, ref]).mean(0).tolist()
+            entry["diff_interval"] = np.percentile(diff, [lo_q, hi_q], axis=0).T.tolist()
+        curves[name] = entry
+    result = {"level": level, "bootstrap_draws": n_boot, "repeats": r_n, "held_out_images": n_img,
+              "curves": curves,
+              "test_sampling_se": {"last_round_mean": float(image_only[:, :, :, -1].std(0).mean()),
+                                   "max": float(image_only.std(0).max())}}
+    if ref is not None:
+        result["savings"] = _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo_q, hi_q)
+    return result
+
+
+def _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo_q, hi_q) -> dict:
+    measures = {"images": images, **{f"clicks_{k}": v for k, v in clicks.items()}}
+    target = float(point[:, ref, -1].mean())
+    out = {"target_miou": target, "reference": REFERENCE}
+    for s, name in enumerate(strategies):
+        entry = {}
+        for measure, x in measures.items():
+            mine = _reach(x[:, s].mean(0), point[:, s].mean(0), target)
+            theirs = _reach(x[:, ref].mean(0), point[:, ref].mean(0), target)
+            saved = []
+            for b in range(len(draws)):
+                xb = x[reps[b]].mean(0)  # [S, T]
+                yb = draws[b]
+                tb = yb[ref, -1]
+                a, c = _reach(xb[s], yb[s], tb), _reach(xb[ref], yb[ref], tb)
+                if a is not None and c is not None:
+                    saved.append(c - a)
+            entry[measure] = {"needed": mine, "saved": None if mine is None or theirs is None else theirs - mine,
+                              "reached_share": len(saved) / len(draws),
+                              "saved_interval": np.percentile(saved, [lo_q, hi_q]).tolist() if saved else None}
+        out[name] = entry
+    return out
+
+
+def table_text(analysis: dict, split: str = "test") -> str:
+    """mIoU by round against images and clicks, paired differences and savings, as plain text."""
+    curves = analysis["curves"]
+    pct = f"{analysis['level']:.0%}"
+    lines = [f"{split} mIoU: mean over {analysis['repeats']} repeats [{pct} interval over repeats and "
+             f"{analysis['held_out_images']} held-out images]; clicks so far (and per image annotated that round)"]
+    for name, c in curves.items():
+        lines.append(f"{name}")
+        for t, (n, m, (lo, hi)) in enumerate(zip(c["images"], c["miou"], c["miou_interval"])):
+            new = n - (c["images"][t - 1] if t else 0)  # images annotated this round
+            clicks = "  ".join(f"{k[7:]} {c[k][t]:7.0f} ({(c[k][t] - (c[k][t - 1] if t else 0)) / max(new, 1):4.0f}/img)"
+                               for k in c if k.startswith("clicks_"))
+            diff = ""
+            if "diff_interval" in c:
+                d, (dlo, dhi) = c["diff_to_" + REFERENCE][t], c["diff_interval"][t]
+                diff = f"  vs {REFERENCE} {d:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
+            lines.append(f"  round {t}: {n:5.1f} images  clicks: {clicks}  mIoU {m:.3f} [{lo:.3f}, {hi:.3f}]{diff}")
+    se = analysis["test_sampling_se"]
+    lines.append(f"held-out sampling error of one run's mIoU (bootstrap over its images): "
+                 f"{se['last_round_mean']:.4f} at the last round (mean over runs), at most {se['max']:.4f}")
+    if "savings" in analysis:
+        sv = analysis["savings"]
+        lines.append(f"savings: images and clicks to reach {sv['reference']}'s last-round mIoU {sv['target_miou']:.3f}"
+                     f" (saved = {sv['reference']}'s need minus this one's; {pct} interval over the draws that reach it)")
+        for name in curves:
+            parts = []
+            for measure, e in sv[name].items():
+                if e["needed"] is None:
+                    parts.append(f"{measure}: not reached")
+                    continue
+                interval = "" if e["saved_interval"] is None else \
+                    f" [{e['saved_interval'][0]:+.0f}, {e['saved_interval'][1]:+.0f}]"
+                parts.append(f"{measure}: {e['needed']:.0f} (saved {e['saved']:+.0f}{interval}, "
+                             f"reached in {e['reached_share']:.0%})")
+            lines.append(f"  {name:<14}" + "; ".join(parts))
+    return "\n".join(lines) + "\n"

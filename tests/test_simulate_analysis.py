@@ -1,0 +1,66 @@
+"""The paired bootstrap of simulate on synthetic runs whose differences are known."""
+
+import numpy as np
+
+from dgan_al.metrics import mean_iou
+from dgan_al.workflows.simulate_analysis import analyse, miou, table_text
+
+
+def _runs(qs: dict[str, list[float]], repeats=6, images=100, seed=0):
+    """conf [R, S, T, N, 2, 2]: per image 50 pixels of each class; class-1 pixels are mistaken for class 0
+    with probability q[t] of the strategy (its mIoU falls as q grows)."""
+    rng = np.random.default_rng(seed)
+    names = list(qs)
+    t_n = len(next(iter(qs.values())))
+    conf = np.zeros((repeats, len(names), t_n, images, 2, 2), dtype=np.int64)
+    for s, name in enumerate(names):
+        for t, q in enumerate(qs[name]):
+            wrong = rng.binomial(50, q, size=(repeats, images))
+            conf[:, s, t, :, 0, 0] = 50
+            conf[:, s, t, :, 1, 0] = wrong
+            conf[:, s, t, :, 1, 1] = 50 - wrong
+    return names, conf
+
+
+def _expected_miou(q: float) -> float:
+    return (50 / (50 + 50 * q) + (1 - q)) / 2
+
+
+def test_miou_matches_metrics():
+    conf = np.random.default_rng(1).integers(0, 30, size=(4, 3, 3))
+    conf[2, 1] = 0
+    conf[2, :, 1] = 0  # class 1 absent from truth and prediction in one matrix
+    assert np.allclose(miou(conf), [mean_iou(c) for c in conf])
+
+
+def test_a_known_difference_is_inside_its_interval_and_a_null_one_covers_zero():
+    names, conf = _runs({"random": [0.5, 0.3], "better": [0.5, 0.2], "same": [0.5, 0.3]})
+    images = np.broadcast_to(np.array([1, 5]), (6, 3, 2))
+    clicks = {"prefill": np.broadcast_to(np.array([100, 400]), (6, 3, 2)).astype(float)}
+    out = analyse(conf, images, clicks, names, n_boot=400)
+    better, same = out["curves"]["better"], out["curves"]["same"]
+    truth = _expected_miou(0.2) - _expected_miou(0.3)  # 0.067
+    lo, hi = better["diff_interval"][1]
+    assert 0 < lo < truth < hi and abs(better["diff_to_random"][1] - truth) < 0.01
+    lo, hi = same["diff_interval"][1]
+    assert lo < 0 < hi
+    # round 0: every strategy at q = 0.5, nothing to tell apart
+    assert better["diff_interval"][0][0] < 0 < better["diff_interval"][0][1]
+    assert 0 < out["test_sampling_se"]["last_round_mean"] < 0.01
+    assert "diff_interval" not in out["curves"]["random"]
+
+
+def test_savings_are_read_off_the_curves():
+    names, conf = _runs({"random": [0.5, 0.4, 0.3], "better": [0.5, 0.3, 0.2], "worse": [0.5, 0.45, 0.4]})
+    images = np.broadcast_to(np.array([1, 3, 5]), (6, 3, 3)).astype(float)
+    clicks = {"prefill": np.broadcast_to(np.array([[10, 30, 50], [10, 25, 40], [10, 30, 50]]), (6, 3, 3)).astype(float)}
+    out = analyse(conf, images, clicks, names, n_boot=300)
+    savings = out["savings"]
+    assert savings["random"]["images"]["needed"] == 5 and savings["random"]["images"]["saved"] == 0
+    better = savings["better"]
+    assert 2.6 < better["images"]["needed"] < 3.4 and 1.6 < better["images"]["saved"] < 2.4
+    assert 22 < better["clicks_prefill"]["needed"] < 28
+    assert better["images"]["reached_share"] > 0.9 and better["images"]["saved_interval"][0] > 0
+    assert savings["worse"]["images"]["needed"] is None
+    text = table_text(out)
+    assert "not reached" in text and "better" in text and "vs random" in text

@@ -1,0 +1,54 @@
+"""`dgan-al toy oracle`: labels the visible truth through the LabelMe files and counts its clicks."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from dgan_al.cli import app
+from dgan_al.generators.toy_faces import load_toy_faces
+from dgan_al.labelme import read_labelme, write_labelme
+from dgan_al.labelme.clicks import scratch_clicks, trace
+from dgan_al.workflows.init import init_workspace
+
+runner = CliRunner()
+
+
+def test_oracle_counts_clicks_from_scratch_and_with_a_prefill(tmp_path):
+    ws = init_workspace(tmp_path / "ws", "toy-faces", pool_size=20).workspace
+    folder = ws.round_dir(0)
+    path = ws.round_files(0).annotate / "mean.json"
+    gen = load_toy_faces()
+    z = gen.mean_latent()[None]
+    truth = gen.oracle_mask(z)[0]
+    classes = ws.config.classes
+    result = runner.invoke(app, ["toy", "oracle", "0", "--workspace", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((folder / "clicks.json").read_text())
+    expected = scratch_clicks(truth, classes)
+    assert record["items"]["mean"]["scratch"] == record["items"]["mean"]["prefill"] == expected  # no pre-fill
+    assert record["total"] == {"scratch": expected, "prefill": expected}
+    assert "total" in result.output and str(expected) in result.output
+    annotation = read_labelme(path, classes)
+    assert annotation.flags["done"] and len(annotation.shapes) == len(trace(truth, classes))
+    # a file pre-filled with exactly the annotator's polygons costs no click
+    raw = json.loads(path.read_text())
+    write_labelme(path, None, trace(truth, classes), extra={"dgan_al": raw["dgan_al"]})
+    (folder / "clicks.json").unlink()
+    result = runner.invoke(app, ["toy", "oracle", "0", "--workspace", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((folder / "clicks.json").read_text())
+    assert record["items"]["mean"]["prefill"] == 0 and record["items"]["mean"]["scratch"] == expected
+
+
+def test_oracle_truth_option(tmp_path):
+    ws = init_workspace(tmp_path / "ws", "toy-faces", pool_size=20).workspace
+    bad = runner.invoke(app, ["toy", "oracle", "0", "--workspace", str(ws.root), "--truth", "painted"])
+    assert bad.exit_code == 2 and "--truth" in bad.output
+    good = runner.invoke(app, ["toy", "oracle", "0", "--workspace", str(ws.root), "--truth", "renderer"])
+    assert good.exit_code == 0, good.output
+    record = json.loads((ws.round_dir(0) / "clicks.json").read_text())
+    assert record["items"]["mean"]["truth"] == "renderer"
+    gen = load_toy_faces()
+    renderer = gen.oracle_mask(gen.mean_latent()[None], truth="renderer")[0]
+    assert record["items"]["mean"]["scratch"] == scratch_clicks(renderer, ws.config.classes)
