@@ -161,14 +161,14 @@ def test_trains_an_interpreter_when_no_round_matches_the_annotations(workspace, 
 
 def test_bad_invocations_exit_2_and_touch_nothing(workspace, reference, tmp_path):
     before = snapshot(reference)
-    for args in (["--out", str(reference), "--size", str(SIZE), "--seed", "2"],  # other settings
-                 ["--out", str(reference), "--size", "5"],  # shrink
-                 ["--out", str(reference), "--size", str(SIZE), "--shard", "2/2"],
-                 ["--out", str(reference), "--size", str(SIZE), "--filter", "1.5"],
-                 ["--out", str(workspace / "annotations" / "data"), "--size", "4"]):
-        result = runner.invoke(app, ["build-dataset", "-w", str(workspace), *args])
+    for args, named in ((["--out", str(reference), "--size", str(SIZE), "--seed", "2"], "another seed"),
+                        (["--out", str(reference), "--size", "5"], "--size: "),  # shrink
+                        (["--out", str(reference), "--size", str(SIZE), "--shard", "2/2"], "--shard: "),
+                        (["--out", str(reference), "--size", str(SIZE), "--filter", "1.5"], "--filter: "),
+                        (["--out", str(workspace / "annotations" / "data"), "--size", "4"], "--out: ")):
+        result = runner.invoke(app, ["build-dataset", "-w", str(workspace), "--chunk", str(CHUNK), "--filter", "0.2", *args])
         assert result.exit_code == 2, (args, result.output)
-        assert "Traceback" not in result.output
+        assert "Traceback" not in result.output and named in " ".join(result.output.split()), result.output
     assert snapshot(reference) == before
     assert not (workspace / "annotations" / "data").exists()
     foreign = tmp_path / "photos"

@@ -56,15 +56,21 @@ def handles_user_errors(fn: F) -> F:
     An error about a setting that is one of the command's parameters names it by its flag (``size`` ->
     ``--size``), so the message says what to change on the command line.
     """
-    parameters = set(inspect.signature(fn).parameters)
+    flags = {name: _flag(name, param.default) for name, param in inspect.signature(fn).parameters.items()}
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as err:
-            flag = "--" + err.setting.replace("_", "-") if err.setting in parameters else None
+            flag = flags.get(err.setting) if err.setting is not None else None
             err_console.print(f"[bold red]error:[/] {escape(err.render(flag))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _flag(name: str, default) -> str:
+    """The command-line flag of parameter ``name``: its declared long flag (``--filter``), else ``--name``."""
+    declared = [d for d in getattr(default, "param_decls", None) or () if d.startswith("--")]
+    return declared[0] if declared else "--" + name.replace("_", "-")

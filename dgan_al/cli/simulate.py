@@ -63,7 +63,7 @@ def simulate_command(
     every round; paired differences to random and savings come with bootstrap intervals."""
     import torch
 
-    from dgan_al.generators import resolve_device
+    from dgan_al.device import resolve_device
     from dgan_al.workflows.simulate import simulate
 
     if threads:

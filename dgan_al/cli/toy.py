@@ -37,7 +37,7 @@ def distill_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
     """Distil the toy-faces StyleGAN2 from the renderer (reproduces the shipped weights)."""
-    from dgan_al.generators import resolve_device
+    from dgan_al.device import resolve_device
     from dgan_al.generators.toy_faces.distill import DistillSettings, distill
 
     settings = DistillSettings(steps=steps, batch=batch, lr=lr, minutes=minutes, n_train=n_train, seed=seed,

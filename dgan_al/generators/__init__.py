@@ -46,4 +46,4 @@ def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: 
         raise UserError(str(err), path=path, fix="check the crop and the label resolution") from None
 
 
-__all__ = ["Generator", "LabelGeometry", "OracleGenerator", "Synthesis", "load_generator", "resolve_device", "sample_latents"]
+__all__ = ["Generator", "LabelGeometry", "OracleGenerator", "Synthesis", "load_generator", "sample_latents"]

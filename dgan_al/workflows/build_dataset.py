@@ -39,7 +39,7 @@ from PIL import Image
 from dgan_al import distributed
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_copy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_file, sha256_file
-from dgan_al.generators import resolve_device
+from dgan_al.device import resolve_device
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, overlay, save_mask_png
@@ -77,8 +77,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         i, n = -1, 0
     if not 0 <= i < n:
-        raise UserError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}",
-                        fix="shards are numbered from 0: --shard 0/4 ... --shard 3/4")
+        raise UserError(f"must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}", setting="shard",
+                        fix="shards are numbered from 0: 0/4 ... 3/4")
     return i, n
 
 
@@ -119,15 +119,15 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
     """Generate ``size`` samples (or a shard of them) into ``out``; merge (filter) when all are there."""
     out = Path(out).resolve()
     if size < 1:
-        raise UserError(f"--size must be at least 1, got {size}", fix="e.g. --size 10000")
+        raise UserError(f"must be at least 1, got {size}", setting="size", fix="e.g. 10000")
     if chunk < 1:
         raise UserError(f"must be at least 1, got {chunk}", setting="chunk", fix="e.g. 64")
     _check_filter(filter_fraction)
     if ws.annotations_dir.resolve() in (out, *out.parents) or out == ws.rounds_dir.resolve():
-        raise UserError(f"--out {out} would write into the workspace's own {out.name}/", path=out,
-                        fix="choose another folder, e.g. --out data/")
+        raise UserError(f"would write into the workspace's own {out.name}/", path=out, setting="out",
+                        fix="choose another folder, e.g. data/")
     if out.exists() and not out.is_dir():
-        raise UserError("--out is a file, not a folder", path=out, fix="choose a folder name")
+        raise UserError("a file, not a folder", path=out, setting="out", fix="choose a folder name")
     _check_ours(out)
     out.mkdir(parents=True, exist_ok=True)
     i, n = distributed.rank_shard(shard) or (0, 1)  # under torchrun: this rank's part
@@ -148,7 +148,8 @@ def _check_ours(out: Path) -> None:
     foreign = [p.name for p in out.iterdir() if not (p.name == INTERPRETER_FILE or is_temp_file(p)
                                                      or (p.name.startswith(".build-") and p.name.endswith(".lock")))]
     if foreign:
-        raise UserError(f"--out is a non-empty folder that is not a dgan-al dataset (it holds {foreign[0]})", path=out,
+        raise UserError(f"a non-empty folder that is not a dgan-al dataset (it holds {foreign[0]})", path=out,
+                        setting="out",
                         fix="choose a new or empty folder (nothing there was touched)")
 
 
@@ -235,8 +236,8 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
 
 def _check_filter(filter_fraction: float) -> None:
     if not 0.0 <= filter_fraction < 1.0:
-        raise UserError(f"--filter must be a fraction in [0, 1), got {filter_fraction}",
-                        fix="e.g. --filter 0.10 drops the 10% most uncertain samples")
+        raise UserError(f"must be a fraction in [0, 1), got {filter_fraction}", setting="filter_fraction",
+                        fix="e.g. 0.10 drops the 10% most uncertain samples")
 
 
 def _interpreter(ws: Workspace, store: AnnotationStore, out: Path, generator, device, progress):
@@ -276,16 +277,16 @@ def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_s
         found = json.loads(path.read_text())
     except ValueError as error:
         raise UserError(f"dataset.json is not valid JSON ({error})", path=path,
-                        fix="restore it, or build into a new --out") from None
+                        fix="restore it, or build into a new folder") from None
     for name, value in wanted.items():
         if found.get(name) != value:
-            what = {"seed": f"--seed {found.get(name)}"}.get(name, f"its {name}")
+            what = {"seed": f"seed {found.get(name)}"}.get(name, f"its {name}")
             raise UserError(f"this folder holds a dataset built with another {name} "
                             f"({_short(found.get(name))} here, {_short(value)} now)", path=path,
-                            fix=f"rerun with {what}, or build into a new --out")
+                            fix=f"rerun with {what}, or build into a new folder")
     if size < int(found.get("size", 0)):
-        raise UserError(f"this dataset already has --size {found['size']}; it can grow, not shrink", path=path,
-                        fix=f"rerun with --size {found['size']} or more, or build into a new --out")
+        raise UserError(f"this dataset already has {found['size']} samples; it can grow, not shrink", path=path,
+                        setting="size", fix=f"rerun with {found['size']} or more, or build into a new folder")
     found["size"] = size
     return found
 

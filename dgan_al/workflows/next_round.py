@@ -23,7 +23,7 @@ import torch
 from dgan_al import distributed
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_bytes, sha256_file
-from dgan_al.generators import resolve_device
+from dgan_al.device import resolve_device
 from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.interpreter.grid import class_js, on_grid
@@ -40,10 +40,8 @@ from dgan_al.workspace.lock import WorkspaceLock
 from dgan_al.workspace.rounds import read_round_state, write_round_state
 
 # The image score on a CPU when score_pixels = "auto": the centre pixel of every 4x4 cell (1024 of 16384 on
-# toy-faces). Measured by benchmarks/bench_score_pixels.py on toy-faces (600-image pool, 7 annotations):
-# with the 23.9 dB and the shipped 24.7 dB generators alike, Spearman 0.995 with the full score, 88% of the same 10-20%
-# band, 6.0x the images/s of full-resolution scoring (0.999 and 98% with the earlier 20.2 dB weights).
-# The bar is >= 0.95 and >= 80%; grid:8 (8.7x) misses it (0.949, 67%). On a GPU: every pixel.
+# toy-faces). It keeps the full score's ranking (Spearman >= 0.95) and its selection band (>= 80% shared)
+# at a fraction of the cost; grid:8 does not. On a GPU: every pixel. Measurements: docs/experiments.md.
 CPU_SCORE_PIXELS = "grid:4"
 
 

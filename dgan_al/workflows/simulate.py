@@ -29,7 +29,7 @@ import torch
 
 from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from dgan_al.generators import resolve_device
+from dgan_al.device import resolve_device
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.interpreter.ensemble import scoring_pixels

@@ -2,13 +2,9 @@
 
 ``params_from_latent(z)`` is deterministic and uses no random numbers. It reads z the way StyleGAN2's
 mapping network does, scaled to unit mean square (``normalize_latent``), so that the scene depends on
-exactly what the generator sees: only z's direction. (Reading the raw z, as the first version of this
-world did, made the scene depend on |z|, which the generator cannot know: the rendered scenes of z and
-of its normalised copy differ by 29.8 dB PSNR and 2.6% of the mask pixels, and a rare part near its
-threshold was present in one and not the other in 9% of scenes. That ambiguity capped what a distilled
-generator could learn and left the rare parts half-drawn.) Every normalised coordinate goes through the
-normal CDF to a uniform u in (0, 1), and each u sets one or two related parameters, mostly smoothly (so a
-generator can learn the map). Discrete choices are thresholds on one coordinate each. z = 0 (all u = 0.5)
+exactly what the generator sees: only z's direction (it cannot know |z|; the history is in
+``docs/toy-faces.md``). Every normalised coordinate goes through the normal CDF to a uniform u in
+(0, 1), and each u sets one or two related parameters, mostly smoothly (so a generator can learn the map). Discrete choices are thresholds on one coordinate each. z = 0 (all u = 0.5)
 is a typical, complete face: short brown hair, closed smiling mouth, both ears, no glasses, hat, beard or
 earrings. ``with_coordinates(z, {k: value})`` sets coordinates as the scene reads them.
 
