@@ -7,7 +7,7 @@ prints one table: per group of faults, the trials, the runs that finished identi
 reference run, clean refusals (exit 2, one message naming the file or the holder), tracebacks (must be
 0), other wrong outcomes (must be 0) and the person's annotation files changed (must be 0).
 
-- kill -9 chains: ``next-round`` and ``build-dataset`` killed at a random moment (often twice in a row),
+- kill -9 chains: ``next-round`` and ``build-dataset`` killed at a random point of their own progress (often twice),
   then run to the end; the whole workspace / dataset folder must equal the reference (timestamps aside).
 - damaged files: every corruption of issue 22 (derived state must be recomputed to the identical
   result, the person's or our records refused with a message, nothing changed).
@@ -75,11 +75,14 @@ def build_runner(out: str, size: str, chunk: str, shard: str | None) -> None:
 # --- running and judging -------------------------------------------------------------------------
 
 class Run:
-    def __init__(self, cmd, cwd, kill_after=None, timeout=900, start=True):
+    """One command in a subprocess; killed with SIGKILL after ``kill_after`` seconds, or as soon as
+    ``kill_when()`` (polled every 20 ms) says so, whichever is given."""
+
+    def __init__(self, cmd, cwd, kill_after=None, timeout=900, start=True, kill_when=None):
         self.cmd, self.cwd, self.killed = cmd, cwd, False
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.kill_after, self.timeout = kill_after, timeout
+        self.kill_after, self.kill_when, self.timeout = kill_after, kill_when, timeout
 
     def wait(self) -> "Run":
         if self.kill_after is not None:
@@ -88,6 +91,13 @@ class Run:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.killed = True
+        elif self.kill_when is not None:
+            while self.proc.poll() is None:
+                if self.kill_when():
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    self.killed = True
+                    break
+                time.sleep(0.02)
         self.out, self.err = self.proc.communicate(timeout=self.timeout)
         self.rc, self.seconds = self.proc.returncode, time.perf_counter() - self.t0
         return self
@@ -103,8 +113,32 @@ class Run:
         return " ".join(self.err.split())[:300]
 
 
-def run(cmd, cwd, kill_after=None) -> Run:
-    return Run(cmd, cwd, kill_after).wait()
+def run(cmd, cwd, kill_after=None, kill_when=None) -> Run:
+    return Run(cmd, cwd, kill_after, kill_when=kill_when).wait()
+
+
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def kill_moment(rng, target: Path, files_at_end: int):
+    """A ``kill_when`` for one run, drawn from the run's own progress rather than from a clock (a busy
+    machine stretches a run unpredictably): the run is killed right after the number of files under
+    ``target`` first exceeds k, k uniform between its count now and the count a finished run leaves (the
+    lowest draw kills during start-up, 0.2-2 s in); in half the trials a further 0-0.3 s later, so kills
+    also land between writes."""
+    start = count_files(target)
+    k = rng.randint(start - 1, max(start, files_at_end - 1))
+    delay = rng.uniform(0.2, 2.0) if k < start else (rng.uniform(0.0, 0.3) if rng.random() < 0.5 else 0.0)
+    t_start, t_reached = time.perf_counter(), None
+
+    def due() -> bool:
+        nonlocal t_reached
+        now = time.perf_counter()
+        if t_reached is None and (k < start or count_files(target) > k):
+            t_reached = now if k >= start else t_start
+        return t_reached is not None and now - t_reached >= delay
+    return due
 
 
 def _normal(path: Path) -> bytes:
@@ -225,10 +259,10 @@ def build_stage(out: Path) -> str:
 # --- the groups of faults ------------------------------------------------------------------------
 
 def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, target, label, minutes=None):
-    """``n`` trials: kill -9 at a random moment (a second time in half the trials), then run to the end.
+    """``n`` trials: kill -9 at a random point of the run's own progress (``kill_moment``; a second time in
+    half the trials), then run to the end.
 
     ``minutes``: start no trial after this long (a busy machine), the table shows how many ran."""
-    t_ref = reference["seconds"]
     stages = Counter()
     t0 = time.perf_counter()
     for trial in range(n):
@@ -239,7 +273,7 @@ def kill_chains(table, rng, command, base, reference, workdir, n, stage_of, targ
         before = person_files(ws)
         kills = 1 + (rng.random() < 0.5)
         for _ in range(kills):
-            r = run(command(ws), ws, kill_after=rng.uniform(0.15, 1.0) * t_ref)
+            r = run(command(ws), ws, kill_when=kill_moment(rng, target(ws), reference["files"]))
             if r.traceback:
                 break
             stages[stage_of(target(ws)) if r.killed else "finished before the kill"] += 1
@@ -556,13 +590,14 @@ def main() -> None:
         r = run(NEXT_ROUND, nr)
         assert r.rc == 0, r.err
         refs["next-round"] = r.seconds
-    nr_ref = {"seconds": refs["next-round"], "digest": digest(nr)}
+    nr_ref = {"seconds": refs["next-round"], "digest": digest(nr), "files": count_files(nr)}
     if "build-dataset" not in refs and set(args.groups.split(",")) - {"fuzz", "kill-next-round"}:
         copy(nr, ds_ws)  # the other groups need a reference dataset
         r = run(build_command(ds_ws / "data"), ds_ws)
         assert r.rc == 0, r.err
         refs["build-dataset"] = r.seconds
-    ds_ref = {"seconds": refs.get("build-dataset", 0.0), "digest": digest(ds_ws / "data") if ds_ws.is_dir() else {}}
+    ds_ref = {"seconds": refs.get("build-dataset", 0.0), "digest": digest(ds_ws / "data") if ds_ws.is_dir() else {},
+              "files": count_files(ds_ws / "data")}
     (work / "refs.json").write_text(json.dumps(refs))
     print(f"reference runs: next-round {nr_ref['seconds']:.0f} s, build-dataset {ds_ref['seconds']:.0f} s", flush=True)
 
