@@ -106,6 +106,39 @@ def test_import_then_next_round(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_w_plus_rows_import_and_train(tmp_path):
+    """The release's annotation_data_from_w form: rows are w+ [N, num_ws, 512] fed to the synthesis as
+    they are (latent_to_image with use_style_latents=True: no mapping, no truncation)."""
+    from dgan_al.workflows.next_round import next_round
+
+    ckpt, data, latent_dir = release_files(tmp_path, n=4)
+    gen = load_generator(str(ckpt), truncation_psi=0.7)
+    z = torch.from_numpy(np.load(latent_dir / "latent_stylegan1.npy")).float()
+    w_plus = gen.map_ws(z) + 0.3 * torch.randn(4, gen.config.num_ws, 512, generator=torch.Generator().manual_seed(5))
+    np.save(latent_dir / "latent_w.npy", w_plus.numpy())
+    rng = torch.Generator().manual_seed(9)  # the release draws fresh noise for each image
+    gen.model.set_noise([torch.randn(m.shape, generator=rng) for b in gen.model.blocks for m in (b.epi0.noise, b.epi1.noise)])
+    for i, image in enumerate(gen.synthesize_ws(w_plus).images.numpy()):
+        Image.fromarray(image).save(data / f"image_{i}.jpg")
+    ws = small_workspace(tmp_path, ckpt)
+    report = import_datasetgan(ws, DatasetGANImport(folder=data, latents=latent_dir / "latent_w.npy"))
+    assert report.latent_kind == f"w+ [4, {gen.config.num_ws}, 512] float32"
+    assert len(report.imported) == 4 and all(c.matches for c in report.checks)
+    store = AnnotationStore(ws.annotations_dir)
+    mine = ws.load_generator()
+    for i, id in enumerate(report.imported):
+        assert np.allclose(store.records[id].z, w_plus[i].numpy())  # recorded as w+, used as given
+        ours = np.asarray(Image.open(store.image_path(id)).convert("RGB")).astype(int)
+        assert np.abs(ours - mine.synthesize(w_plus[i:i + 1]).images[0].numpy()).max() <= 1
+    # the same rows read as z would be refused by shape, not mistaken for something else
+    assert not np.allclose(mine.synthesize(z[:1]).images.numpy(), mine.synthesize(w_plus[:1]).images.numpy())
+    result = next_round(Workspace.find(ws.root))  # features regenerated from the w+ rows; the pool stays z
+    assert result.status == "exported" and result.n_annotations == 4
+    exported = json.loads((result.folder / "selection.json").read_text())["items"]
+    assert exported and all(len(item["z"]) == 512 for item in exported)
+
+
+@pytest.mark.slow
 def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, monkeypatch, shared):
     _, data, latent_dir, ws = shared
     other = tmp_path / "other_latents.npy"
@@ -118,7 +151,7 @@ def test_images_from_other_latents_are_refused_and_nothing_written(tmp_path, mon
     w_plus = tmp_path / "w_plus.npy"
     np.save(w_plus, np.zeros((4, 12, 512), np.float32))
     result = runner.invoke(app, ["import-datasetgan", str(data), "--latents", str(w_plus)])
-    assert result.exit_code == 2 and "w+" in result.output and "[4, 12, 512]" in result.output
+    assert result.exit_code == 2 and "w+ [4, 12, 512]" in result.output and "w+ [N, 10, 512]" in result.output
     assert "--latents:" in result.output  # the setting at fault, named by its flag
     wrong_avg = tmp_path / "avg.npy"
     np.save(wrong_avg, np.ones((18, 512), np.float32))

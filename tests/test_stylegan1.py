@@ -126,8 +126,10 @@ def test_ws_latents_and_bad_inputs(tmp_path):
     gen = load_generator(str(path), truncation_psi=0.7)
     z = gen.sample_latents(2, seed=1)
     assert torch.equal(gen.synthesize_ws(gen.map_ws(z)).images, gen.synthesize(z).images)
-    with pytest.raises(ValueError):
-        gen.synthesize(torch.zeros(2, 10, 512))
+    assert torch.equal(gen.synthesize(gen.map_ws(z)).images, gen.synthesize(z).images)  # w+ taken as given
+    assert torch.equal(gen.map(gen.map_ws(z)), gen.map(z))
+    with pytest.raises(ValueError, match="w\\+ \\[B, 10, 512\\]"):
+        gen.synthesize(torch.zeros(2, 11, 512))
     np.save(tmp_path / "avg_latent_stylegan1.npy", np.zeros((3, 7), np.float32))
     with pytest.raises(UserError, match="average latent"):
         load_generator(str(path))

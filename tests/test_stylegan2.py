@@ -129,3 +129,30 @@ def test_mean_latent_is_the_sample_nearest_the_mean_w():
     with torch.no_grad():
         d = (gen.model.map(pool) - gen.model.mapping.w_avg).norm(dim=1)
         assert float((gen.model.map(z[None]) - gen.model.mapping.w_avg).norm()) == pytest.approx(float(d.min()), rel=1e-5)
+
+
+def test_w_plus_latents_are_synthesised_as_given():
+    """w+ [B, num_ws, w_dim] goes to the synthesis untruncated; z is mapped and truncated; map(w+) is row 0."""
+    config = StyleGAN2Config(resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channels=(8, 8, 8))
+    gen = random_generator(config, truncation_psi=0.5)
+    z = gen.sample_latents(3, seed=1)
+    ws = gen.map_ws(z)
+    assert ws.shape == (3, config.num_ws, 8) and gen.w_plus_shape == (config.num_ws, 8)
+    via_z, via_w = gen.synthesize(z), gen.synthesize(ws)  # map_ws gives the truncated w the synthesis of z sees
+    assert torch.equal(via_z.images, via_w.images)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(via_z.features, via_w.features))
+    mixed = ws.clone()
+    mixed[:, -1] = gen.map_ws(gen.sample_latents(3, seed=2))[:, -1]  # another w in the last layer only
+    assert not torch.equal(gen.synthesize(mixed).images, via_w.images)
+    assert torch.equal(gen.map(mixed), ws[:, 0])
+    with pytest.raises(ValueError, match="w\\+"):
+        gen.synthesize(torch.zeros(1, config.num_ws + 1, 8))
+
+
+def test_toy_faces_takes_z_only():
+    from dgan_al.generators.toy_faces import load_toy_faces
+
+    gen = load_toy_faces()
+    assert gen.w_plus_shape is None
+    with pytest.raises(ValueError, match="latents must be z"):
+        gen.synthesize(torch.zeros(1, gen.config.num_ws, gen.config.w_dim))

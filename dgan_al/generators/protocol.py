@@ -43,7 +43,15 @@ class Generator(Protocol):
         """(H, W) of the images ``synthesize`` returns (== geometry.size)."""
         ...
 
-    def synthesize(self, latents: torch.Tensor) -> Synthesis: ...
+    def synthesize(self, latents: torch.Tensor) -> Synthesis:
+        """Images and feature taps of z [B, z_dim], or of w+ [B, *w_plus_shape] where ``w_plus_shape`` is set."""
+        ...
+
+    @property
+    def w_plus_shape(self) -> tuple[int, int] | None:
+        """(num_ws, w_dim) when ``synthesize`` and ``map`` also take w+ latents (used as given: no
+        truncation), e.g. images embedded or annotated in w+; None for a generator that takes z only."""
+        ...
 
     def mean_latent(self) -> torch.Tensor:
         """The z of the paper's first image to annotate, float32 [z_dim]."""
@@ -54,7 +62,8 @@ class Generator(Protocol):
         ...
 
     def map(self, latents: torch.Tensor) -> torch.Tensor:
-        """The intermediate latent w of each z, at the generator's truncation: float32 [B, w_dim] on the CPU.
+        """The intermediate latent w of each z, at the generator's truncation: float32 [B, w_dim] on the CPU
+        (of a w+ latent: its first row).
 
         The coreset's ``w`` embedding. A generator without a mapping network returns z itself.
         """

@@ -239,16 +239,18 @@ class StyleGAN1Generator(StyleGAN2Generator):
     handling are StyleGAN2Generator's; mapping to w+, synthesis and image resizing are the release's."""
 
     def _check(self, latents, ndim: int) -> torch.Tensor:
-        x = torch.as_tensor(latents, dtype=torch.float32).to(self.device)
-        want = [self.z_dim] if ndim == 2 else [self.config.num_ws, self.config.w_dim]
-        if x.ndim != ndim or list(x.shape[1:]) != want:
+        x = self._latents(latents)
+        if x.ndim != ndim:
+            want = [self.z_dim] if ndim == 2 else [self.config.num_ws, self.config.w_dim]
             raise ValueError(f"latents must be [B, {', '.join(map(str, want))}], got {list(x.shape)}")
         return x
 
     @torch.no_grad()
     def synthesize(self, latents: torch.Tensor) -> Synthesis:
-        """z [B, z_dim] -> images at the label geometry and native feature taps."""
-        return self.synthesize_ws(self.model.map(self._check(latents, 2), self.truncation_psi))
+        """z [B, z_dim] (truncated as the release does) or w+ [B, num_ws, w_dim] (as given) -> images at the
+        label geometry and native feature taps."""
+        x = self._latents(latents)
+        return self.synthesize_ws(self.model.map(x, self.truncation_psi) if x.ndim == 2 else x)
 
     @torch.no_grad()
     def synthesize_ws(self, ws: torch.Tensor) -> Synthesis:
@@ -267,8 +269,10 @@ class StyleGAN1Generator(StyleGAN2Generator):
 
     @torch.no_grad()
     def map(self, latents: torch.Tensor) -> torch.Tensor:
-        """The first (truncated) row of w+, [B, w_dim]: every row < truncation_layers is this one."""
-        return self.map_ws(latents)[:, 0].contiguous()
+        """The first (truncated) row of w+, [B, w_dim]: every row < truncation_layers is this one (of a w+
+        latent: its own first row)."""
+        x = self._latents(latents)
+        return (self.map_ws(x) if x.ndim == 2 else x.float().cpu())[:, 0].contiguous()
 
     @torch.no_grad()
     def mean_latent(self) -> torch.Tensor:

@@ -361,12 +361,25 @@ class StyleGAN2Generator:
     def resolution(self) -> tuple[int, int]:
         return self.geometry.size
 
+    @property
+    def w_plus_shape(self) -> tuple[int, int] | None:
+        return (self.config.num_ws, self.config.w_dim)
+
+    def _latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """float32 on the device, checked: z [B, z_dim] or (where ``w_plus_shape`` is set) w+ [B, num_ws, w_dim]."""
+        x = torch.as_tensor(latents, dtype=torch.float32).to(self.device)
+        if x.ndim == 2 and x.shape[1] == self.z_dim:
+            return x
+        if self.w_plus_shape is not None and x.ndim == 3 and tuple(x.shape[1:]) == self.w_plus_shape:
+            return x
+        plus = f" or w+ [B, {', '.join(map(str, self.w_plus_shape))}]" if self.w_plus_shape else ""
+        raise ValueError(f"latents must be z [B, {self.z_dim}]{plus}, got {list(x.shape)}")
+
     @torch.no_grad()
     def synthesize(self, latents: torch.Tensor) -> Synthesis:
-        z = torch.as_tensor(latents, dtype=torch.float32).to(self.device)
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"latents must be [B, {self.z_dim}], got {list(z.shape)}")
-        img, features = self.model(z, self.truncation_psi)
+        """z [B, z_dim] (truncated by psi) or w+ [B, num_ws, w_dim] (as given) -> images and native taps."""
+        x = self._latents(latents)
+        img, features = self.model(x, self.truncation_psi) if x.ndim == 2 else self.model.synthesis(x)
         canvas = self.geometry.canvas[0]
         if canvas != self.config.resolution:  # resize the image as seen (clamped), then quantise
             img = (img * 127.5 + 128).clamp(0, 255)
@@ -381,8 +394,13 @@ class StyleGAN2Generator:
 
     @torch.no_grad()
     def map(self, latents: torch.Tensor) -> torch.Tensor:
-        z = torch.as_tensor(latents, dtype=torch.float32).to(self.device)
-        return self.model.map(z, self.truncation_psi).float().cpu()
+        x = self._latents(latents)
+        return (self.model.map(x, self.truncation_psi) if x.ndim == 2 else x[:, 0]).float().cpu()
+
+    @torch.no_grad()
+    def map_ws(self, latents: torch.Tensor) -> torch.Tensor:
+        """z [B, z_dim] -> the truncated w+ the synthesis sees (w repeated), [B, num_ws, w_dim] on the CPU."""
+        return self.map(latents)[:, None].expand(-1, self.config.num_ws, -1).contiguous()
 
     @torch.no_grad()
     def mean_latent(self) -> torch.Tensor:

@@ -19,15 +19,19 @@ EMBEDDINGS = ("activations", "w")
 
 
 @torch.no_grad()
-def w_embedding(generator, z: torch.Tensor) -> np.ndarray:
-    """[N, w_dim] float32: w = generator.map(z)."""
+def w_embedding(generator, z: torch.Tensor | list[torch.Tensor]) -> np.ndarray:
+    """[N, w_dim] float32: w = generator.map(z); a list may mix z and w+ latents (mapped one by one)."""
+    if isinstance(z, (list, tuple)):
+        if not z:
+            return generator.map(generator.sample_latents(1, seed=0)).numpy()[:0]
+        return np.concatenate([generator.map(latent[None]).numpy() for latent in z])
     return generator.map(z).numpy()
 
 
 @torch.no_grad()
-def annotated_embeddings(kind: str, *, generator, ensemble, latents: torch.Tensor, feature_paths: list[Path],
+def annotated_embeddings(kind: str, *, generator, ensemble, latents: list[torch.Tensor], feature_paths: list[Path],
                          pixels: str, seed: int = 0) -> np.ndarray:
-    """The annotated images embedded like the pool: latents [N, z_dim] for ``w``, their cached feature
+    """The annotated images embedded like the pool: their latents (z or w+) for ``w``, their cached feature
     maps (``cached_features``) for ``activations`` (scored at ``pixels`` with ``seed``, as the pool)."""
     if kind == "w":
         return w_embedding(generator, latents)

@@ -24,9 +24,10 @@ def cache_folder(cache_root: Path, generator: Generator) -> Path:
     return Path(cache_root) / "features" / re.sub(r"[^A-Za-z0-9_.-]", "_", generator.identity)
 
 
-def cached_features(generator: Generator, cache_root: Path, ids: Sequence[str], latents: torch.Tensor,
+def cached_features(generator: Generator, cache_root: Path, ids: Sequence[str], latents: Sequence[torch.Tensor],
                     batch: int = 16, progress: ProgressCallback = silent) -> list[Path]:
-    """Make sure every id has its maps cached; returns the cache file of each id (same order).
+    """Make sure every id has its maps cached; returns the cache file of each id (same order). A latent
+    is z [z_dim] or w+ [num_ws, w_dim] (``Generator.w_plus_shape``).
 
     Each latent is synthesised on its own (a batch of one), so its cached maps are the same bits whatever
     else is missing, and a run resumed after an interruption trains exactly what an uninterrupted one
@@ -45,7 +46,7 @@ def cached_features(generator: Generator, cache_root: Path, ids: Sequence[str], 
 
 
 def synthesize_maps(generator: Generator, z: torch.Tensor) -> list[torch.Tensor]:
-    """The feature maps of one latent ``z`` [z_dim] as cached: fp16 [C_l, h_l, w_l] per layer."""
+    """The feature maps of one latent ``z`` (z or w+) as cached: fp16 [C_l, h_l, w_l] per layer."""
     out = generator.synthesize(z[None])
     return [f[0].to(torch.float16).cpu().contiguous() for f in out.features]
 

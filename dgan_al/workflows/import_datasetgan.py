@@ -1,18 +1,19 @@
 """Bring the DatasetGAN paper's released data into a workspace (``dgan-al import-datasetgan``).
 
 datasetGAN_release's training code (``train_interpreter.py``) pairs ``image_mask{i}.npy`` with row i of
-the latents file (``latent_stylegan1.npy``; z [N, 512], float32 or float64) and the stored
+the latents file (``latent_stylegan1.npy``; z [N, 512] or w+ [N, L, 512], float32 or float64) and the stored
 ``image_{i}.jpg`` (or .png); masks are resized to the label size by nearest neighbour and, per class,
 regions under 30 pixels are set to background ("clean up artifacts"). This import does the same, then
-records each row as a workspace annotation: the generator's own image of z_i, the release mask as its
+records each row as a workspace annotation: the generator's own image of latent i, the release mask as its
 class mask, and a LabelMe file traced from it (so a person can open and correct it).
 
 Before writing anything it checks that the generator reproduces the stored images. The release drew
 fresh noise for every image, so no absolute PSNR is meaningful; instead each stored image is compared
 with the generator's images of every row (and of 8 unrelated latents): it matches when its own row is
 its best match. Fewer than half matching -> refused (the images do not come from this generator and
-these latents; nothing written). w+ latents ([N, L, 512]) are recognised and refused: the workspace
-regenerates features from z.
+these latents; nothing written). The rows may also be w+ ([N, L, 512], the release's
+``annotation_data_from_w`` form): they are used as given (no truncation, as the release feeds them to the
+synthesis) and recorded as they are, so the features are regenerated from the same w+.
 
 ``convert_test_set`` turns a release testing-data folder (images + ``.npy`` masks, paired in sorted
 order as ``test_deeplab_cross_validation.py`` pairs them) into LabelMe files for ``evaluate --test``.
@@ -74,19 +75,17 @@ class DatasetGANReport:
 
 
 def read_latents(path: Path) -> tuple[np.ndarray, str]:
-    """The latents file as float32, and a description of what it holds; w+ and odd shapes refused."""
+    """The latents file as float32, and a description of what it holds: z [N, z_dim] or w+ [N, L, w_dim]
+    (checked against the generator by the caller); other shapes refused."""
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise UserError(f"not a readable .npy latents file ({err})", path=path, setting="latents",
                         fix="give the release's latent_stylegan1.npy") from None
     kind = f"{'z' if arr.ndim == 2 else 'w+' if arr.ndim == 3 else 'unknown'} {list(arr.shape)} {arr.dtype}"
-    if arr.ndim == 3:
-        raise UserError(f"the latents are w+ ({kind}); the workspace regenerates features from z, so w+ rows "
-                        "cannot be recorded", path=path, setting="latents",
-                        fix="use the z latents the images were made from (latent_stylegan1.npy, [N, 512])")
-    if arr.ndim != 2 or arr.dtype.kind != "f" or len(arr) == 0:
-        raise UserError(f"expected z latents [N, 512] of floats, found {kind}", path=path, setting="latents",
+    if arr.ndim not in (2, 3) or arr.dtype.kind != "f" or len(arr) == 0:
+        raise UserError(f"expected z [N, 512] or w+ [N, L, 512] latents of floats, found {kind}", path=path,
+                        setting="latents",
                         fix="give the release's latent_stylegan1.npy")
     if not np.isfinite(arr).all():
         raise UserError("the latents contain NaN or infinite values", path=path, setting="latents")
@@ -194,10 +193,7 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
                         fix="give the latents file of this folder (row i belongs to image_mask{i}.npy)")
 
     generator = ws.load_generator()
-    if z.shape[1] != generator.z_dim:
-        raise UserError(f"latents of width {z.shape[1]}, but the generator takes {generator.z_dim}",
-                        path=settings.latents, setting="latents",
-                        fix="use the latents of this generator's category")
+    _check_latent_shape(z, kind, generator, Path(settings.latents))
     report = DatasetGANReport(latent_kind=kind)
     _check_average_latent(generator, settings.avg_latent, ws)
     if abs(generator.truncation_psi - RELEASE_PSI) > 1e-9:
@@ -227,7 +223,10 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
     # does the generator reproduce the stored images? each against every row and the distractors
     ours = []
     latents = torch.from_numpy(z[[i for i, _, _ in rows]])
-    candidates = torch.cat([latents, generator.sample_latents(DISTRACTORS, seed=DISTRACTOR_SEED)])
+    distractors = generator.sample_latents(DISTRACTORS, seed=DISTRACTOR_SEED)
+    if latents.ndim == 3:  # w+ rows: the distractors as the synthesis sees them too
+        distractors = generator.map_ws(distractors)
+    candidates = torch.cat([latents, distractors])
     for start in range(0, len(candidates), 8):
         ours.append(generator.synthesize(candidates[start:start + 8]).images.numpy())
         progress("rendering the release latents", min(start + 8, len(candidates)), len(candidates))
@@ -258,7 +257,7 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
                 continue
             id = ids[i]
             latent = {"datasetgan": {"row": i, "latents_sha256": latents_sha[:16], "image": image_path.name}}
-            z_list = [float(v) for v in z[i].tolist()]
+            z_list = z[i].astype(np.float64).tolist()  # z [z_dim] or w+ [L][w_dim]
             staged = Path(tmp) / f"{id}.json"
             write_labelme(staged, ours[k], mask_to_polygons(masks[k], classes),
                           flags={"done": True, "unrealistic": False},
@@ -271,6 +270,18 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
             progress("recording annotations", k + 1, len(rows))
         store.save()
     return report
+
+
+def _check_latent_shape(z: np.ndarray, kind: str, generator, path: Path) -> None:
+    """z rows must fit the generator's z, w+ rows its (num_ws, w_dim)."""
+    if z.ndim == 2 and z.shape[1] == generator.z_dim:
+        return
+    plus = generator.w_plus_shape
+    if z.ndim == 3 and plus is not None and tuple(z.shape[1:]) == plus:
+        return
+    takes = f"z [N, {generator.z_dim}]" + (f" or w+ [N, {plus[0]}, {plus[1]}]" if plus else "")
+    raise UserError(f"the latents are {kind}, but the generator takes {takes}", path=path, setting="latents",
+                    fix="use the latents of this generator's category")
 
 
 def _check_average_latent(generator, path: Path | None, ws) -> None:

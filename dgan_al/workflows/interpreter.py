@@ -30,8 +30,9 @@ def new_ensemble(ws: Workspace, generator, device: torch.device) -> PixelEnsembl
                          max_epochs=cfg.ensemble.epochs, seed=cfg.ensemble.seed, device=device)
 
 
-def annotation_latents(store: AnnotationStore, ids: Sequence[str]) -> torch.Tensor:
-    return torch.stack([torch.tensor(store.records[i].z, dtype=torch.float32) for i in ids])
+def annotation_latents(store: AnnotationStore, ids: Sequence[str]) -> list[torch.Tensor]:
+    """Each annotation's latent as recorded: z [z_dim], or w+ [num_ws, w_dim] (imported w+ annotations)."""
+    return [torch.tensor(store.records[i].z, dtype=torch.float32) for i in ids]
 
 
 def train_on_annotations(ws: Workspace, store: AnnotationStore, ids: Sequence[str], generator,

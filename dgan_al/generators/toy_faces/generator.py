@@ -30,6 +30,11 @@ class ToyFacesGenerator(StyleGAN2Generator):
         self.info = info or {}
 
     @property
+    def w_plus_shape(self) -> None:
+        """z only: the scene, and so the oracle's truth, is a function of z."""
+        return None
+
+    @property
     def classes(self) -> list[str]:
         from dgan_al.generators.toy_faces.classes import CLASSES
 
