@@ -168,8 +168,8 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
 
     # --- score the pool --------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    excluded = _already_used(ws, store, number)
     pool = ws.pool_latents(generator.z_dim)
+    excluded = _already_used(ws, store, number, pool)
     distributed.share({"folder": str(folder), "interpreter_sha256": state["interpreter_sha256"]})  # ranks > 0
     scores = _score_pool(ws, folder, generator, ensemble, pool, state["interpreter_sha256"], result, progress)
     result.times["score"] = time.perf_counter() - t0
@@ -192,17 +192,29 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     return result
 
 
-def _already_used(ws: Workspace, store: AnnotationStore, before_round: int) -> set[str]:
-    """Ids never to offer again: annotated, skipped, removed, or exported in an earlier round.
+def _already_used(ws: Workspace, store: AnnotationStore, before_round: int, pool: torch.Tensor) -> set[str]:
+    """Pool ids never to offer again: annotated, skipped, removed, or exported in an earlier round, also
+    where such a latent lies in the pool under another id (the first image, the sample nearest the
+    average w, is pool latent s0-... when the pool seed is 0).
 
     The round being made (or resumed) does not count, so a resumed run chooses what the first did.
     """
     used = set(store.records) | set(store.skipped) | set(store.removed)
+    latents = [record.z for record in store.records.values()]
     for number in ws.rounds():
         selection = read_selection(ws.round_dir(number)) if number < before_round else None
         if selection:
-            used |= {item["id"] for item in selection.get("items", [])}
-    return used
+            items = selection.get("items", [])
+            used |= {item["id"] for item in items}
+            latents += [item["z"] for item in items if "z" in item]
+    seed = ws.config.pool.seed
+    return used | {latent_id(seed, i) for i in pool_rows_of(pool, latents)}
+
+
+def pool_rows_of(pool: torch.Tensor, latents) -> list[int]:
+    """The rows of ``pool`` [N, z_dim] equal, bit for bit, to one of ``latents`` (z vectors; others ignored)."""
+    keys = {np.asarray(z, dtype=np.float32).tobytes() for z in latents if np.shape(z) == tuple(pool.shape[1:])}
+    return [i for i, row in enumerate(pool.numpy()) if row.tobytes() in keys] if keys else []
 
 
 def _score_for_rank0(ws: Workspace, progress: ProgressCallback) -> NextRoundResult:

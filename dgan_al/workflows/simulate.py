@@ -44,7 +44,7 @@ from dgan_al.workflows.features import cached_features
 from dgan_al.workflows.importing import import_annotations
 from dgan_al.workflows.init import init_workspace
 from dgan_al.workflows.interpreter import annotation_latents, train_on_annotations
-from dgan_al.workflows.next_round import score_pixels as resolve_score_pixels
+from dgan_al.workflows.next_round import pool_rows_of, score_pixels as resolve_score_pixels
 from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workflows.simulate_analysis import analyse, table_text
 from dgan_al.workflows.simulate_settings import SimulateSettings
@@ -261,8 +261,8 @@ def _base_workspace(out: Path, repeat: int, settings: SimulateSettings, generato
 
 def _first_image_index(generator, pool: torch.Tensor) -> int | None:
     """The pool index of the first (already annotated) image, if the pool holds it: never offered again."""
-    same = (pool == generator.mean_latent()[None]).all(1).nonzero()
-    return int(same[0, 0]) if len(same) else None
+    rows = pool_rows_of(pool, [generator.mean_latent()])
+    return rows[0] if rows else None
 
 
 def _share_feature_cache(workspace: Path, shared: Path) -> None:
