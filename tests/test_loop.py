@@ -94,6 +94,31 @@ def test_end_to_end_loop(round1, tmp_path):
     assert cli.exit_code == 0 and "annotations 3" in cli.output
 
 
+@pytest.mark.slow
+def test_files_are_pre_filled_only_from_prefill_min_annotations_on(tmp_path):
+    """Round 1's interpreter has seen 1 image (< 3): its files are empty and say why; round 2's (3 images) are
+    pre-filled."""
+    ws = make_workspace(tmp_path / "faces", settings={"run.prefill_min_annotations": 3})
+    oracle_annotate(ws, 0)
+    cli = runner.invoke(app, ["next-round", "-w", str(ws.root)])
+    assert cli.exit_code == 0, cli.output
+    folder = ws.round_dir(1)
+    selection = json.loads((folder / "selection.json").read_text())
+    why = selection["prefill"]["why"]
+    assert selection["prefill"]["used"] is False and "fewer than [run] prefill_min_annotations = 3" in why
+    assert f"files {why}" in cli.output  # the CLI says it too
+    for item in selection["items"]:
+        assert item["prefilled_shapes"] == 0
+        assert read_labelme(folder / "annotate" / item["json"], ws.config.classes).shapes == []
+    readme = (folder / "README.txt").read_text()
+    assert "The JSON files are empty: draw every part." in readme and "pre-filled with the current" not in readme
+    oracle_annotate(ws, 1, keep=2)
+    second = next_round(Workspace.find(ws.root))
+    assert second.n_annotations == 3 and second.prefill_note.startswith("pre-filled")
+    assert all(item["prefilled_shapes"] > 0 for item in second.chosen)
+    assert "pre-filled with the current prediction" in (second.folder / "README.txt").read_text()
+
+
 def test_status_of_a_workspace_without_rounds_says_what_to_run(round1, tmp_path):
     """A fresh clone of this repository has annotations but no rounds/ (git-ignored): the next step is a round."""
     ws = copy_of(round1, tmp_path)

@@ -49,7 +49,7 @@ def test_grid_maps_score_like_score_images(step):
 @pytest.mark.slow
 def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     out = tmp_path / "sim"
-    settings = SimulateSettings(strategies=("random", "al"), **TINY)
+    settings = SimulateSettings(strategies=("random", "al"), prefill_min_annotations=3, **TINY)
     result = simulate(out, settings)
     test = result.analysis["test"]
     assert set(test["curves"]) == {"random", "al"}
@@ -71,12 +71,19 @@ def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     al = out / "work" / "r0" / "al"
     selection = json.loads((al / "rounds" / "round_001" / "selection.json").read_text())
     assert selection["strategy"] == "al" and len(selection["items"]) == 4  # 2K candidates, the expert keeps K
-    assert selection["band"]["size"] >= 4 and all(item["prefilled_shapes"] > 0 for item in selection["items"])
+    assert selection["band"]["size"] >= 4
+    # the gate: round 1's files come from a model trained on 1 image (< 3): empty, so they cost the scratch count
+    assert selection["prefill"]["used"] is False and all(item["prefilled_shapes"] == 0 for item in selection["items"])
+    second = json.loads((al / "rounds" / "round_002" / "selection.json").read_text())
+    assert second["prefill"]["used"] is True and all(item["prefilled_shapes"] > 0 for item in second["items"])
+    effect = test["prefill_vs_scratch"]["al"]
+    assert [e["round"] for e in effect] == [1, 2] and effect[0]["diff"] == 0 == effect[0]["diff_interval"][0]
+    assert effect[1]["diff"] != 0
     flags = [read_labelme(al / "rounds" / "round_001" / "annotate" / item["json"], _classes(al)).flags
              for item in selection["items"]]
     assert sum(f["done"] for f in flags) == 2 and sum(f["unrealistic"] for f in flags) == 2
     clicks = json.loads((al / "rounds" / "round_001" / "clicks.json").read_text())
-    assert len(clicks["items"]) == 2 and all(v["prefilled_shapes"] > 0 for v in clicks["items"].values())
+    assert len(clicks["items"]) == 2 and all(v["prefill"] == v["scratch"] for v in clicks["items"].values())
     index = json.loads((al / "annotations" / "index.json").read_text())
     assert len(index["annotations"]) == 5 and len(index["skipped"]) == 4
     saved = json.loads((out / "simulate.json").read_text())
@@ -84,7 +91,7 @@ def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     table = (out / "table.txt").read_text()
     assert "random" in table and "savings" in table and "vs random" in table
     # rerun with one more strategy: finished runs are reused, only the new one is computed
-    again = simulate(out, SimulateSettings(strategies=("random", "al", "rare"), **TINY))
+    again = simulate(out, SimulateSettings(strategies=("random", "al", "rare"), prefill_min_annotations=3, **TINY))
     assert again.reused == 2 and set(again.analysis["test"]["curves"]) == {"random", "al", "rare"}
     assert again.analysis["test"]["curves"]["random"]["miou"] == test["curves"]["random"]["miou"]
 

@@ -64,3 +64,26 @@ def test_savings_are_read_off_the_curves():
     assert savings["worse"]["images"]["needed"] is None
     text = table_text(out)
     assert "not reached" in text and "better" in text and "vs random" in text
+
+
+def test_prefill_against_scratch_per_round_is_paired_per_repeat():
+    """Round 1 of strategy 0 pre-fills at +30 clicks per image over scratch in every repeat, round 2 at -10 +
+    noise; strategy 1 exports empty files (pre-fill = scratch)."""
+    names, conf = _runs({"random": [0.5, 0.4, 0.3], "al": [0.5, 0.4, 0.3]})
+    rng = np.random.default_rng(3)
+    images = np.broadcast_to(np.array([1, 5, 9]), (6, 2, 3)).astype(float)  # 4 images per round
+    per_round = rng.integers(150, 250, size=(6, 2, 3)).astype(float)  # scratch clicks per image
+    scratch = np.cumsum(per_round * [1, 4, 4], axis=-1)
+    noise = rng.normal(0, 2, size=6)
+    extra = np.zeros((6, 2, 3))
+    extra[:, 0, 1], extra[:, 0, 2] = 30 * 4, (-10 + noise) * 4
+    clicks = {"scratch": scratch, "prefill": scratch + np.cumsum(extra, axis=-1)}
+    out = analyse(conf, images, clicks, names, n_boot=300)
+    random, al = out["prefill_vs_scratch"]["random"], out["prefill_vs_scratch"]["al"]
+    assert [e["round"] for e in random] == [1, 2]
+    assert random[0]["diff"] == 30 and random[0]["diff_interval"] == [30, 30]
+    assert abs(random[0]["scratch"] - per_round[:, 0, 1].mean()) < 1e-9
+    lo, hi = random[1]["diff_interval"]
+    assert lo < -10 + noise.mean() < hi and hi < 0
+    assert all(e["diff"] == 0 and e["prefill"] == e["scratch"] for e in al)
+    assert "round 1: " in table_text(out) and "+30 [+30, +30]" in table_text(out)

@@ -8,7 +8,8 @@ from dgan_al.workspace.layout import Workspace
 
 # a tiny ensemble, pool chunks and round, so that a whole loop runs in seconds
 SMALL = {"ensemble.members": 2, "ensemble.epochs": 1, "ensemble.pixels_per_image": 256, "run.chunk": 16,
-         "selection.centers": 4, "selection.annotate": 2, "selection.score_pixels": "grid:2"}
+         "selection.centers": 4, "selection.annotate": 2, "selection.score_pixels": "grid:2",
+         "run.prefill_min_annotations": 1}  # pre-fill from round 1, so that every test sees pre-filled files
 
 
 def make_workspace(path: Path, pool_size: int = 48, settings: dict | None = None) -> Workspace:

@@ -99,6 +99,8 @@ def next_round_command(
                        "-" if dist is None or dist == float("inf") else f"{dist:.2f}",
                        f"{item['prefilled_shapes']} / {item.get('prefilled_vertices', '-')}")
     console.print(chosen)
+    if result.prefill_note:
+        console.print("files " + result.prefill_note, highlight=False, markup=False, soft_wrap=True)
     times = "  ".join(f"{k} {v:.0f}s" for k, v in result.times.items())
     console.print(f"time: {times}  (pool chunks computed {result.chunks_computed}, reused {result.chunks_reused}; "
                   f"feature cache {result.cache_mb_per_image:.1f} MB per annotated image)")

@@ -50,6 +50,7 @@ def simulate_command(
     pixels_per_image: Optional[int] = _opt("pixels_per_image", "Training pixels per annotated image."),
     prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", show_default=False,
                                            help=f"Pre-fill the exported files with the prediction (default: {D.prefill})."),
+    prefill_min_annotations: Optional[int] = _opt("prefill_min_annotations", "Pre-fill only from an interpreter trained on at least this many images."),
     truth: Optional[str] = _opt("truth", "What the oracle labels: visible (what G draws) or renderer."),
     seed: Optional[int] = _opt("seed", "Base seed; repeat r uses seed + r."),
     device: Optional[str] = _opt("device", "cpu, cuda or auto."),

@@ -11,6 +11,7 @@ file lives). The JSON carries our metadata in the extra key ``dgan_al`` (LabelMe
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,19 @@ OWN_FILES = {"selection.json", "state.json", "clicks.json"}
 # How the pre-fill is traced (mask_to_polygons options), chosen by what correcting it into the truth
 # costs, not by its vertex count: benchmarks/prefill_cost.py, results in docs/labelme.md.
 PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}
+
+
+def prefill_allowed(enabled: bool, trained_on: int, min_annotations: int) -> tuple[bool, str]:
+    """Whether a round's files are pre-filled by an interpreter trained on ``trained_on`` annotated images,
+    and the reason in words (README.txt, selection.json). Correcting the prediction of an interpreter that
+    has seen too few images costs more clicks than drawing: ``[run] prefill_min_annotations``."""
+    if not enabled:
+        return False, "not pre-filled: pre-fill is off ([run] prefill = false)"
+    if trained_on < min_annotations:
+        return False, (f"not pre-filled: the interpreter was trained on {trained_on} annotated image(s), fewer than "
+                       f"[run] prefill_min_annotations = {min_annotations}; correcting so young a prediction costs "
+                       "more clicks than drawing")
+    return True, f"pre-filled with the prediction of the interpreter trained on {trained_on} annotated images"
 
 
 @dataclass
@@ -68,8 +82,12 @@ its uncertainty), interpreter.pt, state.json and scores/ (the round's model and 
 
 def export_round(folder: Path, number: int, generator: Generator, items: list[ExportItem], classes: list[str],
                  ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
-                 selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent) -> dict:
-    """Write the round's files; returns the selection record (also written to selection.json)."""
+                 selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent,
+                 prefill_note: str = "") -> dict:
+    """Write the round's files; returns the selection record (also written to selection.json).
+
+    ``prefill``: write the ensemble's predicted polygons into the JSON files (``prefill_allowed`` decides);
+    ``prefill_note`` says why or why not (recorded in selection.json as ``prefill``)."""
     files = RoundFiles(folder)
     annotate = files.annotate
     annotate.mkdir(parents=True, exist_ok=True)
@@ -114,12 +132,17 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
     keep = len(items) if keep is None else min(keep, len(items))
     prefill_text = "\n     The JSON files are pre-filled with the current prediction: correct it, do not start from nothing." \
         if ensemble is not None and prefill else ""
+    if ensemble is not None and not prefill:
+        why = textwrap.fill(f"({prefill_note or 'not pre-filled'})", width=100, initial_indent=" " * 5,
+                            subsequent_indent=" " * 5)
+        prefill_text = "\n     The JSON files are empty: draw every part.\n" + why
     which = "Annotate the image." if len(items) == 1 else \
         f"Of these {len(items)} images, annotate the {keep} that look most realistic."
     atomic_write_text(files.readme, README.format(round=number, which=which, prefill=prefill_text,
                                                            rule=rule or ""))
     record = dict(selection or {})
-    record.update({"round": number, "generator": generator.identity, "classes": classes, "items": records})
+    record.update({"round": number, "generator": generator.identity, "classes": classes,
+                   "prefill": {"used": bool(ensemble is not None and prefill), "why": prefill_note}, "items": records})
     atomic_write_json(files.selection, record)
     return record
 

@@ -30,7 +30,7 @@ from dgan_al.interpreter.grid import class_js, on_grid
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.strategies import choose, exported, image_ranks, needs
 from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
-from dgan_al.workflows.export import ExportItem, export_round, read_selection
+from dgan_al.workflows.export import ExportItem, export_round, prefill_allowed, read_selection
 from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features
 from dgan_al.workflows.importing import ImportReport, import_annotations
 from dgan_al.workflows.interpreter import INTERPRETER_FILE, annotation_latents, new_ensemble
@@ -88,6 +88,7 @@ class NextRoundResult:
     interpreter_reused: bool = False
     cache_mb_per_image: float = 0.0
     n_annotations: int = 0
+    prefill_note: str = ""  # whether the exported files are pre-filled, and why
     message: str = ""
 
 
@@ -181,11 +182,13 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
 
     # --- export ------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    record = export_round(folder, number, generator, chosen, cfg.classes, ensemble=ensemble, prefill=cfg.run.prefill,
+    prefill, prefill_note = prefill_allowed(cfg.run.prefill, len(ids), cfg.run.prefill_min_annotations)
+    record = export_round(folder, number, generator, chosen, cfg.classes, ensemble=ensemble, prefill=prefill,
                           keep=cfg.selection.annotate, selection=selection, batch=cfg.run.batch, progress=progress,
-                          rule=_rule(cfg.selection))
+                          rule=_rule(cfg.selection), prefill_note=prefill_note)
     result.times["export"] = time.perf_counter() - t0
     result.chosen = record["items"]
+    result.prefill_note = prefill_note
     result.quantiles = selection["pool"]["score_quantiles"]
     state.update({"stage": "complete", "times": result.times})
     write_round_state(folder, state)

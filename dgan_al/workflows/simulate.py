@@ -39,7 +39,7 @@ from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report.simulate_plot import plot_simulation
 from dgan_al.strategies import EXPERT_STRATEGIES, STRATEGIES, choose, needs
 from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
-from dgan_al.workflows.export import ExportItem, export_round
+from dgan_al.workflows.export import ExportItem, export_round, prefill_allowed
 from dgan_al.workflows.features import cached_features
 from dgan_al.workflows.importing import import_annotations
 from dgan_al.workflows.init import init_workspace
@@ -225,6 +225,7 @@ def _configure(ws: Workspace, settings: SimulateSettings, repeat: int) -> Worksp
     cfg.selection.embedding, cfg.selection.score_pixels = settings.embedding, settings.score_pixels
     cfg.selection.rare_power = settings.rare_power
     cfg.run.device, cfg.run.prefill = settings.device, settings.prefill
+    cfg.run.prefill_min_annotations = settings.prefill_min_annotations
     atomic_write_text(ws.config_path, render_config(cfg))
     return Workspace.find(ws.root)
 
@@ -335,8 +336,9 @@ def _run_strategy(out: Path, base: dict, repeat: int, strategy: str, settings: S
         used.update(int(i) for i in chosen)
         items = [ExportItem(id=latent_id(pool_seed, int(i)), z=pool[int(i)], latent={"seed": pool_seed, "index": int(i)},
                             score=None if scored is None else float(scored.scores[int(i)])) for i in chosen]
-        export_round(ws.round_dir(number), number, generator, items, classes, ensemble=model, prefill=settings.prefill,
-                     keep=choice.keep, selection=choice.record, rule=f"simulate: strategy {strategy}")
+        prefill, note = prefill_allowed(settings.prefill, len(store.records), settings.prefill_min_annotations)
+        export_round(ws.round_dir(number), number, generator, items, classes, ensemble=model, prefill=prefill,
+                     keep=choice.keep, selection=choice.record, rule=f"simulate: strategy {strategy}", prefill_note=note)
         oracle = oracle_annotate(ws, number, keep=choice.keep if strategy in EXPERT_STRATEGIES else None,
                                  generator=generator, truth=settings.truth)
         import_annotations(ws, store)

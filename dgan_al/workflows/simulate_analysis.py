@@ -10,6 +10,8 @@ are the draws' percentiles (``level``, default 90%).
   the reference strategy (``random``);
 - ``test_sampling_se``: the standard error of one run's mIoU from its held-out images alone (images
   resampled, the run fixed), averaged over runs: how large the held-out set must be;
+- ``prefill_vs_scratch``: per strategy and round, the clicks per image correcting the exported file against
+  drawing it from scratch, with the paired difference and an interval over the repeats;
 - ``savings``: the images and clicks each strategy needs to reach the reference's last-round mIoU
   (linear interpolation on its mean curve; None: not reached), and the difference to the reference's,
   with the share of draws in which it is reached and an interval over those draws.
@@ -80,6 +82,8 @@ def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray],
               "curves": curves,
               "test_sampling_se": {"last_round_mean": float(image_only[:, :, :, -1].std(0).mean()),
                                    "max": float(image_only.std(0).max())}}
+    if {"prefill", "scratch"} <= set(clicks):
+        result["prefill_vs_scratch"] = _prefill_effect(images, clicks, strategies, reps, lo_q, hi_q)
     if ref is not None:
         result["savings"] = _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo_q, hi_q)
     return result
@@ -109,6 +113,20 @@ def _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo
     return out
 
 
+def _prefill_effect(images, clicks, strategies, reps, lo_q, hi_q) -> dict:
+    """Per strategy and round (from 1), the clicks per image annotated that round with the pre-fill and from
+    scratch, and their difference with an interval over resampled repeats (the same images, so paired)."""
+    new = np.diff(images, axis=-1)  # [R, S, T-1] images annotated in each round
+    per_image = {k: np.diff(clicks[k], axis=-1) / np.maximum(new, 1) for k in ("prefill", "scratch")}
+    diff = per_image["prefill"] - per_image["scratch"]  # [R, S, T-1]
+    boot = diff[reps].mean(1)  # [B, S, T-1]
+    lo, hi = np.percentile(boot, [lo_q, hi_q], axis=0)
+    return {name: [{"round": t + 1, "prefill": float(per_image["prefill"][:, s, t].mean()),
+                    "scratch": float(per_image["scratch"][:, s, t].mean()), "diff": float(diff[:, s, t].mean()),
+                    "diff_interval": [float(lo[s, t]), float(hi[s, t])]} for t in range(diff.shape[-1])]
+            for s, name in enumerate(strategies)}
+
+
 def table_text(analysis: dict, split: str = "test") -> str:
     """mIoU by round against images and clicks, paired differences and savings, as plain text."""
     curves = analysis["curves"]
@@ -129,6 +147,13 @@ def table_text(analysis: dict, split: str = "test") -> str:
     se = analysis["test_sampling_se"]
     lines.append(f"held-out sampling error of one run's mIoU (bootstrap over its images): "
                  f"{se['last_round_mean']:.4f} at the last round (mean over runs), at most {se['max']:.4f}")
+    if "prefill_vs_scratch" in analysis:
+        lines.append(f"clicks per image annotated in the round, correcting the exported file (pre-filled where it was) "
+                     f"against drawing from scratch, difference [{pct} interval over repeats]")
+        for name, rounds in analysis["prefill_vs_scratch"].items():
+            lines.append(f"  {name:<14}" + "; ".join(
+                f"round {e['round']}: {e['prefill']:.0f} vs {e['scratch']:.0f}, {e['diff']:+.0f} "
+                f"[{e['diff_interval'][0]:+.0f}, {e['diff_interval'][1]:+.0f}]" for e in rounds))
     if "savings" in analysis:
         sv = analysis["savings"]
         lines.append(f"savings: images and clicks to reach {sv['reference']}'s last-round mIoU {sv['target_miou']:.3f}"

@@ -17,9 +17,9 @@ from dgan_al.generators.toy_faces.visible import TRUTHS
 from dgan_al.interpreter.ensemble import scoring_pixels
 from dgan_al.strategies import STRATEGIES, exported
 from dgan_al.workflows.embedding import EMBEDDINGS
-from dgan_al.workspace.config import EnsembleSettings, SelectionSettings
+from dgan_al.workspace.config import EnsembleSettings, RunSettings, SelectionSettings
 
-_SEL, _ENS = SelectionSettings(), EnsembleSettings()
+_SEL, _ENS, _RUN = SelectionSettings(), EnsembleSettings(), RunSettings()
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -41,7 +41,8 @@ class SimulateSettings:
     members: int = _ENS.members
     epochs: int = _ENS.epochs
     pixels_per_image: int = _ENS.pixels_per_image
-    prefill: bool = True
+    prefill: bool = _RUN.prefill
+    prefill_min_annotations: int = _RUN.prefill_min_annotations  # pre-fill from this many annotations on
     truth: str = "visible"  # what the oracle labels and the held-out sets are scored against
     seed: int = 0
     device: str = "cpu"
@@ -75,6 +76,8 @@ class SimulateSettings:
             yield "embedding", f"must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}"
         if self.truth not in TRUTHS:
             yield "truth", f"must be one of {', '.join(TRUTHS)}, got {self.truth!r}"
+        if self.prefill_min_annotations < 1:
+            yield "prefill_min_annotations", f"must be at least 1, got {self.prefill_min_annotations}"
         if self.rare_power < 0:
             yield "rare_power", f"must be >= 0, got {self.rare_power}"
         if not 0 <= self.skip_top < 1:

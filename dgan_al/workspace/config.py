@@ -58,6 +58,7 @@ class RunSettings:
     batch: int = 16  # images per generator batch while scoring
     chunk: int = 512  # pool latents per resumable chunk
     prefill: bool = True  # pre-fill exported LabelMe files with the predicted polygons
+    prefill_min_annotations: int = 7  # pre-fill only from an interpreter trained on at least this many images
 
 
 @dataclass
@@ -103,6 +104,8 @@ class WorkspaceConfig:
             problems.append("ensemble: need members >= 1, epochs >= 1, pixels_per_image >= 16")
         if self.run.batch < 1 or self.run.chunk < 1:
             problems.append("run: batch and chunk must be >= 1")
+        if self.run.prefill_min_annotations < 1:
+            problems.append(f"run.prefill_min_annotations = {self.run.prefill_min_annotations}: must be >= 1")
         if self.generator.crop and len(self.generator.crop) != 4:
             problems.append("generator.crop: [top, left, height, width] or []")
         if problems:
