@@ -2,12 +2,14 @@
 
 Two folders made with the same seed, repeats, rounds and held-out sets but another value of one setting
 (``--rare-power 0.5`` against ``1``) hold runs that are pairs: repeat r of both starts from the same
-round-0 model and is scored on the same held-out images. This script puts run A (``FOLDER:STRATEGY``)
-in the place of the reference and run B beside it, and prints B's mIoU and B - A per round with the
-simulate analysis (90% interval over repeats and held-out images), on validation by default: choose a
-setting on validation, then read test.
+round-0 model and is scored on the same held-out images. This script prints A's and B's mIoU per round and
+B - A, and the images and clicks each needs to reach a target run's last-round mIoU (``--target``;
+random's is the loop's rule) with the paired saving, all with the intervals of ``simulate``'s analysis
+(the same bootstrap over repeats and held-out images), on validation by default: choose a setting on
+validation, then read test.
 
-    python benchmarks/simulate_compare.py runs/simulate:rare runs/simulate-rare05:rare [--split val]
+    python benchmarks/simulate_compare.py runs/simulate:rare runs/simulate-rare05:rare \
+        --target runs/simulate:random [--split val]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dgan_al.workflows.simulate_analysis import REFERENCE, analyse
+from dgan_al.workflows.simulate_analysis import miou, reach, resample
 
 # settings that may differ between the two folders (they do not change which runs are pairs)
 FREE = {"strategies", "rare_power", "al_centers", "centers", "skip_top", "band", "embedding", "prefill",
@@ -51,34 +53,48 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="FOLDER:STRATEGY, the reference")
     parser.add_argument("b", help="FOLDER:STRATEGY, compared with it")
+    parser.add_argument("--target", help="FOLDER:STRATEGY whose last-round mIoU A and B must reach "
+                                         "(default: A's; the loop's rule uses random's)")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--level", type=float, default=0.90)
     args = parser.parse_args()
-    (sa, ca, ra), (sb, cb, rb) = load(args.a, args.split), load(args.b, args.split)
-    differ = {k for k in sa.keys() | sb.keys() if sa.get(k) != sb.get(k)} - FREE
-    if differ:
-        print(f"the runs are not pairs: settings {sorted(differ)} differ", file=sys.stderr)
-        return 2
-    repeats = sorted(ca.keys() & cb.keys())
-    conf = np.stack([np.stack([ca[r], cb[r]]) for r in repeats])  # [R, 2, T, N, K, K]
-    images = np.array([[[p["n_annotations"] for p in runs[r]["curve"]] for runs in (ra, rb)] for r in repeats])
-    clicks = {k: np.array([[np.cumsum([p["clicks"][k] for p in runs[r]["curve"]]) for runs in (ra, rb)]
+    specs = [args.target or args.a, args.a, args.b]
+    loaded = [load(spec, args.split) for spec in specs]
+    for spec, (settings, _, _) in zip(specs[1:], loaded[1:]):
+        differ = {k for k in settings.keys() | loaded[0][0].keys() if settings.get(k) != loaded[0][0].get(k)} - FREE
+        if differ:
+            fail(f"{spec} and {specs[0]} are not pairs: settings {sorted(differ)} differ")
+    repeats = sorted(set.intersection(*(set(conf) for _, conf, _ in loaded)))
+    conf = np.stack([np.stack([c[r] for _, c, _ in loaded]) for r in repeats])  # [R, 3, T, N, K, K]
+    images = np.array([[[p["n_annotations"] for p in runs[r]["curve"]] for _, _, runs in loaded] for r in repeats])
+    clicks = {k: np.array([[np.cumsum([p["clicks"][k] for p in runs[r]["curve"]]) for _, _, runs in loaded]
                            for r in repeats]) for k in ("prefill", "scratch")}
-    out = analyse(conf, images, clicks, [REFERENCE, "b"], n_boot=args.draws, seed=sa.get("seed", 0))
-    a, b = out["curves"][REFERENCE], out["curves"]["b"]
-    print(f"{args.split} mIoU over {len(repeats)} paired repeats and {out['held_out_images']} held-out images "
-          f"[{out['level']:.0%} interval]; A = {args.a}, B = {args.b}")
-    for t, n in enumerate(a["images"]):
-        d, (lo, hi) = b["diff_to_" + REFERENCE][t], b["diff_interval"][t]
-        print(f"  {n:4.0f} images: A {a['miou'][t]:.3f}  B {b['miou'][t]:.3f}  B - A {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    for measure, e in out["savings"]["b"].items():
-        if e["needed"] is None:
-            print(f"  {measure}: B does not reach A's last-round mIoU {out['savings']['target_miou']:.3f}")
-        else:
-            interval = "" if e["saved_interval"] is None else \
-                f" [{e['saved_interval'][0]:+.0f}, {e['saved_interval'][1]:+.0f}]"
-            print(f"  {measure} to reach A's last-round mIoU {out['savings']['target_miou']:.3f}: B {e['needed']:.0f}, "
-                  f"saves {e['saved']:+.0f}{interval} (reached in {e['reached_share']:.0%} of draws)")
+    image_only, reps = resample(conf, args.draws, seed=loaded[0][0].get("seed", 0))
+    lo_q, hi_q = (1 - args.level) / 2 * 100, (1 + args.level) / 2 * 100
+    point = miou(conf.sum(3)).mean(0)  # [3, T]
+    draws = np.take_along_axis(image_only, reps[:, :, None, None], axis=1).mean(1)  # [B, 3, T]
+    print(f"{args.split} mIoU over {len(repeats)} paired repeats and {conf.shape[3]} held-out images "
+          f"[{args.level:.0%} interval]; A = {args.a}, B = {args.b}")
+    diff = draws[:, 2] - draws[:, 1]
+    lo, hi = np.percentile(diff, [lo_q, hi_q], axis=0)
+    for t, n in enumerate(images[:, 1].mean(0)):
+        print(f"  {n:4.0f} images: A {point[1, t]:.3f}  B {point[2, t]:.3f}  "
+              f"B - A {point[2, t] - point[1, t]:+.3f} [{lo[t]:+.3f}, {hi[t]:+.3f}]")
+    target = point[0, -1]
+    print(f"  to reach {specs[0]}'s last-round mIoU {target:.3f} (A's need minus B's, over the draws where both reach it):")
+    for name, x in {"images": images, **{f"clicks_{k}": v for k, v in clicks.items()}}.items():
+        need = [reach(x[:, s].mean(0), point[s], target) for s in (1, 2)]
+        saved = []
+        for b in range(args.draws):
+            xb = x[reps[b]].mean(0)
+            a, c = (reach(xb[s], draws[b, s], draws[b, 0, -1]) for s in (1, 2))
+            if a is not None and c is not None:
+                saved.append(a - c)
+        text = " / ".join("not reached" if v is None else f"{v:.0f}" for v in need)
+        interval = f" [{np.percentile(saved, lo_q):+.0f}, {np.percentile(saved, hi_q):+.0f}]" if saved else ""
+        point_saved = "" if None in need else f", B saves {need[0] - need[1]:+.0f}{interval}"
+        print(f"    {name}: A / B {text}{point_saved} (both reach it in {len(saved) / args.draws:.0%} of draws)")
     return 0
 
 

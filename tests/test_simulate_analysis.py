@@ -87,3 +87,23 @@ def test_prefill_against_scratch_per_round_is_paired_per_repeat():
     assert lo < -10 + noise.mean() < hi and hi < 0
     assert all(e["diff"] == 0 and e["prefill"] == e["scratch"] for e in al)
     assert "round 1: " in table_text(out) and "+30 [+30, +30]" in table_text(out)
+
+
+def test_per_class_iou_of_the_last_round_with_paired_intervals():
+    """Class 1's IoU is 1 - q: 0.8 for 'better' against 0.7 for random; class 2 is in no truth and no
+    prediction and is left out."""
+    names, conf2 = _runs({"random": [0.5, 0.3], "better": [0.5, 0.2], "same": [0.5, 0.3]})
+    conf = np.zeros(conf2.shape[:-2] + (3, 3), dtype=np.int64)
+    conf[..., :2, :2] = conf2
+    images = np.broadcast_to(np.array([1, 5]), (6, 3, 2))
+    clicks = {"prefill": np.broadcast_to(np.array([100, 400]), (6, 3, 2)).astype(float)}
+    out = analyse(conf, images, clicks, names, n_boot=400, classes=["background", "part", "never"])
+    per_class = out["class_iou_last"]
+    assert set(per_class) == {"background", "part"}
+    better, same = per_class["part"]["better"], per_class["part"]["same"]
+    assert abs(per_class["part"]["random"]["iou"] - 0.7) < 0.01 and abs(better["iou"] - 0.8) < 0.01
+    lo, hi = better["diff_interval"]
+    assert 0 < lo < 0.1 < hi and abs(better["diff_to_random"] - 0.1) < 0.01
+    assert same["diff_interval"][0] < 0 < same["diff_interval"][1]
+    assert "diff_interval" not in per_class["part"]["random"]
+    assert "part" in table_text(out) and "never" not in table_text(out)

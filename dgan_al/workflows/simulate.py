@@ -83,6 +83,7 @@ def simulate(out: Path, settings: SimulateSettings, progress: ProgressCallback =
     wanted = settings.as_dict()
     if settings_path.is_file():
         previous = json.loads(settings_path.read_text())
+        previous.setdefault("prefill_min_annotations", 1)  # folders from before the setting pre-filled every round
         ignore = ("strategies", "repeats")
         if {k: v for k, v in previous.items() if k not in ignore} != {k: v for k, v in wanted.items() if k not in ignore}:
             raise UserError("this folder holds a simulation with other settings", path=settings_path,
@@ -157,7 +158,8 @@ def analyse_runs(out: Path, runs: list[dict], settings: SimulateSettings) -> dic
     for split in ("test", "val"):
         conf = np.stack([np.stack([np.load(_run_path(out, rep, s).with_suffix(".npz"))[split] for s in strategies])
                          for rep in complete])  # [R, S, T, N, K, K]
-        analysis[split] = analyse(conf, images, clicks, strategies, seed=settings.seed)
+        classes = list(by_key[complete[0], strategies[0]]["curve"][-1][split]["class_iou"])
+        analysis[split] = analyse(conf, images, clicks, strategies, seed=settings.seed, classes=classes)
     analysis["final_class_iou_test"] = {
         s: {c: _nanmean([by_key[rep, s]["curve"][-1]["test"]["class_iou"][c] for rep in complete])
             for c in by_key[complete[0], s]["curve"][-1]["test"]["class_iou"]} for s in strategies}

@@ -10,6 +10,8 @@ are the draws' percentiles (``level``, default 90%).
   the reference strategy (``random``);
 - ``test_sampling_se``: the standard error of one run's mIoU from its held-out images alone (images
   resampled, the run fixed), averaged over runs: how large the held-out set must be;
+- ``class_iou_last``: per class, each strategy's last-round IoU and its paired difference to the reference
+  with its interval (the rare parts a strategy aims at);
 - ``prefill_vs_scratch``: per strategy and round, the clicks per image correcting the exported file against
   drawing it from scratch, with the paired difference and an interval over the repeats;
 - ``savings``: the images and clicks each strategy needs to reach the reference's last-round mIoU
@@ -19,23 +21,31 @@ are the draws' percentiles (``level``, default 90%).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 REFERENCE = "random"
 
 
-def miou(conf: np.ndarray) -> np.ndarray:
-    """mIoU of confusion matrices [..., K, K] (truth rows): the mean over classes present in truth or
-    prediction, as ``metrics.mean_iou``: [...]."""
+def class_iou(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU of confusion matrices [..., K, K] (truth rows): [..., K], NaN for a class absent from
+    both truth and prediction."""
     conf = np.asarray(conf, dtype=np.float64)
     tp = np.diagonal(conf, axis1=-2, axis2=-1)
     union = conf.sum(-1) + conf.sum(-2) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
-        return np.nanmean(iou, axis=-1)
+        return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
 
 
-def _reach(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
+def miou(conf: np.ndarray) -> np.ndarray:
+    """mIoU of confusion matrices [..., K, K]: the mean over classes present in truth or prediction, as
+    ``metrics.mean_iou``: [...]."""
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(class_iou(conf), axis=-1)
+
+
+def reach(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
     """The first x at which the curve y(x) (points in order) reaches target, interpolated linearly."""
     for i in range(len(y)):
         if y[i] >= target:
@@ -46,27 +56,37 @@ def _reach(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
     return None
 
 
-def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray], strategies: list[str],
-            n_boot: int = 1000, level: float = 0.90, seed: int = 0) -> dict:
-    """conf: int [R, S, T, N, K, K] per repeat, strategy, round (0 = the shared start) and held-out image;
-    images: [R, S, T] annotated images so far; clicks: name -> [R, S, T] clicks so far (cumulative).
-    Returns the ``curves``, ``test_sampling_se`` and ``savings`` blocks (see the module doc)."""
+def resample(conf: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap draws of ``analyse``: per draw the held-out images resampled (the same ones for every
+    run) and the repeats resampled. conf: int [R, S, T, N, K, K]. Returns each run's per-class IoU on the
+    draw's images, [B, R, S, T, K] (NaN: class absent), and the draw's repeats, int [B, R] (take them
+    along axis 1, then average)."""
     r_n, s_n, t_n, n_img = conf.shape[:4]
     rng = np.random.default_rng(seed)
-    point = miou(conf.sum(3))  # [R, S, T]
     flat = conf.reshape(r_n * s_n * t_n, n_img, -1).transpose(1, 0, 2).reshape(n_img, -1).astype(np.float32)
-    lo_q, hi_q = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    draws = np.empty((n_boot, s_n, t_n))  # mean mIoU over resampled repeats
-    image_only = np.empty((n_boot, r_n, s_n, t_n))
+    ious = np.empty((n_boot, r_n, s_n, t_n, conf.shape[-1]))
     reps = np.empty((n_boot, r_n), dtype=np.int64)
     for start in range(0, n_boot, 100):
         stop = min(start + 100, n_boot)
         weights = rng.multinomial(n_img, np.full(n_img, 1.0 / n_img), size=stop - start).astype(np.float32)
         summed = (weights @ flat).reshape(stop - start, r_n, s_n, t_n, *conf.shape[4:])
-        m = miou(summed)  # [b, R, S, T]
-        image_only[start:stop] = m
+        ious[start:stop] = class_iou(summed)
         reps[start:stop] = rng.integers(0, r_n, size=(stop - start, r_n))
-        draws[start:stop] = np.take_along_axis(m, reps[start:stop, :, None, None], axis=1).mean(1)
+    return ious, reps
+
+
+def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray], strategies: list[str],
+            n_boot: int = 1000, level: float = 0.90, seed: int = 0, classes: list[str] | None = None) -> dict:
+    """conf: int [R, S, T, N, K, K] per repeat, strategy, round (0 = the shared start) and held-out image;
+    images: [R, S, T] annotated images so far; clicks: name -> [R, S, T] clicks so far (cumulative).
+    Returns the ``curves``, ``test_sampling_se`` and ``savings`` blocks (see the module doc)."""
+    r_n, s_n, t_n, n_img = conf.shape[:4]
+    point = miou(conf.sum(3))  # [R, S, T]
+    lo_q, hi_q = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    ious, reps = resample(conf, n_boot, seed)
+    with np.errstate(invalid="ignore"):
+        image_only = np.nanmean(ious, axis=-1)  # [B, R, S, T] each run's mIoU on the draw's images
+    draws = np.take_along_axis(image_only, reps[:, :, None, None], axis=1).mean(1)  # [B, S, T]
     ref = strategies.index(REFERENCE) if REFERENCE in strategies else None
     curves = {}
     for s, name in enumerate(strategies):
@@ -84,9 +104,38 @@ def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray],
                                    "max": float(image_only.std(0).max())}}
     if {"prefill", "scratch"} <= set(clicks):
         result["prefill_vs_scratch"] = _prefill_effect(images, clicks, strategies, reps, lo_q, hi_q)
+    if classes is not None:
+        result["class_iou_last"] = _class_iou_last(conf, ious, reps, strategies, ref, classes, lo_q, hi_q)
     if ref is not None:
         result["savings"] = _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo_q, hi_q)
     return result
+
+
+def _class_iou_last(conf, ious, reps, strategies, ref, classes, lo_q, hi_q) -> dict:
+    """Per class, per strategy: the last round's IoU (mean over the repeats where the class is present in
+    truth or prediction) and, where a reference runs, the paired difference to it with its interval."""
+    point = class_iou(conf[:, :, -1].sum(2))  # [R, S, K]
+    last = np.take_along_axis(ious[:, :, :, -1], reps[:, :, None, None], axis=1)  # [B, R, S, K]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every drawn run: NaN
+        draws = np.nanmean(last, axis=1)  # [B, S, K]
+        means = np.nanmean(point, axis=0)  # [S, K]
+    out = {}
+    for k, cls in enumerate(classes):
+        if np.isnan(point[:, :, k]).all():
+            continue  # in no truth and no prediction: nothing to say
+        entry = {}
+        for s, name in enumerate(strategies):
+            e = {"iou": None if np.isnan(means[s, k]) else float(means[s, k])}
+            if ref is not None and s != ref:
+                diff = draws[:, s, k] - draws[:, ref, k]
+                diff = diff[~np.isnan(diff)]
+                e["diff_to_" + REFERENCE] = None if e["iou"] is None or np.isnan(means[ref, k]) else \
+                    float(means[s, k] - means[ref, k])
+                e["diff_interval"] = np.percentile(diff, [lo_q, hi_q]).tolist() if len(diff) else None
+            entry[name] = e
+        out[cls] = entry
+    return out
 
 
 def _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo_q, hi_q) -> dict:
@@ -96,14 +145,14 @@ def _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo
     for s, name in enumerate(strategies):
         entry = {}
         for measure, x in measures.items():
-            mine = _reach(x[:, s].mean(0), point[:, s].mean(0), target)
-            theirs = _reach(x[:, ref].mean(0), point[:, ref].mean(0), target)
+            mine = reach(x[:, s].mean(0), point[:, s].mean(0), target)
+            theirs = reach(x[:, ref].mean(0), point[:, ref].mean(0), target)
             saved = []
             for b in range(len(draws)):
                 xb = x[reps[b]].mean(0)  # [S, T]
                 yb = draws[b]
                 tb = yb[ref, -1]
-                a, c = _reach(xb[s], yb[s], tb), _reach(xb[ref], yb[ref], tb)
+                a, c = reach(xb[s], yb[s], tb), reach(xb[ref], yb[ref], tb)
                 if a is not None and c is not None:
                     saved.append(c - a)
             entry[measure] = {"needed": mine, "saved": None if mine is None or theirs is None else theirs - mine,
@@ -154,6 +203,17 @@ def table_text(analysis: dict, split: str = "test") -> str:
             lines.append(f"  {name:<14}" + "; ".join(
                 f"round {e['round']}: {e['prefill']:.0f} vs {e['scratch']:.0f}, {e['diff']:+.0f} "
                 f"[{e['diff_interval'][0]:+.0f}, {e['diff_interval'][1]:+.0f}]" for e in rounds))
+    if "class_iou_last" in analysis:
+        lines.append(f"last-round IoU per class (mean over repeats; difference to {REFERENCE} [{pct} interval])")
+        for cls, entry in analysis["class_iou_last"].items():
+            parts = []
+            for name, e in entry.items():
+                text = f"{name} " + ("-" if e["iou"] is None else f"{e['iou']:.2f}")
+                if e.get("diff_to_" + REFERENCE) is not None and e.get("diff_interval"):
+                    lo, hi = e["diff_interval"]
+                    text += f" ({e['diff_to_' + REFERENCE]:+.2f} [{lo:+.2f}, {hi:+.2f}])"
+                parts.append(text)
+            lines.append(f"  {cls:<12}" + ", ".join(parts))
     if "savings" in analysis:
         sv = analysis["savings"]
         lines.append(f"savings: images and clicks to reach {sv['reference']}'s last-round mIoU {sv['target_miou']:.3f}"
