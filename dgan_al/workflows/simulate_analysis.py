@@ -79,7 +79,7 @@ def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray],
             n_boot: int = 1000, level: float = 0.90, seed: int = 0, classes: list[str] | None = None) -> dict:
     """conf: int [R, S, T, N, K, K] per repeat, strategy, round (0 = the shared start) and held-out image;
     images: [R, S, T] annotated images so far; clicks: name -> [R, S, T] clicks so far (cumulative).
-    Returns the ``curves``, ``test_sampling_se`` and ``savings`` blocks (see the module doc)."""
+    classes: the K class names (adds ``class_iou_last``). Returns the blocks of the module doc."""
     r_n, s_n, t_n, n_img = conf.shape[:4]
     point = miou(conf.sum(3))  # [R, S, T]
     lo_q, hi_q = (1 - level) / 2 * 100, (1 + level) / 2 * 100
