@@ -1,0 +1,86 @@
+"""One analysis of the repeats of several `dgan-al simulate` folders that differ only in ``--seed``.
+
+Every folder scores its runs on the same held-out sets (their seeds are fixed), so the repeats of a
+folder made with ``--seed 6`` are further draws of the same experiment as those of the default
+``--seed 0``: this script stacks the repeats of the strategies all folders ran and prints the
+``simulate`` analysis (``table.txt``'s format: mIoU, paired differences to random, per-class IoU, pre-fill
+against scratch, savings, all with the bootstrap over repeats and held-out images) for the pooled set,
+and writes it as JSON with ``--json``.
+
+    python benchmarks/simulate_pool.py runs/simulate runs/simulate-seed6 [--split test] [--prefill-from 7]
+        [--json pooled.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from dgan_al.report.simulate_plot import plot_simulation
+from dgan_al.workflows.simulate_analysis import analyse, table_text
+from prefill_gate import gated  # benchmarks/ is on the path when this script runs
+
+FREE = {"seed", "strategies", "repeats"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--split", default="test", choices=("val", "test"))
+    parser.add_argument("--json", type=Path, help="also write the analysis here")
+    parser.add_argument("--plot", type=Path, help="also draw simulate.png's picture of the pooled test analysis here")
+    parser.add_argument("--prefill-from", type=int, default=None,
+                        help="count clicks as if files were pre-filled only from this many annotations on "
+                             "(runs made with pre-fill in every round; see prefill_gate.py)")
+    args = parser.parse_args()
+    settings = []
+    for folder in args.folders:
+        if not (folder / "simulate.json").is_file():
+            print(f"{folder}: no simulate.json (run `dgan-al simulate --out {folder}` to the end first)", file=sys.stderr)
+            return 2
+        saved = json.loads((folder / "simulate.json").read_text())
+        runs = saved["runs"] if args.prefill_from is None else gated(saved["runs"], args.prefill_from)
+        if args.prefill_from is not None and saved["settings"].get("prefill_min_annotations", 1) > 1:
+            print(f"{folder}: not pre-filled in every round, so --prefill-from cannot re-count it", file=sys.stderr)
+            return 2
+        settings.append((folder, saved["settings"], runs))
+    first = settings[0][1]
+    for folder, s, _ in settings[1:]:
+        differ = sorted(k for k in s.keys() | first.keys() if k not in FREE and s.get(k) != first.get(k))
+        if differ:
+            print(f"{folder}: settings {differ} differ from {settings[0][0]}'s: not the same experiment", file=sys.stderr)
+            return 2
+    strategies = [name for name in first["strategies"] if all(name in s["strategies"] for _, s, _ in settings)]
+    rows = []  # per pooled repeat: per strategy (its run dict, its runs/ file stem)
+    for folder, _, runs in settings:
+        by_key = {(r["repeat"], r["strategy"]): r for r in runs}
+        for repeat in sorted({r["repeat"] for r in runs}):
+            if all((repeat, name) in by_key for name in strategies):
+                rows.append([(by_key[repeat, name], folder / "runs" / f"r{repeat}-{name}") for name in strategies])
+    classes = list(rows[0][0][0]["curve"][-1][args.split]["class_iou"])
+
+    def pooled(split: str) -> dict:
+        conf = np.stack([np.stack([np.load(stem.with_suffix(".npz"))[split] for _, stem in row]) for row in rows])
+        images = np.array([[[p["n_annotations"] for p in run["curve"]] for run, _ in row] for row in rows])
+        clicks = {k: np.array([[np.cumsum([p["clicks"][k] for p in run["curve"]]) for run, _ in row] for row in rows])
+                  for k in ("prefill", "scratch")}
+        return analyse(conf, images, clicks, strategies, seed=first.get("seed", 0), classes=classes)
+
+    analysis = pooled(args.split)
+    print(f"{len(rows)} repeats pooled from {', '.join(str(f) for f, _, _ in settings)}")
+    print(table_text(analysis, args.split))
+    if args.plot:  # the picture is of the test analysis, as simulate.png's
+        plot_simulation({"test": analysis if args.split == "test" else pooled("test")}, args.plot, SimpleNamespace(**first))
+        print(f"plot: {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps(analysis, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
