@@ -49,9 +49,11 @@ class SimulateSettings:
 
     @classmethod
     def quick(cls, **changes) -> "SimulateSettings":
-        """A smoke run by hand (minutes, not hours): 2 repeats of 2 rounds on a small pool, a smaller ensemble."""
+        """A smoke run by hand (minutes, not hours): 2 repeats of 2 rounds on a small pool, a smaller ensemble;
+        the pre-fill starts at round 2 (4 annotations), so that both kinds of export run."""
         return replace(cls(strategies=("random", "al", "rare"), rounds=2, per_round=3, repeats=2, pool_size=150,
-                           val_size=12, test_size=20, members=4, epochs=3, pixels_per_image=1024), **changes)
+                           val_size=12, test_size=20, members=4, epochs=3, pixels_per_image=1024,
+                           prefill_min_annotations=4), **changes)
 
     @property
     def al_centers(self) -> int:
