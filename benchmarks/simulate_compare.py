@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dgan_al.workflows.simulate_analysis import miou, reach, resample
+from dgan_al.workflows.simulate_analysis import draw_miou, miou, reach, resample
 
 # settings that may differ between the two folders (they do not change which runs are pairs)
 FREE = {"strategies", "rare_power", "al_centers", "centers", "skip_top", "band", "embedding", "prefill",
@@ -70,7 +70,8 @@ def main() -> int:
     images = np.array([[[p["n_annotations"] for p in runs[r]["curve"]] for _, _, runs in loaded] for r in repeats])
     clicks = {k: np.array([[np.cumsum([p["clicks"][k] for p in runs[r]["curve"]]) for _, _, runs in loaded]
                            for r in repeats]) for k in ("prefill", "scratch")}
-    image_only, reps = resample(conf, args.draws, seed=loaded[0][0].get("seed", 0))
+    ious, reps = resample(conf, args.draws, seed=loaded[0][0].get("seed", 0))
+    image_only = draw_miou(ious, conf)  # [B, R, 3, T]
     lo_q, hi_q = (1 - args.level) / 2 * 100, (1 + args.level) / 2 * 100
     point = miou(conf.sum(3)).mean(0)  # [3, T]
     draws = np.take_along_axis(image_only, reps[:, :, None, None], axis=1).mean(1)  # [B, 3, T]

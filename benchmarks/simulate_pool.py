@@ -28,6 +28,11 @@ from prefill_gate import gated  # benchmarks/ is on the path when this script ru
 FREE = {"seed", "strategies", "repeats"}
 
 
+def _get(settings: dict, key: str):
+    """A setting's value; folders from before ``prefill_min_annotations`` pre-filled every round."""
+    return settings.get(key, 1 if key == "prefill_min_annotations" else None)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+")
@@ -45,13 +50,14 @@ def main() -> int:
             return 2
         saved = json.loads((folder / "simulate.json").read_text())
         runs = saved["runs"] if args.prefill_from is None else gated(saved["runs"], args.prefill_from)
-        if args.prefill_from is not None and saved["settings"].get("prefill_min_annotations", 1) > 1:
+        if args.prefill_from is not None and (not saved["settings"].get("prefill", True)
+                                              or saved["settings"].get("prefill_min_annotations", 1) > 1):
             print(f"{folder}: not pre-filled in every round, so --prefill-from cannot re-count it", file=sys.stderr)
             return 2
         settings.append((folder, saved["settings"], runs))
     first = settings[0][1]
     for folder, s, _ in settings[1:]:
-        differ = sorted(k for k in s.keys() | first.keys() if k not in FREE and s.get(k) != first.get(k))
+        differ = sorted(k for k in s.keys() | first.keys() if k not in FREE and _get(s, k) != _get(first, k))
         if differ:
             print(f"{folder}: settings {differ} differ from {settings[0][0]}'s: not the same experiment", file=sys.stderr)
             return 2

@@ -107,3 +107,18 @@ def test_per_class_iou_of_the_last_round_with_paired_intervals():
     assert same["diff_interval"][0] < 0 < same["diff_interval"][1]
     assert "diff_interval" not in per_class["part"]["random"]
     assert "part" in table_text(out) and "never" not in table_text(out)
+
+
+def test_a_class_missing_from_a_draw_keeps_its_whole_set_iou():
+    """A part in 1 image of 100 that no run segments (IoU 0): draws without that image must not lift the
+    mIoU above the point estimate (dropping the class would put the point at the interval's lower edge)."""
+    names, conf2 = _runs({"random": [0.5, 0.3], "better": [0.5, 0.2]})
+    conf = np.zeros(conf2.shape[:-2] + (3, 3), dtype=np.int64)
+    conf[..., :2, :2] = conf2
+    conf[:, :, :, 0, 2, 0] = 40  # image 0: 40 pixels of the rare class, predicted as background
+    images = np.broadcast_to(np.array([1, 5]), (6, 2, 2))
+    clicks = {"prefill": np.broadcast_to(np.array([100, 400]), (6, 2, 2)).astype(float)}
+    out = analyse(conf, images, clicks, names, n_boot=400)
+    for name in names:
+        point, (lo, hi) = out["curves"][name]["miou"][1], out["curves"][name]["miou_interval"][1]
+        assert lo < point < hi and (point - lo) > 0.2 * (hi - lo)

@@ -66,7 +66,8 @@ def next_round_command(
     seed: Optional[int] = typer.Option(None, help="Interpreter training seed."),
     score_pixels: Optional[str] = typer.Option(None, help="Pixels for the image score: full, grid:N or subset:N."),
     embedding: Optional[str] = typer.Option(None, help="Coreset embedding: activations or w."),
-    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", help="Pre-fill the LabelMe files with predicted polygons."),
+    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", help="Pre-fill the LabelMe files with predicted polygons "
+                                           "(once the interpreter has learnt from run.prefill_min_annotations images)."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
     """Import finished annotations, retrain the interpreter, score the pool and export the next images."""

@@ -55,7 +55,8 @@ def simulate_command(
     seed: Optional[int] = _opt("seed", "Base seed; repeat r uses seed + r."),
     device: Optional[str] = _opt("device", "cpu, cuda or auto."),
     quick: bool = typer.Option(False, "--quick", help="Start from the smoke-run preset (minutes): "
-                                                      "2 repeats x 2 rounds, small pool and held-out sets."),
+                                                      "2 repeats x 2 rounds, small pool and held-out sets, "
+                                                      "pre-fill from 4 annotations on."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     out: Path = typer.Option(Path("runs/simulate"), help="Output folder (resumable: finished runs are kept)."),
 ) -> None:

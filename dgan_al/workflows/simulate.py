@@ -84,9 +84,11 @@ def simulate(out: Path, settings: SimulateSettings, progress: ProgressCallback =
     if settings_path.is_file():
         previous = json.loads(settings_path.read_text())
         previous.setdefault("prefill_min_annotations", 1)  # folders from before the setting pre-filled every round
-        ignore = ("strategies", "repeats")
-        if {k: v for k, v in previous.items() if k not in ignore} != {k: v for k, v in wanted.items() if k not in ignore}:
-            raise UserError("this folder holds a simulation with other settings", path=settings_path,
+        differ = sorted(k for k in previous.keys() | wanted.keys()
+                        if k not in ("strategies", "repeats") and previous.get(k) != wanted.get(k))
+        if differ:
+            was = ", ".join(f"{k} = {previous.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+            raise UserError(f"this folder holds a simulation with other settings ({was})", path=settings_path,
                             fix="use a new output folder, or the same settings (strategies and repeats may change)")
     atomic_write_json(settings_path, wanted)
     device = resolve_device(settings.device)

@@ -75,6 +75,18 @@ def resample(conf: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[np.nd
     return ious, reps
 
 
+def draw_miou(ious: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Each run's mIoU in each draw, [B, R, S, T], from ``resample``'s per-class IoU [B, R, S, T, K].
+
+    A class the run has on the whole held-out set (in truth or prediction) but that no image of a draw
+    holds keeps its whole-set IoU in that draw. Dropping it instead would lift the draws above the point
+    estimate whenever a rare, poorly segmented class (one earring image in 200) is not drawn."""
+    whole = class_iou(conf.sum(3))  # [R, S, T, K]
+    filled = np.where(np.isnan(ious) & ~np.isnan(whole)[None], whole[None], ious)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(filled, axis=-1)
+
+
 def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray], strategies: list[str],
             n_boot: int = 1000, level: float = 0.90, seed: int = 0, classes: list[str] | None = None) -> dict:
     """conf: int [R, S, T, N, K, K] per repeat, strategy, round (0 = the shared start) and held-out image;
@@ -84,8 +96,7 @@ def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray],
     point = miou(conf.sum(3))  # [R, S, T]
     lo_q, hi_q = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     ious, reps = resample(conf, n_boot, seed)
-    with np.errstate(invalid="ignore"):
-        image_only = np.nanmean(ious, axis=-1)  # [B, R, S, T] each run's mIoU on the draw's images
+    image_only = draw_miou(ious, conf)  # [B, R, S, T] each run's mIoU on the draw's images
     draws = np.take_along_axis(image_only, reps[:, :, None, None], axis=1).mean(1)  # [B, S, T]
     ref = strategies.index(REFERENCE) if REFERENCE in strategies else None
     curves = {}
