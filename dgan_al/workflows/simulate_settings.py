@@ -30,7 +30,7 @@ class SimulateSettings:
     repeats: int = 6
     pool_size: int = 1000
     val_size: int = 60
-    test_size: int = 200
+    test_size: int = 400  # one run's mIoU then carries a sampling error under 0.005 (docs/simulate.md)
     embedding: str = _SEL.embedding  # coreset embedding: "activations" or "w"
     skip_top: float = _SEL.skip_top
     band: float = _SEL.band
