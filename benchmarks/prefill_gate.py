@@ -22,7 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from dgan_al.workflows.simulate import analyse_runs
-from dgan_al.workflows.simulate_settings import SimulateSettings
+from dgan_al.workflows.simulate_settings import SimulateSettings, upgrade_settings
 
 
 def gated(runs: list[dict], gate: int) -> list[dict]:
@@ -44,9 +44,9 @@ def main() -> int:
     args = parser.parse_args()
     saved = json.loads((args.folder / "simulate.json").read_text())
     known = {f.name for f in fields(SimulateSettings)}
-    raw = {k: v for k, v in saved["settings"].items() if k in known}
+    raw = {k: v for k, v in upgrade_settings(saved["settings"]).items() if k in known}
     settings = SimulateSettings(**raw | {"strategies": tuple(raw["strategies"])})
-    if not settings.prefill or raw.get("prefill_min_annotations", 1) > 1:
+    if not settings.prefill or settings.prefill_min_annotations > 1:
         print(f"{args.folder}: this simulation did not pre-fill every round, so the pre-filled cost of the rounds "
               "it left empty is unknown; run it with --prefill-min-annotations 1", file=sys.stderr)
         return 2

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dgan_al.workflows.simulate_analysis import draw_miou, miou, reach, resample
+from dgan_al.workflows.simulate_analysis import curve_arrays, draw_miou, miou, reach, resample
+from dgan_al.workflows.simulate_settings import upgrade_settings
 
 # settings that may differ between the two folders (they do not change which runs are pairs)
-FREE = {"strategies", "rare_power", "al_centers", "centers", "skip_top", "band", "embedding", "prefill",
+FREE = {"strategies", "repeats", "rare_power", "centers", "skip_top", "band", "embedding", "prefill",
         "prefill_min_annotations", "score_pixels"}
 
 
@@ -38,7 +39,7 @@ def load(spec: str, split: str) -> tuple[dict, dict[int, np.ndarray], dict[int, 
     folder = Path(folder)
     if not (folder / "settings.json").is_file():
         fail(f"{folder}: not a `dgan-al simulate --out` folder (no settings.json)")
-    settings = json.loads((folder / "settings.json").read_text())
+    settings = upgrade_settings(json.loads((folder / "settings.json").read_text()))
     conf, runs = {}, {}
     for path in sorted((folder / "runs").glob(f"r*-{strategy}.json")):
         repeat = int(path.name[1:].split("-", 1)[0])
@@ -67,9 +68,7 @@ def main() -> int:
             fail(f"{spec} and {specs[0]} are not pairs: settings {sorted(differ)} differ")
     repeats = sorted(set.intersection(*(set(conf) for _, conf, _ in loaded)))
     conf = np.stack([np.stack([c[r] for _, c, _ in loaded]) for r in repeats])  # [R, 3, T, N, K, K]
-    images = np.array([[[p["n_annotations"] for p in runs[r]["curve"]] for _, _, runs in loaded] for r in repeats])
-    clicks = {k: np.array([[np.cumsum([p["clicks"][k] for p in runs[r]["curve"]]) for _, _, runs in loaded]
-                           for r in repeats]) for k in ("prefill", "scratch")}
+    images, clicks = curve_arrays([[runs[r] for _, _, runs in loaded] for r in repeats])
     ious, reps = resample(conf, args.draws, seed=loaded[0][0].get("seed", 0))
     image_only = draw_miou(ious, conf)  # [B, R, 3, T]
     lo_q, hi_q = (1 - args.level) / 2 * 100, (1 + args.level) / 2 * 100

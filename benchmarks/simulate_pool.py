@@ -22,15 +22,11 @@ from types import SimpleNamespace
 import numpy as np
 
 from dgan_al.report.simulate_plot import plot_simulation
-from dgan_al.workflows.simulate_analysis import analyse, table_text
+from dgan_al.workflows.simulate_analysis import analyse, curve_arrays, table_text
+from dgan_al.workflows.simulate_settings import upgrade_settings
 from prefill_gate import gated  # benchmarks/ is on the path when this script runs
 
 FREE = {"seed", "strategies", "repeats"}
-
-
-def _get(settings: dict, key: str):
-    """A setting's value; folders from before ``prefill_min_annotations`` pre-filled every round."""
-    return settings.get(key, 1 if key == "prefill_min_annotations" else None)
 
 
 def main() -> int:
@@ -49,15 +45,16 @@ def main() -> int:
             print(f"{folder}: no simulate.json (run `dgan-al simulate --out {folder}` to the end first)", file=sys.stderr)
             return 2
         saved = json.loads((folder / "simulate.json").read_text())
+        saved["settings"] = upgrade_settings(saved["settings"])
         runs = saved["runs"] if args.prefill_from is None else gated(saved["runs"], args.prefill_from)
         if args.prefill_from is not None and (not saved["settings"].get("prefill", True)
-                                              or saved["settings"].get("prefill_min_annotations", 1) > 1):
+                                              or saved["settings"]["prefill_min_annotations"] > 1):
             print(f"{folder}: not pre-filled in every round, so --prefill-from cannot re-count it", file=sys.stderr)
             return 2
         settings.append((folder, saved["settings"], runs))
     first = settings[0][1]
     for folder, s, _ in settings[1:]:
-        differ = sorted(k for k in s.keys() | first.keys() if k not in FREE and _get(s, k) != _get(first, k))
+        differ = sorted(k for k in s.keys() | first.keys() if k not in FREE and s.get(k) != first.get(k))
         if differ:
             print(f"{folder}: settings {differ} differ from {settings[0][0]}'s: not the same experiment", file=sys.stderr)
             return 2
@@ -72,9 +69,7 @@ def main() -> int:
 
     def pooled(split: str) -> dict:
         conf = np.stack([np.stack([np.load(stem.with_suffix(".npz"))[split] for _, stem in row]) for row in rows])
-        images = np.array([[[p["n_annotations"] for p in run["curve"]] for run, _ in row] for row in rows])
-        clicks = {k: np.array([[np.cumsum([p["clicks"][k] for p in run["curve"]]) for run, _ in row] for row in rows])
-                  for k in ("prefill", "scratch")}
+        images, clicks = curve_arrays([[run for run, _ in row] for row in rows])
         return analyse(conf, images, clicks, strategies, seed=first.get("seed", 0), classes=classes)
 
     analysis = pooled(args.split)

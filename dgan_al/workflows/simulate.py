@@ -46,8 +46,8 @@ from dgan_al.workflows.init import init_workspace
 from dgan_al.workflows.interpreter import annotation_latents, train_on_annotations
 from dgan_al.workflows.next_round import pool_rows_of, score_pixels as resolve_score_pixels
 from dgan_al.workflows.oracle import oracle_annotate
-from dgan_al.workflows.simulate_analysis import analyse, table_text
-from dgan_al.workflows.simulate_settings import SimulateSettings
+from dgan_al.workflows.simulate_analysis import analyse, curve_arrays, table_text
+from dgan_al.workflows.simulate_settings import SimulateSettings, upgrade_settings
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.config import render_config
 from dgan_al.workspace.layout import Workspace, latent_id
@@ -82,8 +82,7 @@ def simulate(out: Path, settings: SimulateSettings, progress: ProgressCallback =
     settings_path = out / "settings.json"
     wanted = settings.as_dict()
     if settings_path.is_file():
-        previous = json.loads(settings_path.read_text())
-        previous.setdefault("prefill_min_annotations", 1)  # folders from before the setting pre-filled every round
+        previous = upgrade_settings(json.loads(settings_path.read_text()))
         differ = sorted(k for k in previous.keys() | wanted.keys()
                         if k not in ("strategies", "repeats") and previous.get(k) != wanted.get(k))
         if differ:
@@ -153,9 +152,7 @@ def analyse_runs(out: Path, runs: list[dict], settings: SimulateSettings) -> dic
     repeats = sorted({r["repeat"] for r in runs})
     complete = [rep for rep in repeats if all(_run_path(out, rep, s).is_file() for s in strategies)]
     by_key = {(r["repeat"], r["strategy"]): r for r in runs}
-    images = np.array([[[p["n_annotations"] for p in by_key[rep, s]["curve"]] for s in strategies] for rep in complete])
-    clicks = {kind: np.array([[np.cumsum([p["clicks"][kind] for p in by_key[rep, s]["curve"]]) for s in strategies]
-                              for rep in complete]) for kind in ("prefill", "scratch")}
+    images, clicks = curve_arrays([[by_key[rep, s] for s in strategies] for rep in complete])
     analysis = {}
     for split in ("test", "val"):
         conf = np.stack([np.stack([np.load(_run_path(out, rep, s).with_suffix(".npz"))[split] for s in strategies])

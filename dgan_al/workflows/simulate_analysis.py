@@ -75,6 +75,15 @@ def resample(conf: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[np.nd
     return ious, reps
 
 
+def curve_arrays(runs: list[list[dict]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``analyse``'s images [R, S, T] and cumulative clicks (kind -> [R, S, T]) from run dicts (``runs/*.json``),
+    ``runs[r][s]`` the run of repeat r and strategy s."""
+    images = np.array([[[p["n_annotations"] for p in run["curve"]] for run in row] for row in runs])
+    clicks = {kind: np.array([[np.cumsum([p["clicks"][kind] for p in run["curve"]]) for run in row] for row in runs])
+              for kind in ("prefill", "scratch")}
+    return images, clicks
+
+
 def draw_miou(ious: np.ndarray, conf: np.ndarray) -> np.ndarray:
     """Each run's mIoU in each draw, [B, R, S, T], from ``resample``'s per-class IoU [B, R, S, T, K].
 

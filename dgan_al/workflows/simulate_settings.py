@@ -22,6 +22,15 @@ from dgan_al.workspace.config import EnsembleSettings, RunSettings, SelectionSet
 _SEL, _ENS, _RUN = SelectionSettings(), EnsembleSettings(), RunSettings()
 
 
+# settings added after folders were made with the value they then ran with
+_BEFORE_THE_SETTING = {"prefill_min_annotations": 1}  # pre-filled every round
+
+
+def upgrade_settings(saved: dict) -> dict:
+    """A folder's ``settings.json`` with the settings it predates filled in as it ran."""
+    return {**_BEFORE_THE_SETTING, **saved}
+
+
 @dataclass(kw_only=True, frozen=True)
 class SimulateSettings:
     strategies: tuple[str, ...] = ("random", "al", "rare")  # the reference, the paper's, the rare-part one
