@@ -4,7 +4,7 @@ our round at the image we name and lists only the exported images, its loader re
 rasteriser gives our masks, and our reader reads what it saves.
 
 Runs where ``DGAN_AL_LABELME7_PYTHON`` names that Python, skipped otherwise (docs/labelme.md says how:
-``python3.12 -m venv /tmp/lm7 && /tmp/lm7/bin/pip install labelme==7.9.1``).
+``python3.12 -m venv DIR && DIR/bin/pip install labelme==7.9.1``).
 """
 
 from __future__ import annotations
