@@ -9,6 +9,7 @@ from typing import Callable, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from dgan_al import __version__
 from dgan_al.errors import UserError
@@ -16,7 +17,44 @@ from dgan_al.errors import UserError
 console = Console()
 err_console = Console(stderr=True)
 
-app = typer.Typer(
+def _no_type(ctx) -> None:
+    return None
+
+
+def _untyped_flags(params: list) -> list:
+    """Show no value for a flag in help. typer 0.29's rich help prints every option's type, so a flag
+    (``--help``, ``--version``, ``--force``) reads ``--help <bool>`` as if it took a value."""
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", None) is None:
+            param.display_type_rich = _no_type  # per instance: parsing and errors are unchanged
+    return params
+
+
+class Command(TyperCommand):
+    """A command whose help shows no value for its flags."""
+
+    def get_params(self, ctx):
+        return _untyped_flags(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """A command group whose help shows no value for its flags."""
+
+    def get_params(self, ctx):
+        return _untyped_flags(super().get_params(ctx))
+
+
+class Typer(typer.Typer):
+    """``typer.Typer`` whose groups and commands show no value for flags in help."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cls=Group, **kwargs)
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = Typer(
     name="dgan-al",
     help="Active-learning annotation for DatasetGAN: pick GAN images to annotate, train the style "
     "interpreter, and generate a labelled segmentation dataset.",
@@ -25,7 +63,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-toy_app = typer.Typer(
+toy_app = Typer(
     help="The built-in toy-faces world: oracle annotations, real-test images, and the distillation of its generator.",
     no_args_is_help=True,
 )

@@ -57,7 +57,7 @@ def distill_command(
 @toy_app.command("oracle")
 @handles_user_errors
 def oracle_command(
-    round_number: Optional[int] = typer.Argument(None, metavar="[ROUND]", help="Round to annotate (default: the latest)."),
+    round_number: Optional[int] = typer.Argument(None, metavar="ROUND", help="Round to annotate (default: the latest)."),
     keep: Optional[int] = typer.Option(
         None, help="Act as the paper's expert: annotate only the KEEP most realistic, tick 'unrealistic' on the rest."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
