@@ -6,7 +6,7 @@ import pytest
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.generators.toy_faces import CLASSES, render_latents
 from dgan_al.labelme import mask_to_polygons
-from dgan_al.labelme.clicks import correction_clicks, scratch_clicks, trace
+from dgan_al.labelme.clicks import Edit, correction_clicks, edit_clicks, scratch_clicks, trace
 
 ABC = ["background", "a", "b", "c"]
 
@@ -76,3 +76,62 @@ def test_real_masks():
 def test_unknown_label_in_the_prefill():
     with pytest.raises(ValueError, match="no class"):
         correction_clicks([_polygon("zebra", 1, 1, 4)], _square(1, 1, 4, 1), ABC)
+
+
+# the edit model: drag vertices onto the true outline, insert the missing ones, delete, draw the rest
+
+
+def test_edit_model_on_hand_made_masks():
+    truth = _square(40, 40, 10, 2, _square(10, 10, 20, 1))
+    perfect = [_polygon("a", 10, 10, 20), _polygon("b", 40, 40, 10)]
+    assert edit_clicks(perfect, truth, ABC) == Edit(deleted=0, moved=0, inserted=0, drawn=0, edited=2)
+    assert edit_clicks(trace(truth, ABC), truth, ABC).clicks == 0
+    # the vertices in the other direction, starting elsewhere: the same polygon
+    reversed_a = {**perfect[0], "points": perfect[0]["points"][::-1][1:] + perfect[0]["points"][::-1][:1]}
+    assert edit_clicks([reversed_a, perfect[1]], truth, ABC).clicks == 0
+    # an empty pre-fill costs the from-scratch count
+    empty = edit_clicks([], truth, ABC)
+    assert empty.clicks == empty.drawn == scratch_clicks(truth, ABC) == 8
+    # one vertex 5 px off: one drag
+    off = [dict(perfect[0], points=[[5, 10], *perfect[0]["points"][1:]]), perfect[1]]
+    assert edit_clicks(off, truth, ABC) == Edit(deleted=0, moved=1, inserted=0, drawn=0, edited=2)
+    # a wrong polygon (right place, wrong class): delete it and draw the right one
+    wrong = edit_clicks([_polygon("c", 10, 10, 20), perfect[1]], truth, ABC)
+    assert (wrong.deleted, wrong.drawn, wrong.clicks) == (1, 4, 5)
+    # a triangle over the square: its vertices lie on the outline, the fourth corner is inserted
+    triangle = dict(perfect[0], points=perfect[0]["points"][:3])
+    assert edit_clicks([triangle, perfect[1]], truth, ABC) == Edit(deleted=0, moved=0, inserted=1, drawn=0, edited=2)
+
+
+def test_edit_model_splits_and_merges():
+    two = _square(10, 40, 10, 1, _square(10, 10, 10, 1))  # two "a" squares side by side
+    merged = _polygon("a", 10, 10, 10)
+    merged["points"] = [[10, 10], [49, 10], [49, 19], [10, 19]]  # one polygon over both and the gap
+    # kept (its pixels are mostly "a"), edited to the square it overlaps most, the other one drawn
+    split = edit_clicks([merged], two, ABC)
+    assert (split.deleted, split.edited, split.drawn) == (0, 1, 4)
+    assert split.moved == 2  # the two far corners dragged back; the near ones are the square's
+    # two polygons over one region: the better one is kept as it is, the other deleted
+    one = _square(10, 10, 20, 1)
+    halves = [_polygon("a", 10, 10, 20), dict(_polygon("a", 10, 10, 10))]
+    both = edit_clicks(halves, one, ABC)
+    assert (both.deleted, both.edited, both.clicks) == (1, 1, 1)
+
+
+def test_edit_model_never_costs_more_than_deleting_and_drawing():
+    truth = render_latents(sample_latents(32, 4, seed=3).numpy())[1]
+    for i, mask in enumerate(truth):
+        scratch = scratch_clicks(mask, CLASSES)
+        assert edit_clicks([], mask, CLASSES).clicks == scratch
+        assert edit_clicks(trace(mask, CLASSES), mask, CLASSES).clicks == 0
+        exact = mask_to_polygons(mask, CLASSES, tolerance=0, min_iou=1.0)
+        assert edit_clicks(exact, mask, CLASSES).clicks == 0
+        other = trace(truth[(i + 1) % len(truth)], CLASSES)
+        edit = edit_clicks(other, mask, CLASSES)
+        assert 0 < edit.clicks <= len(other) + scratch
+        assert edit.deleted + edit.edited == len(other)
+
+
+def test_edit_model_unknown_label():
+    with pytest.raises(ValueError, match="no class"):
+        edit_clicks([_polygon("zebra", 1, 1, 4)], _square(1, 1, 4, 1), ABC)

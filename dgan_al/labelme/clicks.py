@@ -18,6 +18,27 @@ pre-fill settings; the simulated annotator draws its polygons with the same trac
      as one mask and the vertices of its polygons are added. Pixels already right cost nothing.
 So a pre-fill equal to the truth costs 0, an empty one costs exactly ``scratch_clicks``, and one wrong
 polygon costs 1 plus the vertices of the right one.
+
+- Editing a pre-fill (``edit_clicks``), as a person corrects polygons in LabelMe and as the simulated
+  annotators of Polygon-RNN++ and Curve-GCN do: polygons are kept or deleted by rule 1 above. A truth
+  *region* is a 4-connected region of one class with its holes filled, and its *outline* the closed
+  line through the centres of its edge pixels, exactly what ``mask_to_polygons`` traces (the painting
+  convention ``trace`` uses: each polygon is filled, holes come back as later, smaller polygons, so
+  every polygon, pre-filled or true, stands for one filled region).
+  1. Matching: each kept polygon is paired with the truth region of its class whose filled area has the
+     highest IoU with the polygon's filled area, one to one, best pairs first. A kept polygon left
+     without a region (it should be merged into another, or it paints background around the image
+     border) is deleted: 1 click.
+  2. A matched polygon is edited: each vertex farther than ``TRACE_TOLERANCE`` from the outline is
+     dragged to its nearest outline point (1 click); then, while some outline point lies farther than
+     ``TRACE_TOLERANCE`` from the polygon, the farthest is inserted as a vertex (1 click). Vertices are
+     kept in outline order. If deleting it and drawing the region anew is cheaper, that is charged.
+  3. Every truth region no kept polygon was matched to is drawn from scratch: its traced vertices.
+  A polygon that should be two is edited to the region it overlaps most, and the other is drawn; two
+  that should be one: the better match is edited, the other deleted. Polygon-RNN++'s annotator only
+  drags vertices; this one also inserts, deletes and draws, which LabelMe offers (insertion is what
+  brings a polygon to a region's fine detail). Painting order is not charged: edited polygons stay in
+  file order.
 """
 
 from __future__ import annotations
@@ -29,7 +50,7 @@ import numpy as np
 import scipy.ndimage
 
 from dgan_al.labelme.format import IGNORE, label_values, shape_from_mapping
-from dgan_al.labelme.polygons import count_vertices, mask_to_polygons
+from dgan_al.labelme.polygons import count_vertices, mask_regions, mask_to_polygons, region_polygon
 from dgan_al.labelme.rasterize import shape_mask
 
 TRACE_TOLERANCE = 1.0  # px: Douglas-Peucker tolerance of the annotator's polygons
@@ -58,32 +79,51 @@ class Correction:
         return self.deleted + self.vertices
 
 
-def correction_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Sequence[str]) -> Correction:
-    """Clicks to turn pre-filled shapes (LabelMe shape dicts) into ``truth`` (uint8 [H, W]); see the top."""
-    truth = np.asarray(truth)
+@dataclass(frozen=True)
+class _Prefill:
+    """A pre-fill judged by rule 1: each shape, its filled pixels on the canvas, its mask value, kept?"""
+
+    shapes: list
+    covered: list  # bool [H, W] per shape
+    values: list  # int per shape
+    kept: list  # bool per shape
+
+
+def _judge(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Sequence[str]) -> _Prefill:
+    """Rule 1: a shape is deleted when less than half of the pixels it paints as LabelMe shows the file
+    (later shapes over earlier ones) carry its label in ``truth``."""
     if truth.ndim != 2:
         raise ValueError(f"truth must be [H, W], got shape {truth.shape}")
     values = label_values(classes)
     height, width = truth.shape
     owner = np.full(truth.shape, -1, dtype=np.int64)  # the shape that paints each pixel (-1: none)
-    shapes, labels = [], []
+    shapes, covered, labels = [], [], []
     for k, raw in enumerate(prefill):
         shape = shape_from_mapping(raw)
         if shape.label not in values:
             raise ValueError(f"pre-filled shape label {shape.label!r} is no class of {list(classes)}")
-        covered = shape_mask(shape, height, width)
-        owner[covered] = k
-        shapes.append(covered)
+        mask = shape_mask(shape, height, width)
+        owner[mask] = k
+        shapes.append(shape)
+        covered.append(mask)
         labels.append(values[shape.label])
-    corrected = np.zeros_like(truth, dtype=np.uint8)
-    deleted = kept = 0
-    for k, (covered, value) in enumerate(zip(shapes, labels)):
+    kept = []
+    for k, value in enumerate(labels):
         own = owner == k
-        if 2 * int(np.sum(own & (truth == value))) < int(own.sum()):
-            deleted += 1
-            continue
-        corrected[covered] = value
-        kept += 1
+        kept.append(2 * int(np.sum(own & (truth == value))) >= int(own.sum()))
+    return _Prefill(shapes, covered, labels, kept)
+
+
+def correction_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Sequence[str]) -> Correction:
+    """Clicks to turn pre-filled shapes (LabelMe shape dicts) into ``truth`` (uint8 [H, W]) by re-tracing
+    what is still wrong; see the top."""
+    truth = np.asarray(truth)
+    judged = _judge(prefill, truth, classes)
+    corrected = np.zeros_like(truth, dtype=np.uint8)
+    for covered, value, kept in zip(judged.covered, judged.values, judged.kept):
+        if kept:
+            corrected[covered] = value
+    deleted, kept = judged.kept.count(False), judged.kept.count(True)
     wrong = truth != corrected
     if TOLERANCE_PX:
         near = np.ones((2 * TOLERANCE_PX + 1,) * 2, dtype=bool)
@@ -99,3 +139,95 @@ def correction_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, c
     fix[wrong & (truth == IGNORE)] = IGNORE
     vertices = count_vertices(mask_to_polygons(fix, fix_classes, tolerance=TRACE_TOLERANCE, min_iou=TRACE_MIN_IOU))
     return Correction(deleted=deleted, vertices=vertices, kept=kept)
+
+
+@dataclass(frozen=True)
+class Edit:
+    deleted: int  # pre-filled polygons deleted (1 click each): wrong, unmatched, or cheaper to redraw
+    moved: int  # vertices dragged onto the outline (1 click each)
+    inserted: int  # vertices inserted on an edge (1 click each)
+    drawn: int  # vertices of the truth regions drawn from scratch
+    edited: int  # pre-filled polygons kept and edited (0 clicks when already right)
+
+    @property
+    def clicks(self) -> int:
+        return self.deleted + self.moved + self.inserted + self.drawn
+
+
+def edit_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Sequence[str]) -> Edit:
+    """Clicks to turn pre-filled shapes into ``truth`` (uint8 [H, W]) by editing polygons; see the top."""
+    truth = np.asarray(truth)
+    judged = _judge(prefill, truth, classes)
+    height, width = truth.shape
+    regions = mask_regions(truth)
+    painted = [r.paint(height, width) for r in regions]
+    pairs = []  # (-IoU, shape index, region index) for every kept polygon and region of its class
+    for k, (covered, value, kept) in enumerate(zip(judged.covered, judged.values, judged.kept)):
+        if not kept:
+            continue
+        area = int(covered.sum())
+        for j, region in enumerate(regions):
+            if region.value == value:
+                overlap = int(np.sum(covered & painted[j]))
+                if overlap:
+                    pairs.append((-overlap / (area + int(painted[j].sum()) - overlap), k, j))
+    match: dict[int, int] = {}  # shape index -> region index
+    taken: set[int] = set()
+    for _, k, j in sorted(pairs):
+        if k not in match and j not in taken:
+            match[k] = j
+            taken.add(j)
+    traced = {j: len(region_polygon(r, TRACE_TOLERANCE, TRACE_MIN_IOU)) for j, r in enumerate(regions)}
+    deleted = judged.kept.count(False) + sum(1 for k, kept in enumerate(judged.kept) if kept and k not in match)
+    moved = inserted = edited = 0
+    for k, j in sorted(match.items()):
+        shape = judged.shapes[k]
+        cost = _edit_polygon(np.asarray(shape.points, dtype=np.float64), regions[j].outline()) \
+            if shape.shape_type == "polygon" else None  # other shapes are redrawn, not edited
+        if cost is not None and sum(cost) <= 1 + traced[j]:
+            moved, inserted, edited = moved + cost[0], inserted + cost[1], edited + 1
+        else:
+            deleted += 1
+            taken.discard(j)
+    drawn = sum(traced[j] for j in range(len(regions)) if j not in taken)
+    return Edit(deleted=deleted, moved=moved, inserted=inserted, drawn=drawn, edited=edited)
+
+
+def _edit_polygon(points: np.ndarray, outline: np.ndarray) -> tuple[int, int]:
+    """(vertices dragged, vertices inserted) to bring a polygon (float [P, 2] (x, y)) within
+    ``TRACE_TOLERANCE`` of a closed outline (float [N, 2] (x, y), no repeated end point)."""
+    limit = TRACE_TOLERANCE + 1e-9
+    starts, ends = outline, np.roll(outline, -1, axis=0)
+    distance, t = _to_segments(points, starts, ends)  # [P, N]
+    nearest = distance.argmin(axis=1)
+    nearest_distance = distance[np.arange(len(points)), nearest]
+    moved = nearest_distance > limit
+    along = t[np.arange(len(points)), nearest]
+    on_outline = starts[nearest] + along[:, None] * (ends[nearest] - starts[nearest])
+    points = np.where(moved[:, None], on_outline, points)
+    position = nearest + along  # where each vertex sits along the outline: the polygon follows it
+    order = np.argsort(position, kind="stable")
+    polygon, position = list(points[order]), list(position[order])
+    inserted = 0
+    while True:
+        edges = np.asarray(polygon)
+        gap, _ = _to_segments(outline, edges, np.roll(edges, -1, axis=0))  # [N, E]
+        far = gap.min(axis=1) if len(polygon) else np.full(len(outline), np.inf)
+        worst = int(far.argmax())
+        if far[worst] <= limit:
+            return int(moved.sum()), inserted
+        slot = int(np.searchsorted(position, worst, side="right"))
+        polygon.insert(slot, outline[worst])
+        position.insert(slot, float(worst))
+        inserted += 1
+
+
+def _to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each point (float [P, 2]) to each segment (``starts``/``ends`` float [S, 2]), and
+    the position of the nearest point along the segment in [0, 1]: both [P, S]."""
+    direction = ends - starts  # [S, 2]
+    length2 = np.maximum((direction ** 2).sum(axis=1), 1e-12)  # [S]
+    offset = points[:, None, :] - starts[None, :, :]  # [P, S, 2]
+    t = np.clip((offset * direction[None]).sum(axis=2) / length2, 0.0, 1.0)
+    nearest = starts[None] + t[..., None] * direction[None]
+    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)), t

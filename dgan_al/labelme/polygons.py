@@ -21,6 +21,7 @@ what is painted under it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -56,23 +57,10 @@ def mask_to_polygons(
     unknown = sorted(set(np.unique(mask).tolist()) - set(names))
     if unknown:
         raise ValueError(f"mask has values {unknown} that are no class (0..{len(classes) - 1}) nor {IGNORE}")
-    height, width = mask.shape
-
     regions = []  # (filled area, top, left, value, polygon [N, 2] as (x, y))
-    for value in np.unique(mask).tolist():
-        components, _ = scipy.ndimage.label(mask == value, structure=FOUR_CONNECTED)
-        for index, box in enumerate(scipy.ndimage.find_objects(components), start=1):
-            rows, cols = box
-            touches_border = rows.start == 0 or cols.start == 0 or rows.stop == height or cols.stop == width
-            if value == 0 and touches_border:
-                continue
-            region = components[box] == index  # bool [h, w], the region inside its bounding box
-            if region.sum() < min_pixels:
-                continue
-            filled = scipy.ndimage.binary_fill_holes(region, structure=FOUR_CONNECTED)
-            polygon = _outer_boundary(filled, int(region.sum()), tolerance, min_iou)
-            polygon = polygon + np.array([cols.start, rows.start])
-            regions.append((int(filled.sum()), rows.start, cols.start, value, polygon))
+    for region in mask_regions(mask, min_pixels=min_pixels):
+        polygon = region_polygon(region, tolerance, min_iou)
+        regions.append((int(region.filled.sum()), region.top, region.left, region.value, polygon))
 
     regions.sort(key=lambda r: (-r[0], r[1], r[2], r[3]))  # largest first: inner regions paint last
     return [
@@ -87,6 +75,58 @@ def mask_to_polygons(
         }
         for _, _, _, value, polygon in regions
     ]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected region of a class as ``mask_to_polygons`` sees it: ``filled`` is bool [h, w], the
+    region with its holes filled, inside its bounding box at (``top``, ``left``); ``pixels`` counts the
+    region's own pixels (without the holes)."""
+
+    value: int
+    top: int
+    left: int
+    filled: np.ndarray
+    pixels: int
+
+    def paint(self, height: int, width: int) -> np.ndarray:
+        """bool [height, width]: the filled region on the whole canvas."""
+        out = np.zeros((height, width), dtype=bool)
+        out[self.top:self.top + self.filled.shape[0], self.left:self.left + self.filled.shape[1]] = self.filled
+        return out
+
+    def outline(self) -> np.ndarray:
+        """float [N, 2] (x, y): the closed boundary through the centres of the filled region's edge pixels,
+        as ``mask_to_polygons`` traces it before simplifying (no repeated last point)."""
+        centres = _dedupe(np.round(_longest_contour(np.pad(self.filled, 1), level=0.75)))
+        if len(centres) > 1 and np.array_equal(centres[0], centres[-1]):
+            centres = centres[:-1]
+        return centres[:, ::-1] - 1.0 + np.array([self.left, self.top])
+
+
+def mask_regions(mask: np.ndarray, *, min_pixels: int = 1) -> list[Region]:
+    """Every 4-connected region of every value of ``mask`` (uint8 [H, W]) that ``mask_to_polygons`` turns
+    into a polygon: background touching the border and regions under ``min_pixels`` are left out."""
+    height, width = mask.shape
+    out = []
+    for value in np.unique(mask).tolist():
+        components, _ = scipy.ndimage.label(mask == value, structure=FOUR_CONNECTED)
+        for index, box in enumerate(scipy.ndimage.find_objects(components), start=1):
+            rows, cols = box
+            touches_border = rows.start == 0 or cols.start == 0 or rows.stop == height or cols.stop == width
+            if value == 0 and touches_border:
+                continue
+            region = components[box] == index  # bool [h, w], the region inside its bounding box
+            if region.sum() < min_pixels:
+                continue
+            filled = scipy.ndimage.binary_fill_holes(region, structure=FOUR_CONNECTED)
+            out.append(Region(int(value), rows.start, cols.start, filled, int(region.sum())))
+    return out
+
+
+def region_polygon(region: Region, tolerance: float, min_iou: float) -> np.ndarray:
+    """float [N, 2] (x, y): the vertices ``mask_to_polygons`` writes for ``region``."""
+    return _outer_boundary(region.filled, region.pixels, tolerance, min_iou) + np.array([region.left, region.top])
 
 
 def count_vertices(shapes: Sequence[Shape | Mapping[str, Any]]) -> int:
