@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from dgan_al.cli.app import app, console, handles_user_errors
+from dgan_al.cli.app import app, console, err_console, handles_user_errors
 from dgan_al.cli.generator import parse_crop
 from dgan_al.cli.progress import progress_bars, rank_progress
 
@@ -130,31 +132,57 @@ def print_round_files(r) -> None:
 @app.command("status")
 @handles_user_errors
 def status_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead (for scripts; its keys are "
+                                 "documented in dgan_al/workflows/status.py)."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
-    """Rounds, annotations per class, each round's files (done, unrealistic, problem, edited, untouched), next step."""
+    """Rounds, annotations per class, each round's files (done, unrealistic, problem, edited, untouched), next step.
+    Exits 2 when a round's own file (state.json, selection.json) is damaged, after printing what it can."""
+    import json
+
     from dgan_al.workflows.status import workspace_status
     from dgan_al.workspace.layout import Workspace
 
     st = workspace_status(Workspace.find(workspace))
+    if as_json:
+        typer.echo(json.dumps(st.to_json(), indent=1, ensure_ascii=False))
+    else:
+        _print_status(st)
+    if st.damaged:
+        for problem in st.damaged:
+            err_console.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+
+
+def _print_status(st) -> None:
     console.print(f"workspace {st.root}  generator {st.generator}  annotations {st.annotations}  "
-                  f"skipped {st.skipped}  removed {st.removed}")
-    rounds = Table(title="rounds")
-    for col in ("round", "stage", "exported", "done", "imported", "unrealistic", "problem", "edited", "untouched",
-                "median score"):
-        rounds.add_column(col, justify="right")
+                  f"skipped {st.skipped}  removed {st.removed}", highlight=False)
+    # no vertical rules: 8 columns of whole words fit 80 columns; "open" (problem, edited, untouched) is
+    # broken down by state in the file lists below
+    rounds = Table(title="rounds", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                   collapse_padding=True)
+    for col in ("round", "stage", "exported", "done", "imported", "unrealistic", "open", "median score"):
+        rounds.add_column(col, justify="left" if col == "stage" else "right", no_wrap=col != "stage")
     for r in st.rounds:
         median = r.score_quantiles.get("median")
-        counts = [str(r.count(state)) for state in ("problem", "edited", "untouched")]
         rounds.add_row(f"{r.number:03d}", r.stage, str(r.exported), str(r.done), str(r.imported), str(r.unrealistic),
-                       *counts, "-" if median is None else f"{median:.1f}")
-    console.print(rounds)
+                       str(r.pending), "-" if not isinstance(median, (int, float)) else f"{median:.1f}")
+    if console.measure(rounds, options=console.options.update_width(1000)).maximum <= console.width:
+        console.print(rounds)
+    else:  # narrower than the table: one line per round, whole words
+        for r in st.rounds:
+            median = r.score_quantiles.get("median")
+            console.print(f"round {r.number:03d} {r.stage}: exported {r.exported}, done {r.done} ({r.imported} "
+                          f"imported), unrealistic {r.unrealistic}, open {r.pending}"
+                          + (f", median score {median:.1f}" if isinstance(median, (int, float)) else ""),
+                          highlight=False)
     for r in st.rounds:
         print_round_files(r)
     console.print(class_table("annotations per class", st.class_totals))
     if st.evaluation:
         console.print(st.evaluation)
-    console.print(f"next: {st.next_step}")
+    if not st.damaged:  # otherwise the error lines say what to fix
+        console.print(f"next: {st.next_step}")
 
 
 @app.command("remove")

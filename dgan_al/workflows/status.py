@@ -1,5 +1,21 @@
 """``workspace_status``: rounds, annotations per class, each round's files (done, unrealistic, with a
-problem, edited, untouched), what to do next; ``round_files_status``: the same for one round's files."""
+problem, edited, untouched), what to do next; ``round_files_status``: the same for one round's files.
+
+``WorkspaceStatus.to_json()`` is what ``dgan-al status --json`` prints, a structure scripts may rely on
+(``"format": 1``; keys are only ever added)::
+
+    {"format": 1, "workspace": "/abs/path", "generator": "toy-faces",
+     "annotations": 4, "skipped": 2, "removed": 0,            # imported, skipped as unrealistic, removed
+     "classes": {"background": {"images": 4, "pixels": 39212}, ...},   # in the workspace's class order
+     "rounds": [{"round": 1, "stage": "complete",             # started | trained | complete | damaged
+                 "exported": 4, "done": 2, "imported": 2, "unrealistic": 2,
+                 "problem": 0, "edited": 0, "untouched": 0, "median_score": 3.1,   # null before scoring
+                 "files": [{"id": "s0-000029", "state": "done", "imported": true, "problem": "",
+                            "json": "rounds/round_001/annotate/s0-000029.json"}, ...]}, ...],
+     "damaged": [],                      # one message per damaged round file (then status exits 2)
+     "cross_validation": {"n_annotations": 4, "miou_mean": 0.61, "miou_std": 0.05, "current": true},  # or null
+     "next": "run `dgan-al next-round`, ..."}
+"""
 
 from __future__ import annotations
 
@@ -64,6 +80,28 @@ class WorkspaceStatus:
     rounds: list[RoundStatus]
     next_step: str
     evaluation: str = ""  # the latest cross-validation on record, in words
+    cross_validation: dict | None = None  # the same as numbers (see the module doc)
+    damaged: list[str] = field(default_factory=list)  # damaged round files: what is wrong and the fix
+
+    def to_json(self) -> dict:
+        """The documented structure of ``status --json`` (see the module doc)."""
+        root = Path(self.root)
+
+        def rel(path: Path) -> str:
+            return str(path.relative_to(root)) if root in path.parents else str(path)
+
+        rounds = [{"round": r.number, "stage": r.stage, "exported": r.exported, "done": r.done,
+                   "imported": r.imported, "unrealistic": r.unrealistic,
+                   **{state: r.count(state) for state in ("problem", "edited", "untouched")},
+                   "median_score": r.score_quantiles.get("median"),
+                   "files": [{"id": f.id, "state": f.state, "imported": f.imported, "problem": f.problem,
+                              "json": rel(f.json_path)} for f in r.files]} for r in self.rounds]
+        return {"format": 1, "workspace": self.root, "generator": self.generator, "annotations": self.annotations,
+                "skipped": self.skipped, "removed": self.removed,
+                "classes": {name: {"images": images, "pixels": pixels}
+                            for name, (images, pixels) in self.class_totals.items()},
+                "rounds": rounds, "damaged": self.damaged, "cross_validation": self.cross_validation,
+                "next": self.next_step}
 
 
 def round_files_status(folder: Path, ws: Workspace | None = None,
@@ -77,8 +115,8 @@ def round_files_status(folder: Path, ws: Workspace | None = None,
     """
     files = RoundFiles(folder)
     annotate = files.annotate
-    selection = read_selection(folder) or {}
-    exported = {item["id"]: item for item in selection.get("items", []) if isinstance(item, dict) and "id" in item}
+    selection, _ = _round_selection(folder)
+    exported = {item["id"]: item for item in selection["items"] if isinstance(item, dict) and "id" in item}
     paths = {p.stem: p for p in annotate.glob("*.json") if p.name not in OWN_FILES}
     for id, item in exported.items():
         paths.setdefault(id, annotate / str(item.get("json", f"{id}.json")))
@@ -154,12 +192,15 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
         except UserError as err:
             damaged.append(str(err))
             state = {"stage": "damaged"}
-        selection = read_selection(folder) or {}
-        if selection == {} and (folder / "selection.json").is_file():
-            damaged.append(f"{folder / 'selection.json'}: damaged (not valid JSON): restore it from a backup")
-        items = selection.get("items", [])
-        rs = RoundStatus(number, state.get("stage", "unknown"), len(items), times=state.get("times", {}),
-                         score_quantiles=selection.get("pool", {}).get("score_quantiles", {}),
+        selection, problem = _round_selection(folder)
+        if problem:
+            damaged.append(problem)
+        pool = selection.get("pool")
+        quantiles = pool.get("score_quantiles") if isinstance(pool, dict) else None
+        times = state.get("times")
+        rs = RoundStatus(number, state.get("stage", "unknown"), len(selection["items"]),
+                         times=times if isinstance(times, dict) else {},
+                         score_quantiles=quantiles if isinstance(quantiles, dict) else {},
                          files=round_files_status(folder, ws, store))
         rs.done, rs.unrealistic = rs.count("done"), rs.count("unrealistic")
         rs.pending = sum(not f.finished for f in rs.files)
@@ -189,9 +230,24 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
                 "`dgan-al next-round` to go on with what is done")
     else:
         step = "run `dgan-al next-round`, or build the dataset: `dgan-al build-dataset`"
+    evaluation, cross_validation = _evaluation(ws, store)
     return WorkspaceStatus(str(ws.root), ws.config.generator.spec, list(ws.config.classes), len(store.records),
                            store.class_totals(ws.config.classes), len(store.skipped), len(store.removed), rounds, step,
-                           _evaluation(ws, store))
+                           evaluation, cross_validation, damaged)
+
+
+def _round_selection(folder: Path) -> tuple[dict, str]:
+    """The round's selection record (``items`` always a list) and, if the file is damaged, what is wrong."""
+    path = RoundFiles(folder).selection
+    selection = read_selection(folder)
+    if selection is None:
+        if not path.is_file():
+            return {"items": []}, ""
+        return {"items": []}, f"{path}: damaged (not valid JSON): restore it from a backup"
+    if not isinstance(selection, dict) or not isinstance(selection.get("items", []), list):
+        return {"items": []}, (f"{path}: damaged (not a dgan-al selection record: an object with a list "
+                               "'items'): restore it from a backup")
+    return {"items": [], **selection}, ""
 
 
 def find_workspace(folder: Path) -> Workspace | None:
@@ -202,18 +258,22 @@ def find_workspace(folder: Path) -> Workspace | None:
         return None
 
 
-def _evaluation(ws: Workspace, store: AnnotationStore) -> str:
+def _evaluation(ws: Workspace, store: AnnotationStore) -> tuple[str, dict | None]:
+    """The latest cross-validation on record: in words, and as numbers (None without one)."""
     from dgan_al.workflows.cross_validation import history
 
     runs = history(ws)
     current = store.set_hash()
     if not runs:
-        return "no cross-validation yet: `dgan-al evaluate` measures the interpreter" if len(store.records) >= 2 else ""
+        text = "no cross-validation yet: `dgan-al evaluate` measures the interpreter" if len(store.records) >= 2 else ""
+        return text, None
     last = next((r for r in runs if r.annotation_set == current), None)
     if last is None:
         last = runs[-1]
         tail = " (before the latest annotations: `dgan-al evaluate` to update)"
     else:
         tail = " (the current annotations)"
+    numbers = {"n_annotations": last.n_annotations, "miou_mean": float(last.summary.miou_mean),
+               "miou_std": float(last.summary.miou_std), "current": last.annotation_set == current}
     return (f"interpreter cross-validated mIoU {last.summary.miou_mean:.3f} ± {last.summary.miou_std:.3f} on "
-            f"{last.n_annotations} annotations{tail}")
+            f"{last.n_annotations} annotations{tail}"), numbers
