@@ -4,6 +4,9 @@ The paper's protocol (DatasetGAN §5.1): score the pool by the ensemble's JS div
 ``skip_top`` fraction (likely GAN failures), keep the band just below it, and pick ``n`` representative
 images from the band with k-center greedy (Sener & Savarese 2018), seeded with the already-annotated
 images so that new picks cover what the annotations do not.
+
+For small budgets, typical selection (TypiClust, Hacohen et al. 2022) needs ``kmeans`` (k-means++ then
+Lloyd, seeded from a numpy Generator) and ``typicality`` (inverse mean distance to the nearest neighbours).
 """
 
 from __future__ import annotations
@@ -122,3 +125,114 @@ def k_center_greedy(embeddings: np.ndarray, already_chosen: np.ndarray | None, n
         nearest = np.minimum(nearest, _nearest_distance(x, x[pick:pick + 1], chunk))
     radius = float(nearest.max()) if len(x) else 0.0
     return CoresetResult(order=np.array(order, dtype=np.int64), distances=np.array(dists), radius=radius)
+
+
+@dataclass
+class KMeansResult:
+    labels: np.ndarray  # int64 [N] cluster of each point
+    centres: np.ndarray  # [k, D]
+    inertia: float  # sum of squared distances to the assigned centres
+    iterations: int  # Lloyd iterations run
+    converged: bool  # labels stopped changing before max_iter
+
+
+def _squared_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """[N, k] squared Euclidean distances (clipped at 0); k is small, so the whole matrix is kept."""
+    d2 = (points**2).sum(1)[:, None] - 2.0 * points @ centres.T + (centres**2).sum(1)[None, :]
+    return np.maximum(d2, 0.0)
+
+
+def _assign(points: np.ndarray, centres: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre (ties to the lower index) and its squared distance, per point, chunk rows at a time."""
+    labels = np.empty(len(points), dtype=np.int64)
+    best = np.empty(len(points))
+    for start in range(0, len(points), chunk):
+        d2 = _squared_distances(points[start:start + chunk], centres)
+        labels[start:start + chunk] = d2.argmin(1)
+        best[start:start + chunk] = d2[np.arange(len(d2)), labels[start:start + chunk]]
+    return labels, best
+
+
+def _assign_all(points: np.ndarray, centres: np.ndarray, chunk: int) -> np.ndarray:
+    """[N, k] squared distances to every centre, chunk rows at a time."""
+    return np.concatenate([_squared_distances(points[start:start + chunk], centres)
+                           for start in range(0, len(points), chunk)]) if len(points) else np.zeros((0, len(centres)))
+
+
+def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 100,
+           chunk: int = 4096) -> KMeansResult:
+    """k-means: greedy k-means++ seeding (Arthur & Vassilvitskii 2007; at each step the best of 2 + ln k
+    D^2-weighted draws, as scikit-learn does) from ``rng``, then Lloyd iterations until the
+    labels stop changing (or ``max_iter``). One initialisation; deterministic for a given rng state.
+
+    points: [N, D], used as given (nothing is standardised). A cluster left empty takes the point farthest
+    from its centre; when every point already sits on a centre (fewer distinct points than k) clusters may
+    stay empty. Cost per iteration O(N x k x D); memory O(chunk x k) beyond the points.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"points must be [N, D], got shape {x.shape}")
+    if not 1 <= k <= len(x):
+        raise ValueError(f"cannot make {k} clusters of {len(x)} points")
+    centres = np.empty((k, x.shape[1]))
+    centres[0] = x[rng.integers(len(x))]
+    nearest = _assign(x, centres[:1], chunk)[1]
+    trials = 2 + int(np.log(k))  # greedy k-means++ (as scikit-learn): the best of a few D^2 draws
+    for j in range(1, k):
+        total = nearest.sum()
+        if total <= 0:  # every point sits on a centre already
+            centres[j] = x[rng.integers(len(x))]
+            continue
+        drawn = np.minimum(np.searchsorted(np.cumsum(nearest), rng.random(trials) * total, side="right"),
+                           len(x) - 1)
+        after = np.minimum(nearest[:, None], _assign_all(x, x[drawn], chunk))
+        best = int(np.argmin(after.sum(0)))  # ties to the first draw
+        centres[j] = x[drawn[best]]
+        nearest = after[:, best]
+    labels = np.full(len(x), -1, dtype=np.int64)
+    converged, iterations = False, 0
+    for iterations in range(1, max_iter + 1):
+        new, d2 = _assign(x, centres, chunk)
+        if np.array_equal(new, labels):
+            converged = True
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        member = np.zeros((k, len(x)))
+        member[labels, np.arange(len(x))] = 1.0
+        sums = member @ x  # per-cluster sums as one product (np.add.at is ~10x slower here)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+        taken = d2.copy()
+        for j in np.flatnonzero(~filled):  # an empty cluster restarts at the point farthest from its centre
+            far = int(np.argmax(taken))
+            if taken[far] <= 0:
+                break
+            centres[j] = x[far]
+            taken[far] = 0.0
+    inertia = float(_assign(x, centres, chunk)[1].sum())
+    return KMeansResult(labels=labels, centres=centres, inertia=inertia, iterations=iterations, converged=converged)
+
+
+def typicality(points: np.ndarray, neighbours: int = 20, chunk: int = 1024) -> np.ndarray:
+    """Typicality of each point within its set (TypiClust): 1 / the mean Euclidean distance to its
+    min(``neighbours``, N - 1) nearest other points: [N]. A single point gets NaN (no neighbours); a point
+    whose neighbours all coincide with it gets inf. Never forms more than chunk x N distances.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"points must be [N, D], got shape {x.shape}")
+    n = len(x)
+    k = min(neighbours, n - 1)
+    out = np.full(n, np.nan)
+    if k < 1:
+        return out
+    sq = (x**2).sum(1)
+    for start in range(0, n, chunk):
+        p = x[start:start + chunk]
+        d2 = np.maximum(sq[start:start + chunk, None] - 2.0 * p @ x.T + sq[None, :], 0.0)
+        d2[np.arange(len(p)), np.arange(start, start + len(p))] = np.inf  # not its own neighbour
+        near = np.partition(d2, k - 1, axis=1)[:, :k]
+        with np.errstate(divide="ignore"):
+            out[start:start + chunk] = 1.0 / np.sqrt(near).mean(1)
+    return out
