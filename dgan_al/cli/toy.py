@@ -59,15 +59,16 @@ def distill_command(
 def oracle_command(
     round_number: Optional[int] = typer.Argument(None, metavar="ROUND", help="Round to annotate (default: the latest)."),
     keep: Optional[int] = typer.Option(
-        None, help="Act as the paper's expert: annotate only the KEEP most realistic, tick 'unrealistic' on the rest."),
+        None, min=0, help="Annotate only the KEEP most realistic open files, tick 'unrealistic' on the rest "
+                          "(default: as many as the round asks for in its README.txt, less those already done)."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
     truth: str = typer.Option(
         "visible", help="visible: label what the GAN image shows (parts G does not draw are left out); "
                         "renderer: the scene's exact mask."),
 ) -> None:
-    """Annotate a round from the toy-faces ground truth, exactly as a person's LabelMe files come back;
-    prints the clicks each file took (from scratch, and correcting its pre-fill) and records them in the
-    round's clicks.json."""
+    """Annotate a round from the toy-faces ground truth as the round asks a person to (the K most realistic,
+    the rest ticked 'unrealistic'), exactly as a person's LabelMe files come back; prints the clicks each file
+    took (from scratch, and correcting its pre-fill) and records them in the round's clicks.json."""
     from dgan_al.workflows.oracle import oracle_annotate
     from dgan_al.workspace.layout import Workspace
     from dgan_al.workspace.lock import WorkspaceLock
@@ -79,7 +80,7 @@ def oracle_command(
         raise UserError(f"--truth must be one of {', '.join(TRUTHS)}, got {truth!r}", fix="use --truth visible")
     ws = Workspace.find(workspace)
     with WorkspaceLock(ws.root, "toy oracle"):
-        result = oracle_annotate(ws, round_number, keep, truth=truth)
+        result = oracle_annotate(ws, round_number, keep, truth=truth, as_asked=keep is None)
     table = Table(title=f"oracle annotations in {result.folder} ({truth} truth)")
     for col in ("id", "flag", "clicks from scratch", "clicks with pre-fill", "GAN vs render MSE"):
         table.add_column(col, justify="right")
@@ -93,7 +94,18 @@ def oracle_command(
     console.print(table)
     if result.untouched:
         console.print(f"left alone (already done or skipped): {', '.join(result.untouched)}")
+    console.print(_what_it_did(result, keep), highlight=False)
     console.print("Next: [bold]dgan-al next-round[/] imports them.")
+
+
+def _what_it_did(result, keep: Optional[int]) -> str:
+    """One line: what the oracle annotated and why that many."""
+    did = f"annotated {len(result.annotated)}, ticked 'unrealistic' on {len(result.unrealistic)}"
+    if keep is not None:
+        return f"{did} (--keep {keep}: the {keep} most realistic of the open files)"
+    before = f"; {result.done_before} already done" if result.done_before else ""
+    return (f"{did}: {result.folder.name} asks for the {result.asked} most realistic of its {result.exported} "
+            f"images (README.txt){before}; --keep N annotates another number")
 
 
 @toy_app.command("real-test")

@@ -4,7 +4,8 @@ It does what a person does in LabelMe, through the same files: labels what the i
 visible truth, ``toy_faces/visible.py``; the renderer's truth on request), draws polygons (traced from
 that mask as ``labelme.clicks.trace`` does: ~0.99 mIoU to it), keeps our metadata, ticks ``done``, and
 — playing the paper's expert — may keep only the ``keep`` most realistic images and tick
-``unrealistic`` on the rest. "Most realistic" = lowest mean squared error between the GAN image and the
+``unrealistic`` on the rest; ``as_asked`` keeps as many as the round asks a person to annotate
+(``round_asks``: its README.txt's "annotate the K that look most realistic"). "Most realistic" = lowest mean squared error between the GAN image and the
 renderer's image of the same scene (a GAN failure renders the scene badly). The effort of each file is
 counted in clicks (``labelme.clicks``): from scratch, and correcting the file's pre-filled polygons;
 ``clicks.json`` in the round folder records both per image.
@@ -38,6 +39,9 @@ class OracleResult:
     vertices: dict[str, int] = field(default_factory=dict)  # clicks from scratch
     prefill_clicks: dict[str, int] = field(default_factory=dict)  # clicks correcting the pre-filled file
     realism_mse: dict[str, float] = field(default_factory=dict)
+    asked: int | None = None  # with as_asked: how many of the round's images it asks a person to annotate
+    exported: int = 0  # images the round exported
+    done_before: int = 0  # files already ticked done (by a person or an earlier run)
 
     @property
     def clicks(self) -> dict[str, int]:
@@ -56,9 +60,24 @@ def realism_error(generator, z: torch.Tensor, fake: np.ndarray | None = None) ->
     return ((fake - real) ** 2).reshape(len(z), -1).mean(1)
 
 
+def round_asks(ws: Workspace, selection: dict) -> int:
+    """How many of a round's images it asks a person to annotate, as ``next-round`` wrote its README.txt:
+    ``[selection] annotate`` (at most ``centers``), at most the images exported (``keep`` in selection.json
+    where the export recorded it)."""
+    n = len(selection.get("items", []))
+    recorded = selection.get("keep")
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        return min(recorded, n)
+    s = ws.config.selection
+    return min(s.annotate, s.centers, n)
+
+
 def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | None = None,
-                    generator=None, truth: str = "visible") -> OracleResult:
-    """Annotate round ``round_number`` (default: the latest); ``truth``: "visible" or "renderer"."""
+                    generator=None, truth: str = "visible", as_asked: bool = False) -> OracleResult:
+    """Annotate round ``round_number`` (default: the latest); ``truth``: "visible" or "renderer".
+
+    ``keep``: annotate only the ``keep`` most realistic open files, tick 'unrealistic' on the rest (None:
+    all); ``as_asked`` (with ``keep`` None): as many as the round asks for, less the files already done."""
     generator = generator or ws.load_generator()
     if not isinstance(generator, OracleGenerator):
         raise UserError("the oracle only exists for the toy-faces world", path=ws.config_path,
@@ -71,7 +90,7 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
     selection = read_selection(folder) if folder is not None and folder.is_dir() else None
     if selection is None:
         raise UserError(f"no exported round {number}", path=ws.rounds_dir, fix="run `dgan-al next-round` first")
-    result = OracleResult(folder)
+    result = OracleResult(folder, exported=len(selection["items"]))
     todo = []
     annotate = ws.round_files(number).annotate
     for item in selection["items"]:
@@ -80,8 +99,12 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
         flags = raw.get("flags") or {}
         if flags.get("done") or flags.get("unrealistic"):
             result.untouched.append(item["id"])
+            result.done_before += bool(flags.get("done") and not flags.get("unrealistic"))
         else:
             todo.append((item, path, raw))
+    if keep is None and as_asked:
+        result.asked = round_asks(ws, selection)
+        keep = max(0, result.asked - result.done_before)
     if not todo:
         return result
     z = torch.stack([latent_tensor(item) for item, _, _ in todo])
