@@ -53,14 +53,14 @@ def test_grid_maps_score_like_score_images(step):
 @pytest.mark.slow
 def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     out = tmp_path / "sim"
-    settings = SimulateSettings(strategies=("random", "al"), prefill_min_annotations=3, **TINY)
+    settings = SimulateSettings(strategies=("random", "al"), prefill_min_annotations=3, switch_at=3, **TINY)
     result = simulate(out, settings)
     test = result.analysis["test"]
     assert set(test["curves"]) == {"random", "al"}
     for strategy, entry in test["curves"].items():
         assert entry["images"] == [1, 3, 5]  # the first image, then 2 per round
         assert all(0.0 <= m <= 1.0 for m in entry["miou"] + result.analysis["val"]["curves"][strategy]["miou"])
-        assert entry["clicks_scratch"][0] == entry["clicks_prefill"][0] > 0  # round 0: nothing to pre-fill
+        assert entry["clicks_scratch"][0] == entry["clicks_prefill"][0] == entry["clicks_edit"][0] > 0  # round 0: nothing to pre-fill
         assert entry["clicks_scratch"][2] > entry["clicks_scratch"][1] > entry["clicks_scratch"][0]
     assert set(result.analysis["final_class_iou_test"]["al"]) >= {"background", "earring"}
     assert "diff_interval" in test["curves"]["al"] and "savings" in test
@@ -82,12 +82,20 @@ def test_tiny_simulation_end_to_end_and_resume(tmp_path):
     assert second["prefill"]["used"] is True and all(item["prefilled_shapes"] > 0 for item in second["items"])
     effect = test["prefill_vs_scratch"]["al"]
     assert [e["round"] for e in effect] == [1, 2] and effect[0]["diff"] == 0 == effect[0]["diff_interval"][0]
-    assert effect[1]["diff"] != 0
+    assert effect[1]["diff"] != 0 and effect[0]["edit_diff"] == 0 and effect[1]["edit"] < effect[1]["scratch"] * 2
+    naive = test["effort_vs_naive"]
+    assert naive["strategies"]["random"]["scratch"]["ratio"] == pytest.approx(1.0)  # the naive way itself
+    assert set(naive["strategies"]["al"]) == {"scratch", "prefill", "edit"}
+    assert "naive way" in (out / "table.txt").read_text()
+    # what each round's pre-fill came from, kept for re-counting it under other settings
+    with np.load(al / "rounds" / "round_002" / "prediction.npz") as prediction:
+        assert list(prediction["ids"]) == [item["id"] for item in second["items"]]
+        assert prediction["labels"].shape == (4, 128, 128) and prediction["js"].shape == (4, 128, 128)
     flags = [read_labelme(al / "rounds" / "round_001" / "annotate" / item["json"], _classes(al)).flags
              for item in selection["items"]]
     assert sum(f["done"] for f in flags) == 2 and sum(f["unrealistic"] for f in flags) == 2
     clicks = json.loads((al / "rounds" / "round_001" / "clicks.json").read_text())
-    assert len(clicks["items"]) == 2 and all(v["prefill"] == v["scratch"] for v in clicks["items"].values())
+    assert len(clicks["items"]) == 2 and all(v["prefill"] == v["scratch"] == v["edit"] for v in clicks["items"].values())
     index = json.loads((al / "annotations" / "index.json").read_text())
     assert len(index["annotations"]) == 5 and len(index["skipped"]) == 4
     saved = json.loads((out / "simulate.json").read_text())
@@ -105,9 +113,15 @@ def test_tiny_simulation_end_to_end_and_resume(tmp_path):
             assert done.returncode == 0 and "al" in done.stdout and "Traceback" not in done.stderr, (script, done.stderr)
     assert (tmp_path / "pooled.png").stat().st_size > 10_000
     # rerun with one more strategy: finished runs are reused, only the new one is computed
-    again = simulate(out, SimulateSettings(strategies=("random", "al", "rare"), prefill_min_annotations=3, **TINY))
-    assert again.reused == 2 and set(again.analysis["test"]["curves"]) == {"random", "al", "rare"}
+    again = simulate(out, SimulateSettings(strategies=("random", "al", "typical-al"), prefill_min_annotations=3,
+                                           switch_at=3, **TINY))
+    assert again.reused == 2 and set(again.analysis["test"]["curves"]) == {"random", "al", "typical-al"}
     assert again.analysis["test"]["curves"]["random"]["miou"] == test["curves"]["random"]["miou"]
+    # typical-al: typical on 1 annotated image (K exported, all kept), al from switch_at = 3 on (2K, the expert keeps K)
+    rounds = out / "work" / "r0" / "typical-al" / "rounds"
+    first, then = (json.loads((rounds / f"round_00{n}" / "selection.json").read_text()) for n in (1, 2))
+    assert first["branch"] == "typical" and len(first["items"]) == 2 and first["typical"]["clusters"] == 3
+    assert then["branch"] == "al" and len(then["items"]) == 4 and then["n_annotated"] == 3
 
 
 def _classes(workspace):

@@ -27,8 +27,10 @@ def test_oracle_counts_clicks_from_scratch_and_with_a_prefill(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((folder / "clicks.json").read_text())
     expected = scratch_clicks(truth, classes)
-    assert record["items"]["mean"]["scratch"] == record["items"]["mean"]["prefill"] == expected  # no pre-fill
-    assert record["total"] == {"scratch": expected, "prefill": expected}
+    item = record["items"]["mean"]
+    assert item["scratch"] == item["prefill"] == item["edit"] == expected  # no pre-fill
+    assert item["edits"] == {"deleted": 0, "moved": 0, "inserted": 0, "drawn": expected}
+    assert record["total"] == {"scratch": expected, "prefill": expected, "edit": expected}
     assert "total" in result.output and str(expected) in result.output
     annotation = read_labelme(path, classes)
     assert annotation.flags["done"] and len(annotation.shapes) == len(trace(truth, classes))
@@ -39,7 +41,8 @@ def test_oracle_counts_clicks_from_scratch_and_with_a_prefill(tmp_path):
     result = runner.invoke(app, ["toy", "oracle", "0", "--workspace", str(ws.root)])
     assert result.exit_code == 0, result.output
     record = json.loads((folder / "clicks.json").read_text())
-    assert record["items"]["mean"]["prefill"] == 0 and record["items"]["mean"]["scratch"] == expected
+    assert record["items"]["mean"]["prefill"] == 0 == record["items"]["mean"]["edit"]
+    assert record["items"]["mean"]["scratch"] == expected
 
 
 def test_oracle_truth_option(tmp_path):

@@ -82,16 +82,19 @@ def oracle_command(
     with WorkspaceLock(ws.root, "toy oracle"):
         result = oracle_annotate(ws, round_number, keep, truth=truth, as_asked=keep is None)
     table = Table(title=f"oracle annotations in {result.folder} ({truth} truth)")
-    for col in ("id", "flag", "clicks from scratch", "clicks with pre-fill", "GAN vs render MSE"):
+    for col in ("id", "flag", "from scratch", "re-trace", "edit", "MSE"):
         table.add_column(col, justify="right")
     for id in result.annotated:
-        table.add_row(id, "done", str(result.vertices[id]), str(result.prefill_clicks[id]), f"{result.realism_mse[id]:.0f}")
+        table.add_row(id, "done", str(result.vertices[id]), str(result.prefill_clicks[id]), str(result.edit_clicks[id]),
+                      f"{result.realism_mse[id]:.0f}")
     for id in result.unrealistic:
-        table.add_row(id, "unrealistic", "-", "-", f"{result.realism_mse[id]:.0f}")
+        table.add_row(id, "unrealistic", "-", "-", "-", f"{result.realism_mse[id]:.0f}")
     if result.annotated:
         total = result.clicks
-        table.add_row("total", "", str(total["scratch"]), str(total["prefill"]), "")
+        table.add_row("total", "", str(total["scratch"]), str(total["prefill"]), str(total["edit"]), "")
     console.print(table)
+    console.print("clicks: drawing every part; correcting the pre-fill by re-tracing what is wrong; by editing its "
+                  "polygons (dgan_al/labelme/clicks.py). MSE: GAN image against the scene's render.", highlight=False)
     if result.untouched:
         console.print(f"left alone (already done or skipped): {', '.join(result.untouched)}")
     console.print(_what_it_did(result, keep), highlight=False)

@@ -10,6 +10,7 @@ file lives). The JSON carries our metadata in the extra key ``dgan_al`` (LabelMe
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgan_al.files import atomic_write_json, atomic_write_text, sha256_file
+from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
 from dgan_al.progress import ProgressCallback, silent
@@ -83,21 +84,27 @@ its uncertainty), interpreter.pt, state.json and scores/ (the round's model and 
 def export_round(folder: Path, number: int, generator: Generator, items: list[ExportItem], classes: list[str],
                  ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
                  selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent,
-                 prefill_note: str = "") -> dict:
+                 prefill_note: str = "", keep_prediction: bool = False) -> dict:
     """Write the round's files; returns the selection record (also written to selection.json).
 
     ``prefill``: write the ensemble's predicted polygons into the JSON files (``prefill_allowed`` decides);
-    ``prefill_note`` says why or why not (recorded in selection.json as ``prefill``)."""
+    ``prefill_note`` says why or why not (recorded in selection.json as ``prefill``); ``keep_prediction``
+    writes the ensemble's labels and JS of every image to ``RoundFiles.prediction``, so that the pre-fill can
+    be re-counted under other settings (``benchmarks/prefill_design.py``)."""
     files = RoundFiles(folder)
     annotate = files.annotate
     annotate.mkdir(parents=True, exist_ok=True)
     write_labels_file(files.labels, classes)
     records, sheet_rows, captions = [], [], []
+    kept_labels, kept_js = [], []
     z = torch.stack([item.z for item in items]) if items else torch.zeros(0, generator.z_dim)
     for start in range(0, len(items), batch):
         chunk = items[start:start + batch]
         out = generator.synthesize(z[start:start + batch])
         pred = ensemble.predict(out.features) if ensemble is not None else None
+        if pred is not None and keep_prediction:
+            kept_labels.append(pred.labels.numpy().astype(np.uint8))
+            kept_js.append(pred.js.numpy().astype(np.float16))
         for j, item in enumerate(chunk):
             image = out.images[j].numpy()
             json_path = annotate / f"{item.id}.json"
@@ -125,6 +132,11 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
             rank = "" if item.rank is None else f"  rank {item.rank}"
             captions.append(f"{item.id}{score}{rank}")
         progress("exporting", min(start + batch, len(items)), len(items))
+    if kept_labels:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, ids=np.array([item.id for item in items]), labels=np.concatenate(kept_labels),
+                            js=np.concatenate(kept_js))
+        atomic_write_bytes(files.prediction, buffer.getvalue())
     if sheet_rows:
         title = f"round {number:03d}: " + ("image | predicted parts | JS uncertainty" if ensemble is not None else "image")
         contact_sheet(sheet_rows, captions, path=files.contact_sheet, scale=2 if generator.resolution[0] <= 256 else 1,

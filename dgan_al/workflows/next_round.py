@@ -14,7 +14,7 @@ import shutil
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.interpreter.grid import class_js, on_grid
 from dgan_al.progress import ProgressCallback, silent
-from dgan_al.strategies import choose, exported, image_ranks, needs
+from dgan_al.strategies import choose, exported, image_ranks, needs, round_strategy
 from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
 from dgan_al.workflows.export import ExportItem, export_round, prefill_allowed, read_selection
 from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features
@@ -185,7 +185,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     prefill, prefill_note = prefill_allowed(cfg.run.prefill, len(ids), cfg.run.prefill_min_annotations)
     record = export_round(folder, number, generator, chosen, cfg.classes, ensemble=ensemble, prefill=prefill,
                           keep=cfg.selection.annotate, selection=selection, batch=cfg.run.batch, progress=progress,
-                          rule=_rule(cfg.selection), prefill_note=prefill_note)
+                          rule=_rule(cfg.selection, len(ids)), prefill_note=prefill_note)
     result.times["export"] = time.perf_counter() - t0
     result.chosen = record["items"]
     result.prefill_note = prefill_note
@@ -319,7 +319,7 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
     s = cfg.selection
     pool_ids = [latent_id(cfg.pool.seed, i) for i in range(len(pool))]
     candidates = np.array([i for i, pid in enumerate(pool_ids) if pid not in excluded], dtype=np.int64)
-    if len(candidates) < exported(s.strategy, s.annotate, s.centers):
+    if len(candidates) < exported(s.strategy, s.annotate, s.centers, n_annotated=len(ids), switch_at=s.switch_at):
         raise UserError(f"only {len(candidates)} pool latents left to choose from ({len(excluded)} used)",
                         path=ws.config_path, fix="grow the pool: [pool] size")
     image_scores = scores["score_sum" if s.score == "sum" else "score_top10"][candidates]
@@ -336,7 +336,8 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
     try:
         choice = choose(s.strategy, len(candidates), per_round=s.annotate, rng=rng, scores=image_scores,
                         embeddings=embeddings, seed_embeddings=seeds, class_js=cjs, class_share=share,
-                        skip_top=s.skip_top, band=s.band, centers=s.centers, rare_power=s.rare_power)
+                        skip_top=s.skip_top, band=s.band, centers=s.centers, rare_power=s.rare_power,
+                        n_annotated=len(ids), switch_at=s.switch_at)
     except ValueError as err:
         raise UserError(str(err), path=ws.config_path,
                         fix="widen [selection] band, grow the pool, or lower centers") from None
@@ -353,7 +354,8 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
         "annotation_set": store.set_hash(),
         "annotations": ids,
         "settings": {"strategy": s.strategy, "skip_top": s.skip_top, "band": s.band, "centers": s.centers,
-                     "score": s.score, "score_pixels": s.score_pixels, "embedding": s.embedding},
+                     "score": s.score, "score_pixels": s.score_pixels, "embedding": s.embedding,
+                     **({"switch_at": s.switch_at} if s.strategy == "typical-al" else {})},
         "pool": {"seed": cfg.pool.seed, "size": len(pool), "candidates": int(len(candidates)),
                  "excluded": len(pool) - int(len(candidates)),
                  "score_quantiles": {k: float(v) for k, v in zip(("min", "p10", "median", "p80", "p90", "max"), q)}},
@@ -364,8 +366,15 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
     return selection, chosen
 
 
-def _rule(s) -> str:
+def _rule(s, n_annotated: int) -> str:
     """One line for the round's README: how the images were chosen."""
+    strategy = round_strategy(s.strategy, n_annotated, s.switch_at)
+    if strategy != s.strategy:
+        return _rule(replace(s, strategy=strategy), n_annotated) + \
+            f" (typical-al: typical below {s.switch_at} annotated images, al from then on.)"
+    if strategy == "typical":
+        return (f"Chosen as the most typical image of each of the {s.annotate} largest clusters of the pool "
+                f"({s.embedding} embedding) that hold no annotated image (TypiClust).")
     if s.strategy == "al":
         return (f"Chosen by JS uncertainty (top {s.skip_top:.0%} dropped, band of {s.band:.0%} below) and a "
                 f"{s.centers}-centre k-center coreset.")

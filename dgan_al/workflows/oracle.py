@@ -7,8 +7,9 @@ that mask as ``labelme.clicks.trace`` does: ~0.99 mIoU to it), keeps our metadat
 ``unrealistic`` on the rest; ``as_asked`` keeps as many as the round asks a person to annotate
 (``round_asks``: its README.txt's "annotate the K that look most realistic"). "Most realistic" = lowest mean squared error between the GAN image and the
 renderer's image of the same scene (a GAN failure renders the scene badly). The effort of each file is
-counted in clicks (``labelme.clicks``): from scratch, and correcting the file's pre-filled polygons;
-``clicks.json`` in the round folder records both per image.
+counted in clicks (``labelme.clicks``): from scratch, correcting the file's pre-filled polygons by
+re-tracing what is wrong (``prefill``), and by editing them (``edit``); ``clicks.json`` in the round folder
+records all three per image.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_json
 from dgan_al.generators.protocol import OracleGenerator
 from dgan_al.labelme import count_vertices, write_labelme
-from dgan_al.labelme.clicks import correction_clicks, trace
+from dgan_al.labelme.clicks import correction_clicks, edit_clicks, trace
 from dgan_al.labelme.format import TOP_LEVEL_KEYS
 from dgan_al.workflows.export import latent_tensor, read_selection
 from dgan_al.workspace.layout import Workspace
@@ -37,7 +38,8 @@ class OracleResult:
     unrealistic: list[str] = field(default_factory=list)
     untouched: list[str] = field(default_factory=list)  # already done / unrealistic before
     vertices: dict[str, int] = field(default_factory=dict)  # clicks from scratch
-    prefill_clicks: dict[str, int] = field(default_factory=dict)  # clicks correcting the pre-filled file
+    prefill_clicks: dict[str, int] = field(default_factory=dict)  # clicks correcting the pre-filled file (re-tracing)
+    edit_clicks: dict[str, int] = field(default_factory=dict)  # clicks editing the pre-filled polygons
     realism_mse: dict[str, float] = field(default_factory=dict)
     asked: int | None = None  # with as_asked: how many of the round's images it asks a person to annotate
     exported: int = 0  # images the round exported
@@ -46,7 +48,8 @@ class OracleResult:
     @property
     def clicks(self) -> dict[str, int]:
         """Total clicks over the annotated files: from scratch and with the pre-fill."""
-        return {"scratch": sum(self.vertices.values()), "prefill": sum(self.prefill_clicks.values())}
+        return {"scratch": sum(self.vertices.values()), "prefill": sum(self.prefill_clicks.values()),
+                "edit": sum(self.edit_clicks.values())}
 
 
 CLICKS_FILE = "clicks.json"
@@ -125,15 +128,23 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
             write_labelme(path, None, shapes, flags={"done": True, "unrealistic": False}, extra=extra)
             result.annotated.append(item["id"])
             result.vertices[item["id"]] = count_vertices(shapes)
+            edit = edit_clicks(raw.get("shapes") or [], masks[k], classes)
             result.prefill_clicks[item["id"]] = correction.clicks
+            result.edit_clicks[item["id"]] = edit.clicks
             record["items"][item["id"]] = {
-                "scratch": count_vertices(shapes), "prefill": correction.clicks, "prefilled_shapes": len(raw.get("shapes") or []),
-                "deleted": correction.deleted, "added_vertices": correction.vertices, "truth": truth}
+                "scratch": count_vertices(shapes), "prefill": correction.clicks, "edit": edit.clicks,
+                "prefilled_shapes": len(raw.get("shapes") or []), "deleted": correction.deleted,
+                "added_vertices": correction.vertices,
+                "edits": {"deleted": edit.deleted, "moved": edit.moved, "inserted": edit.inserted, "drawn": edit.drawn},
+                "truth": truth}
         else:
             write_labelme(path, None, [], flags={"done": False, "unrealistic": True}, extra=extra)
             result.unrealistic.append(item["id"])
-    record["model"] = "dgan_al.labelme.clicks: one click per vertex placed, one per pre-filled polygon deleted"
-    record["total"] = {kind: sum(v[kind] for v in record["items"].values()) for kind in ("scratch", "prefill")}
+    record["model"] = ("dgan_al.labelme.clicks: one click per vertex placed, dragged or inserted, one per pre-filled "
+                       "polygon deleted; prefill: correction_clicks (re-trace what is wrong), edit: edit_clicks")
+    items = record["items"].values()  # an earlier version's items have no "edit": its total is then None
+    record["total"] = {kind: sum(v[kind] for v in items) if all(kind in v for v in items) else None
+                       for kind in ("scratch", "prefill", "edit")}
     atomic_write_json(record_path, record)
     return result
 

@@ -224,7 +224,7 @@ def _configure(ws: Workspace, settings: SimulateSettings, repeat: int) -> Worksp
     cfg.selection.skip_top, cfg.selection.band = settings.skip_top, settings.band
     cfg.selection.centers, cfg.selection.annotate = settings.al_centers, settings.per_round
     cfg.selection.embedding, cfg.selection.score_pixels = settings.embedding, settings.score_pixels
-    cfg.selection.rare_power = settings.rare_power
+    cfg.selection.rare_power, cfg.selection.switch_at = settings.rare_power, settings.switch_at
     cfg.run.device, cfg.run.prefill = settings.device, settings.prefill
     cfg.run.prefill_min_annotations = settings.prefill_min_annotations
     atomic_write_text(ws.config_path, render_config(cfg))
@@ -332,14 +332,15 @@ def _run_strategy(out: Path, base: dict, repeat: int, strategy: str, settings: S
                         seed_embeddings=seeds, class_js=None if scored is None else scored.class_js[candidates],
                         class_share=None if scored is None else scored.class_share[candidates],
                         skip_top=settings.skip_top, band=settings.band, centers=settings.al_centers,
-                        rare_power=settings.rare_power)
+                        rare_power=settings.rare_power, n_annotated=len(store.records), switch_at=settings.switch_at)
         chosen = candidates[choice.order]
         used.update(int(i) for i in chosen)
         items = [ExportItem(id=latent_id(pool_seed, int(i)), z=pool[int(i)], latent={"seed": pool_seed, "index": int(i)},
                             score=None if scored is None else float(scored.scores[int(i)])) for i in chosen]
         prefill, note = prefill_allowed(settings.prefill, len(store.records), settings.prefill_min_annotations)
         export_round(ws.round_dir(number), number, generator, items, classes, ensemble=model, prefill=prefill,
-                     keep=choice.keep, selection=choice.record, rule=f"simulate: strategy {strategy}", prefill_note=note)
+                     keep=choice.keep, selection=choice.record, rule=f"simulate: strategy {strategy}", prefill_note=note,
+                     keep_prediction=True)
         oracle = oracle_annotate(ws, number, keep=choice.keep if strategy in EXPERT_STRATEGIES else None,
                                  generator=generator, truth=settings.truth)
         import_annotations(ws, store)

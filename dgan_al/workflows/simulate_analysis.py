@@ -13,7 +13,11 @@ are the draws' percentiles (``level``, default 90%).
 - ``class_iou_last``: per class, each strategy's last-round IoU and its paired difference to the reference
   with its interval (the rare parts a strategy aims at);
 - ``prefill_vs_scratch``: per strategy and round, the clicks per image correcting the exported file against
-  drawing it from scratch, with the paired difference and an interval over the repeats;
+  drawing it from scratch (under each correction model: ``prefill`` re-traces what is wrong, ``edit``
+  edits the polygons, ``labelme/clicks.py``), with the paired difference and an interval over the repeats;
+- ``effort_vs_naive``: per strategy and click count, the clicks needed to reach the reference's last-round
+  mIoU as a share of what the naive way needs (the reference's images, each drawn from scratch), with an
+  interval over the draws that reach it;
 - ``savings``: the images and clicks each strategy needs to reach the reference's last-round mIoU
   (linear interpolation on its mean curve; None: not reached), and the difference to the reference's,
   with the share of draws in which it is reached and an interval over those draws.
@@ -26,6 +30,7 @@ import warnings
 import numpy as np
 
 REFERENCE = "random"
+CLICK_KINDS = ("scratch", "prefill", "edit")  # from scratch; correcting by re-tracing; by editing polygons
 
 
 def class_iou(conf: np.ndarray) -> np.ndarray:
@@ -77,10 +82,13 @@ def resample(conf: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[np.nd
 
 def curve_arrays(runs: list[list[dict]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``analyse``'s images [R, S, T] and cumulative clicks (kind -> [R, S, T]) from run dicts (``runs/*.json``),
-    ``runs[r][s]`` the run of repeat r and strategy s."""
+    ``runs[r][s]`` the run of repeat r and strategy s. A click count that some run did not record (``edit``,
+    in folders made before it existed) is left out."""
     images = np.array([[[p["n_annotations"] for p in run["curve"]] for run in row] for row in runs])
+    recorded = [kind for kind in CLICK_KINDS
+                if all(kind in p["clicks"] for row in runs for run in row for p in run["curve"])]
     clicks = {kind: np.array([[np.cumsum([p["clicks"][kind] for p in run["curve"]]) for run in row] for row in runs])
-              for kind in ("prefill", "scratch")}
+              for kind in recorded}
     return images, clicks
 
 
@@ -128,7 +136,34 @@ def analyse(conf: np.ndarray, images: np.ndarray, clicks: dict[str, np.ndarray],
         result["class_iou_last"] = _class_iou_last(conf, ious, reps, strategies, ref, classes, lo_q, hi_q)
     if ref is not None:
         result["savings"] = _savings(point, images, clicks, strategies, ref, draws, reps, image_only, lo_q, hi_q)
+        if "scratch" in clicks:
+            result["effort_vs_naive"] = _effort_vs_naive(point, clicks, strategies, ref, draws, reps, lo_q, hi_q)
     return result
+
+
+def _effort_vs_naive(point, clicks, strategies, ref, draws, reps, lo_q, hi_q) -> dict:
+    """Per strategy and click count: the clicks to reach the reference's last-round mIoU, divided by the
+    naive way's (the reference's from-scratch clicks to reach it), on the mean curves and per draw."""
+    target = float(point[:, ref, -1].mean())
+    naive_x = clicks["scratch"][:, ref]
+    naive = reach(naive_x.mean(0), point[:, ref].mean(0), target)
+    out = {"target_miou": target, "reference": REFERENCE, "naive_clicks": naive, "strategies": {}}
+    for s, name in enumerate(strategies):
+        entry = {}
+        for kind, x in clicks.items():
+            mine = reach(x[:, s].mean(0), point[:, s].mean(0), target)
+            ratios = []
+            for b in range(len(draws)):
+                tb = draws[b][ref, -1]
+                a = reach(x[reps[b]].mean(0)[s], draws[b][s], tb)
+                c = reach(naive_x[reps[b]].mean(0), draws[b][ref], tb)
+                if a is not None and c:
+                    ratios.append(a / c)
+            entry[kind] = {"needed": mine, "ratio": None if mine is None or not naive else mine / naive,
+                           "reached_share": len(ratios) / len(draws),
+                           "ratio_interval": np.percentile(ratios, [lo_q, hi_q]).tolist() if ratios else None}
+        out["strategies"][name] = entry
+    return out
 
 
 def _class_iou_last(conf, ious, reps, strategies, ref, classes, lo_q, hi_q) -> dict:
@@ -186,14 +221,18 @@ def _prefill_effect(images, clicks, strategies, reps, lo_q, hi_q) -> dict:
     """Per strategy and round (from 1), the clicks per image annotated that round with the pre-fill and from
     scratch, and their difference with an interval over resampled repeats (the same images, so paired)."""
     new = np.diff(images, axis=-1)  # [R, S, T-1] images annotated in each round
-    per_image = {k: np.diff(clicks[k], axis=-1) / np.maximum(new, 1) for k in ("prefill", "scratch")}
-    diff = per_image["prefill"] - per_image["scratch"]  # [R, S, T-1]
-    boot = diff[reps].mean(1)  # [B, S, T-1]
-    lo, hi = np.percentile(boot, [lo_q, hi_q], axis=0)
-    return {name: [{"round": t + 1, "prefill": float(per_image["prefill"][:, s, t].mean()),
-                    "scratch": float(per_image["scratch"][:, s, t].mean()), "diff": float(diff[:, s, t].mean()),
-                    "diff_interval": [float(lo[s, t]), float(hi[s, t])]} for t in range(diff.shape[-1])]
-            for s, name in enumerate(strategies)}
+    per_image = {k: np.diff(v, axis=-1) / np.maximum(new, 1) for k, v in clicks.items()}
+    out = {name: [] for name in strategies}
+    for t in range(new.shape[-1]):
+        for s, name in enumerate(strategies):
+            entry = {"round": t + 1, **{k: float(v[:, s, t].mean()) for k, v in per_image.items()}}
+            for kind in (k for k in ("prefill", "edit") if k in per_image):
+                diff = per_image[kind][:, s, t] - per_image["scratch"][:, s, t]  # [R]
+                lo, hi = np.percentile(diff[reps].mean(1), [lo_q, hi_q])
+                key = "diff" if kind == "prefill" else f"{kind}_diff"
+                entry[key], entry[key + "_interval"] = float(diff.mean()), [float(lo), float(hi)]
+            out[name].append(entry)
+    return out
 
 
 def table_text(analysis: dict, split: str = "test") -> str:
@@ -220,9 +259,11 @@ def table_text(analysis: dict, split: str = "test") -> str:
         lines.append(f"clicks per image annotated in the round, correcting the exported file (pre-filled where it was) "
                      f"against drawing from scratch, difference [{pct} interval over repeats]")
         for name, rounds in analysis["prefill_vs_scratch"].items():
-            lines.append(f"  {name:<14}" + "; ".join(
-                f"round {e['round']}: {e['prefill']:.0f} vs {e['scratch']:.0f}, {e['diff']:+.0f} "
-                f"[{e['diff_interval'][0]:+.0f}, {e['diff_interval'][1]:+.0f}]" for e in rounds))
+            for kind, key in (("prefill", "diff"), ("edit", "edit_diff")):
+                if key in rounds[0]:
+                    lines.append(f"  {name:<14}{kind:<8}" + "; ".join(
+                        f"round {e['round']}: {e[kind]:.0f} vs {e['scratch']:.0f}, {e[key]:+.0f} "
+                        f"[{e[key + '_interval'][0]:+.0f}, {e[key + '_interval'][1]:+.0f}]" for e in rounds))
     if "class_iou_last" in analysis:
         lines.append(f"last-round IoU per class (mean over repeats; difference to {REFERENCE} [{pct} interval])")
         for cls, entry in analysis["class_iou_last"].items():
@@ -248,5 +289,20 @@ def table_text(analysis: dict, split: str = "test") -> str:
                     f" [{e['saved_interval'][0]:+.0f}, {e['saved_interval'][1]:+.0f}]"
                 parts.append(f"{measure}: {e['needed']:.0f} (saved {e['saved']:+.0f}{interval}, "
                              f"reached in {e['reached_share']:.0%})")
+            lines.append(f"  {name:<14}" + "; ".join(parts))
+    if "effort_vs_naive" in analysis:
+        ev = analysis["effort_vs_naive"]
+        naive = "not reached" if ev["naive_clicks"] is None else f"{ev['naive_clicks']:.0f} clicks"
+        lines.append(f"effort to reach {ev['reference']}'s last-round mIoU {ev['target_miou']:.3f}, as a share of the "
+                     f"naive way's ({ev['reference']} images drawn from scratch: {naive}) [{pct} interval over draws]")
+        for name, entry in ev["strategies"].items():
+            parts = []
+            for kind, e in entry.items():
+                if e["ratio"] is None:
+                    parts.append(f"{kind}: not reached")
+                    continue
+                interval = "" if e["ratio_interval"] is None else \
+                    f" [{e['ratio_interval'][0]:.2f}, {e['ratio_interval'][1]:.2f}]"
+                parts.append(f"{kind} {e['ratio']:.2f}{interval}")
             lines.append(f"  {name:<14}" + "; ".join(parts))
     return "\n".join(lines) + "\n"

@@ -23,7 +23,8 @@ _SEL, _ENS, _RUN = SelectionSettings(), EnsembleSettings(), RunSettings()
 
 
 # settings added after folders were made with the value they then ran with
-_BEFORE_THE_SETTING = {"prefill_min_annotations": 1}  # pre-filled every round
+_BEFORE_THE_SETTING = {"prefill_min_annotations": 1,  # pre-filled every round
+                       "switch_at": _SEL.switch_at}  # no typical-al run: the value changes nothing
 
 
 def upgrade_settings(saved: dict) -> dict:
@@ -45,6 +46,7 @@ class SimulateSettings:
     band: float = _SEL.band
     centers: int = 0  # al's k-center centres; 0 = 2K
     rare_power: float = _SEL.rare_power
+    switch_at: int = _SEL.switch_at  # typical-al: al from this many annotated images on
     score_pixels: str = _SEL.score_pixels  # resolved as next-round resolves it
     eval_pixels: str = "grid:4"  # held-out pixels scored: one in 16, the same for every run (paired)
     members: int = _ENS.members
@@ -89,6 +91,8 @@ class SimulateSettings:
             yield "truth", f"must be one of {', '.join(TRUTHS)}, got {self.truth!r}"
         if self.prefill_min_annotations < 1:
             yield "prefill_min_annotations", f"must be at least 1, got {self.prefill_min_annotations}"
+        if self.switch_at < 1:
+            yield "switch_at", f"must be at least 1, got {self.switch_at}"
         if self.rare_power < 0:
             yield "rare_power", f"must be >= 0, got {self.rare_power}"
         if not 0 <= self.skip_top < 1:
@@ -98,7 +102,7 @@ class SimulateSettings:
         biggest = max((exported(s, self.per_round, self.al_centers) for s in self.strategies if s in STRATEGIES),
                       default=self.per_round)
         least = 2 + self.rounds * biggest
-        if "al" in self.strategies and 0 < self.band:  # al's last band must still hold its centres
+        if {"al", "typical-al"} & set(self.strategies) and 0 < self.band:  # al's last band must still hold its centres
             least = 2 + (self.rounds - 1) * self.al_centers + int(np.ceil((self.al_centers + 1) / self.band))
         if self.pool_size < least:
             yield "pool_size", f"{self.pool_size} is too small for these strategies and rounds; use at least {least}"

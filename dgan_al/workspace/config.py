@@ -33,15 +33,16 @@ class PoolSettings:
 
 @dataclass
 class SelectionSettings:
-    strategy: str = "al"  # al (the paper's), random, random-expert, uncertainty, coreset or rare (dgan_al/strategies.py)
+    strategy: str = "al"  # al (the paper's), random, random-expert, uncertainty, coreset, rare, typical or typical-al (dgan_al/strategies.py)
     skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures)
     band: float = 0.10  # then keep this fraction just below it
     centers: int = 12  # k-center greedy picks this many images from the band
     annotate: int = 6  # the annotator annotates the most realistic this many of them
-    embedding: str = "activations"  # coreset embedding: "activations" (pooled interpreter features) or "w" (the mapped latent)
+    embedding: str = "activations"  # al's coreset and typical's clusters: "activations" (pooled interpreter features) or "w" (the mapped latent)
     score: str = "sum"  # image score: "sum" of pixel JS (paper) or "top10" (mean of the top 10% pixels)
     score_pixels: str = "auto"  # pixels for the image score: "auto" (full on a GPU, the measured grid on a CPU), "full", "grid:N", "subset:N"
     rare_power: float = 1.0  # rare: class weights are (1 / predicted pixel share) ** rare_power
+    switch_at: int = 10  # typical-al: typical while fewer images than this are annotated, then al
 
 
 @dataclass
@@ -90,6 +91,8 @@ class WorkspaceConfig:
 
         if s.strategy not in STRATEGIES:
             problems.append(f"selection.strategy = {s.strategy!r}: use one of {', '.join(STRATEGIES)}")
+        if s.switch_at < 1:
+            problems.append(f"selection.switch_at = {s.switch_at}: must be >= 1")
         if s.rare_power < 0:
             problems.append(f"selection.rare_power = {s.rare_power}: must be >= 0")
         if s.embedding not in ("activations", "w"):

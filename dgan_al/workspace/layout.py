@@ -67,6 +67,12 @@ class RoundFiles:
         return self.folder / "README.txt"
 
     @property
+    def prediction(self) -> Path:
+        """simulate's record of what each exported image's pre-fill came from (``export_round(keep_prediction)``):
+        ids, predicted labels and JS per pixel, whether or not the files were pre-filled."""
+        return self.folder / "prediction.npz"
+
+    @property
     def scores(self) -> Path:
         """The pool score chunks (``chunk_NNNNN.npz``)."""
         return self.folder / "scores"
