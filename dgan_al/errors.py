@@ -8,6 +8,7 @@ traceback) and exits with code 2. Library code raises it; it never prints.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -38,3 +39,21 @@ class UserError(Exception):
         if self.fix:
             text += f" ({self.fix})"
         return text
+
+
+def quote(value: Any, limit: int = 60) -> str:
+    """``value`` quoted for a message, at most about ``limit`` characters: ``'abcd…' (1000000 characters)``.
+
+    Text comes from files and command lines, so it can be any length; a message quotes a cut of it and
+    says how long it was. Other values are shown as their repr, cut the same way.
+    """
+    if not isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(value) <= limit and len(repr(value)) <= limit + 2:
+        return repr(value)
+    keep = min(len(value), limit)
+    while keep and len(repr(value[:keep])) > limit + 2:  # escapes (\x00, \U0001f600) count as they print
+        keep -= 1
+    shown = repr(value[:keep])
+    return f"{shown[:-1]}…{shown[-1]} ({len(value)} characters)"

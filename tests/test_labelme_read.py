@@ -8,6 +8,7 @@ import base64
 import copy
 import io
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -191,13 +192,13 @@ CASES = {
     "label missing": (drop_shape_key(0, "label"), ["shape 0: has no label"]),
     "label not text": (set_shape(0, "label", 3), ["shape 0: label must be text"]),
     "unknown label": (
-        set_shape(2, "label", "eys"), ["shape 2 ('eys'): unknown label 'eys' (closest known label: 'eye')"]),
+        set_shape(2, "label", "eys"), ["shape 2: unknown label 'eys' (closest known label: 'eye')"]),
     "unknown label, case": (
-        set_shape(3, "label", "Mouth"), ["shape 3 ('Mouth'): unknown label 'Mouth' (closest known label: 'mouth')"]),
+        set_shape(3, "label", "Mouth"), ["shape 3: unknown label 'Mouth' (closest known label: 'mouth')"]),
     "unknown label, trailing space": (
-        set_shape(3, "label", "mouth "), ["shape 3 ('mouth '): unknown label 'mouth ' (closest known label: 'mouth')"]),
+        set_shape(3, "label", "mouth "), ["shape 3: unknown label 'mouth ' (closest known label: 'mouth')"]),
     "unknown label, far from all": (
-        set_shape(3, "label", "bottle"), ["shape 3 ('bottle'): unknown label 'bottle' (not a class of this workspace)"]),
+        set_shape(3, "label", "bottle"), ["shape 3: unknown label 'bottle' (not a class of this workspace)"]),
     "shape_type missing": (drop_shape_key(0, "shape_type"), ["shape 0 ('skin'): has no shape_type"]),
     "shape_type unknown": (set_shape(0, "shape_type", "polyline"), ["unknown shape_type 'polyline'"]),
     "points shape": (set_shape(0, "shape_type", "points"), ["shape_type 'points' has no area"]),
@@ -328,6 +329,35 @@ def test_unreadable_image_and_unshowable_mode(valid):
     assert any("pixel mode CMYK" in p for p in problems_of(valid))
 
 
+@pytest.mark.parametrize("image_path", ["sub/../img_0001.png", "sub\\..\\img_0001.png", "a/b/../../img_0001.png"])
+def test_an_image_path_labelme_cannot_open_as_written_is_refused_with_the_plain_path(valid, lm, image_path):
+    raw = load(valid)
+    raw["imagePath"] = image_path
+    save(valid, raw)
+    with pytest.raises(lm.file.LabelFileReadError):  # the real LabelMe fails on it: no folder sub/
+        lm.file.read_label_file(str(valid))
+    (problem,) = problems_of(valid)
+    assert "goes through '..' after a folder that does not exist" in problem
+    assert problem.endswith("set it to 'img_0001.png'")
+    (valid.parent / image_path.replace("\\", "/").split("/")[0]).mkdir()
+    if image_path.startswith("a/"):
+        (valid.parent / "a" / "b").mkdir()
+    lm.file.read_label_file(str(valid))  # once the folders exist LabelMe opens it, and so do we
+    assert read_labelme(valid, CLASSES).image_path == valid.with_suffix(".png")
+
+
+def test_a_label_of_a_million_characters_gets_no_suggestion_at_once(valid):
+    t0 = time.perf_counter()
+    assert closest_label("a" * 1_000_000, TOY_CLASSES) is None
+    assert closest_label(" EYEBROW" + " " * 1_000_000, TOY_CLASSES) == "eyebrow"  # spaces around are ignored
+    assert time.perf_counter() - t0 < 0.5
+    raw = load(valid)
+    raw["shapes"][0]["label"] = "b" * 1_000_000
+    save(valid, raw)
+    (problem,) = problems_of(valid)
+    assert problem == f"shape 0: unknown label '{'b' * 40}…' (1000000 characters) (not a class of this workspace)"
+
+
 def test_image_symlinked_from_outside_leaves_the_folder(valid, tmp_path):
     outside = tmp_path / "elsewhere.png"
     PIL.Image.fromarray(image_pixels()).save(outside)
@@ -350,7 +380,7 @@ def test_every_problem_of_a_file_is_listed_at_once(valid):
     problems = problems_of(valid)
     assert len(problems) == 5
     joined = " | ".join(problems)
-    for text in ["99x32", "unknown label 'skn'", "shape 3 ('mouth')", "unknown shape_type 'dot'", "flags values"]:
+    for text in ["99x32", "shape 0: unknown label 'skn'", "shape 3 ('mouth')", "unknown shape_type 'dot'", "flags values"]:
         assert text in joined
     error = LabelMeError(valid, problems)
     assert isinstance(error, UserError) and error.exit_code == 2

@@ -5,7 +5,9 @@ raises ``LabelMeError`` listing every problem of the file (a file with one typo 
 trip to LabelMe, not one per problem). We refuse at least everything LabelMe itself refuses to open,
 and more: unknown labels (LabelMe's ``--validate-label`` only checks labels typed in its dialog, so
 typos in pre-filled or hand-edited files get through), non-finite or far-away coordinates, wrong point
-counts, a size that does not match the image, an ``imagePath`` that leaves the JSON's folder.
+counts, a size that does not match the image, an ``imagePath`` that leaves the JSON's folder or that
+LabelMe cannot open as written (``sub/../x.png`` without a folder ``sub``; LabelMe itself writes
+``os.path.relpath(image, json_folder)``).
 
 The image is measured the way LabelMe shows it: a file's EXIF orientation is applied exactly as
 LabelMe's ``apply_exif_orientation`` does (only for formats PIL reads EXIF from through ``_getexif``,
@@ -20,6 +22,7 @@ import difflib
 import io
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -28,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import PIL.Image
 
+from dgan_al.errors import quote
 from dgan_al.labelme.rasterize import mask_problem, rules_of
 from dgan_al.labelme.format import (
     DISPLAYABLE_MODES,
@@ -62,7 +66,7 @@ def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
 
     version = raw.get("version")
     if version is not None and not isinstance(version, str):
-        problems.append(f"version must be text like \"5.5.0\", got {_show(version)}")
+        problems.append(f"version must be text like \"5.5.0\", got {quote(version)}")
         version = None
     flags = _read_flags(raw.get("flags"), "flags", problems)
     image = _read_image_facts(json_path, raw, problems)
@@ -114,10 +118,14 @@ def read_image(annotation: Annotation) -> np.ndarray:
     return pixels
 
 
+EMBEDDED_IMAGE_FIX = ("re-open {name} from its round folder in LabelMe and annotate it there, or set imageData to "
+                      "null, and run again")
+
+
 def embedded_image_problem(annotation: Annotation, image_path: str | Path) -> str | None:
     """When the file embeds its image (``imageData``), LabelMe shows those pixels and not the image
     file's, so the shapes were drawn on them: None when they are the pixels of ``image_path`` (decoded
-    to RGB, compared exactly) or nothing is embedded, else what differs and the fix."""
+    to RGB, compared exactly) or nothing is embedded, else what differs (the fix: ``EMBEDDED_IMAGE_FIX``)."""
     if annotation.image_data is None:
         return None
     name = Path(image_path).name
@@ -133,8 +141,7 @@ def embedded_image_problem(annotation: Annotation, image_path: str | Path) -> st
     differs = (f"is {shown.shape[1]}x{shown.shape[0]}, {name} is {expected.shape[1]}x{expected.shape[0]}"
                if shown.shape != expected.shape else
                f"differs from {name} in {int(np.any(shown != expected, axis=2).sum())} pixels")
-    return (f"its embedded image (imageData) {differs}, so its shapes were drawn on another image; re-open "
-            f"{name} from its round folder in LabelMe and annotate it there (or set imageData to null)")
+    return f"its embedded image (imageData) {differs}, so its shapes were drawn on another image"
 
 
 def exif_orientation(image: PIL.Image.Image) -> int:
@@ -201,11 +208,11 @@ def _read_flags(value: Any, where: str, problems: list[str]) -> dict[str, bool]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.append(f"{where} must be an object of name: true/false, got {_show(value)}")
+        problems.append(f"{where} must be an object of name: true/false, got {quote(value)}")
         return {}
     bad = {k: v for k, v in value.items() if not isinstance(v, bool)}
     if bad:
-        problems.append(f"{where} values must be true or false, got {_show(bad)}")
+        problems.append(f"{where} values must be true or false, got {quote(bad)}")
         return {}
     return dict(value)
 
@@ -217,7 +224,7 @@ def _read_size(raw: dict, key: str, actual: int | None, problems: list[str]) -> 
         return None
     value = raw[key]
     if not _is_int(value) or value <= 0:
-        problems.append(f"{key} must be a positive whole number, got {_show(value)}{hint}")
+        problems.append(f"{key} must be a positive whole number, got {quote(value)}{hint}")
         return None
     return value
 
@@ -245,10 +252,11 @@ def _read_image_facts(json_path: Path, raw: dict, problems: list[str]) -> _Image
         try:
             found = image_path.is_file()
         except OSError as err:  # e.g. a name longer than the file system allows
-            problems.append(f"imagePath {_show(raw['imagePath'])} cannot be used: {err.strerror or err}")
+            problems.append(f"imagePath {quote(raw['imagePath'])} cannot be used: {err.strerror or err}")
             return None
         if not found:
-            problems.append(f"the image {raw['imagePath']!r} named by imagePath does not exist ({image_path})")
+            problems.append(f"the image {quote(raw['imagePath'])} named by imagePath does not exist "
+                            f"({quote(str(image_path), 200)})")
             return None
         source: Any = image_path
     elif isinstance(data_text, str):
@@ -259,7 +267,7 @@ def _read_image_facts(json_path: Path, raw: dict, problems: list[str]) -> _Image
             return None
         source = io.BytesIO(data)
     else:
-        problems.append(f"imageData must be null or base64 text, got {_show(data_text)}")
+        problems.append(f"imageData must be null or base64 text, got {quote(data_text)}")
         return None
 
     what = f"the image {image_path.name}" if data is None else "the image in imageData"
@@ -285,13 +293,13 @@ def _resolve_image_path(json_path: Path, raw: dict, problems: list[str]) -> Path
         return None
     text = raw["imagePath"]
     if not isinstance(text, str) or not text or "\x00" in text:
-        problems.append(f"imagePath must be a file name relative to this JSON's folder, got {_show(text)}")
+        problems.append(f"imagePath must be a file name relative to this JSON's folder, got {quote(text)}")
         return None
     windows = PureWindowsPath(text)  # LabelMe reads "\" as a separator on every OS
     posix = windows.as_posix()
     if windows.anchor or PurePosixPath(posix).is_absolute():
         problems.append(
-            f"imagePath {text!r} is absolute; it must be relative to this JSON's folder (e.g. just the file name)"
+            f"imagePath {quote(text)} is absolute; it must be relative to this JSON's folder (e.g. just the file name)"
         )
         return None
     folder = json_path.parent
@@ -299,12 +307,26 @@ def _resolve_image_path(json_path: Path, raw: dict, problems: list[str]) -> Path
         resolved = (folder / posix).resolve()
         inside = resolved.is_relative_to(folder.resolve())
     except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
-        problems.append(f"imagePath {text!r} cannot be resolved: {err}")
+        problems.append(f"imagePath {quote(text)} cannot be resolved: {getattr(err, 'strerror', None) or err}")
         return None
     if not inside:
-        problems.append(f"imagePath {text!r} leaves this JSON's folder; the image must be next to the JSON")
+        problems.append(f"imagePath {quote(text)} leaves this JSON's folder; the image must be next to the JSON")
+        return None
+    if ".." in PurePosixPath(posix).parts and _exists(resolved) and not _exists(folder / posix):
+        # LabelMe opens the path as written, which the OS resolves folder by folder: "sub/.." needs a "sub/"
+        plain = PurePosixPath(os.path.relpath(resolved, folder.resolve())).as_posix()
+        problems.append(f"imagePath {quote(text)} goes through '..' after a folder that does not exist, so LabelMe "
+                        f"cannot open it: set it to {quote(plain)}")
         return None
     return resolved
+
+
+def _exists(path: Path) -> bool:
+    """Whether the OS finds ``path`` as written (``..`` after a missing folder fails, as it does for LabelMe)."""
+    try:
+        return os.path.exists(os.fspath(path))
+    except (OSError, ValueError):
+        return False
 
 
 def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[str, int],
@@ -314,7 +336,7 @@ def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[
         return []
     objs = raw["shapes"]
     if not isinstance(objs, list):
-        problems.append(f"shapes must be a list, got {_show(objs)}")
+        problems.append(f"shapes must be a list, got {quote(objs)}")
         return []
     shapes = []
     for index, obj in enumerate(objs):
@@ -328,7 +350,7 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
                 problems: list[str], rules: int) -> Shape | None:  # fmt: skip
     """One shape, or None after appending its problems (all of them)."""
     if not isinstance(obj, dict):
-        problems.append(f"shape {index} must be an object, got {_show(obj)}")
+        problems.append(f"shape {index} must be an object, got {quote(obj)}")
         return None
     found: list[str] = []
 
@@ -337,19 +359,20 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     if "label" not in obj:
         found.append("has no label")
     elif not isinstance(label, str):
-        found.append(f"label must be text, got {_show(label)}")
+        found.append(f"label must be text, got {quote(label)}")
     else:
-        where = f"shape {index} ({label!r})"
-        if label not in values:
+        if label in values:
+            where = f"shape {index} ({label!r})"
+        else:  # quoted once, here, and cut: a label may be any length
             close = closest_label(label, values)
             hint = f"closest known label: {close!r}" if close else "not a class of this workspace"
-            found.append(f"unknown label {label!r} ({hint})")
+            found.append(f"unknown label {quote(label, 40)} ({hint})")
 
     shape_type = obj.get("shape_type")
     if "shape_type" not in obj:
         found.append("has no shape_type")
     elif shape_type not in SHAPE_TYPES or not isinstance(shape_type, str):
-        found.append(f"unknown shape_type {_show(shape_type)} (LabelMe knows {', '.join(SHAPE_TYPES)})")
+        found.append(f"unknown shape_type {quote(shape_type)} (LabelMe knows {', '.join(SHAPE_TYPES)})")
         shape_type = None  # the checks below that depend on the type are skipped
     elif shape_type == "points":
         found.append("shape_type 'points' has no area, LabelMe cannot turn it into a mask; redraw it as a polygon")
@@ -357,10 +380,10 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     points = _read_points(obj, shape_type, height, width, found)
     group_id = obj.get("group_id")
     if group_id is not None and not _is_int(group_id):
-        found.append(f"group_id must be a whole number or null, got {_show(group_id)}")
+        found.append(f"group_id must be a whole number or null, got {quote(group_id)}")
     description = obj.get("description")
     if description is not None and not isinstance(description, str):
-        found.append(f"description must be text or null, got {_show(description)}")
+        found.append(f"description must be text or null, got {quote(description)}")
     flags = _read_flags(obj.get("flags"), "flags", found)
     mask = _read_mask(obj, shape_type, points, height, width, found, rules)
 
@@ -387,16 +410,16 @@ def _read_points(obj: dict, shape_type: Any, height: int | None, width: int | No
         return None
     value = obj["points"]
     if not isinstance(value, list) or not value:
-        found.append(f"points must be a non-empty list of [x, y], got {_show(value)}")
+        found.append(f"points must be a non-empty list of [x, y], got {quote(value)}")
         return None
     bad = [p for p in value if not (isinstance(p, list) and len(p) == 2 and all(_is_number(c) for c in p))]
     if bad:
-        found.append(f"points must be [x, y] pairs of numbers; {len(bad)} are not, e.g. {_show(bad[0])}")
+        found.append(f"points must be [x, y] pairs of numbers; {len(bad)} are not, e.g. {quote(bad[0])}")
         return None
     points = [(p[0], p[1]) for p in value]
     not_finite = [p for p in points if not all(_is_finite(c) for c in p)]
     if not_finite:
-        found.append(f"{len(not_finite)} points are not finite numbers, e.g. {_show(list(not_finite[0]))}")
+        found.append(f"{len(not_finite)} points are not finite numbers, e.g. {quote(list(not_finite[0]))}")
         return None
     if height is not None and width is not None:
         far = [
@@ -405,7 +428,7 @@ def _read_points(obj: dict, shape_type: Any, height: int | None, width: int | No
                     and -MAX_OUTSIDE * height <= y <= (1 + MAX_OUTSIDE) * height)
         ]  # fmt: skip
         if far:
-            found.append(f"{len(far)} points lie far outside the {width}x{height} image, e.g. {_show(list(far[0]))}")
+            found.append(f"{len(far)} points lie far outside the {width}x{height} image, e.g. {quote(list(far[0]))}")
             return None
     if shape_type in EXACT_POINTS and len(points) != EXACT_POINTS[shape_type]:
         found.append(f"a {shape_type} takes exactly {EXACT_POINTS[shape_type]} points, got {len(points)}")
@@ -427,7 +450,7 @@ def _read_mask(obj: dict, shape_type: Any, points: list[tuple[float, float]] | N
             found.append("a mask shape needs its bitmap in 'mask' (base64 PNG), got null")
         return None
     if not isinstance(text, str):
-        found.append(f"mask must be a base64 PNG or null, got {_show(text)}")
+        found.append(f"mask must be a base64 PNG or null, got {quote(text)}")
         return None
     try:
         with open_mask_png(text) as png:
@@ -469,21 +492,27 @@ def closest_label(label: str, known: Sequence[str]) -> str | None:
     one edit (two for labels of five letters or more) of a known label, an edit being a letter added,
     dropped, changed or two neighbours swapped (``eys`` -> ``eye``). Ties go to the more similar
     (difflib ratio). A label far from all (``bottle``) gets no suggestion: a wrong one misleads.
+    The search is bounded: only names whose length is within the cut-off are compared, and a label
+    longer than any name plus the cut-off (a label of a million letters) is answered at once.
     """
     typed = label.strip().lower()
+    cutoff = 1 if len(typed) < 5 else 2
     best: tuple[int, float, str] | None = None
     for name in known:
         candidate = name.lower()
-        distance = _edit_distance(typed, candidate)
-        if distance > (1 if len(typed) < 5 else 2):
+        if abs(len(candidate) - len(typed)) > cutoff:
+            continue
+        distance = _edit_distance(typed, candidate, cutoff)
+        if distance > cutoff:
             continue
         key = (distance, -difflib.SequenceMatcher(None, typed, candidate).ratio(), name)
         best = key if best is None or key < best else best
     return best[2] if best else None
 
 
-def _edit_distance(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+def _edit_distance(a: str, b: str, cutoff: int) -> int:
+    """Optimal string alignment distance (insertions, deletions, substitutions, adjacent swaps), or
+    ``cutoff + 1`` as soon as it must exceed ``cutoff``."""
     previous2: list[int] = []
     previous = list(range(len(b) + 1))
     for i in range(1, len(a) + 1):
@@ -492,11 +521,7 @@ def _edit_distance(a: str, b: str) -> int:
             row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 row[j] = min(row[j], previous2[j - 2] + 1)
+        if min(row) > cutoff and min(previous) > cutoff:  # every later row is larger still
+            return cutoff + 1
         previous2, previous = previous, row
     return previous[-1]
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A short repr for messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

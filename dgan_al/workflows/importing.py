@@ -3,7 +3,8 @@ to the copies in ``annotations/``.
 
 Every file is read by the strict reader (``labelme.read_labelme``) before it is called pending, done or
 unrealistic, and all are validated first; if any has a problem nothing is imported and every problem is
-listed (one ``UserError``), so ``annotations/`` and the round folders stay byte-identical. Files ticked
+listed (one ``UserError``: one line for one file, a list for several, each file with its own fix), so
+``annotations/`` and the round folders stay byte-identical. Files ticked
 ``unrealistic`` are recorded as skipped; files ticked neither stay pending (listed, never lost); a file
 ticked both is a problem. The person's JSON files are only read, never changed. Masks in
 ``annotations/masks/`` are derived: one that fails its checksum is rasterised again from its JSON.
@@ -11,21 +12,26 @@ ticked both is a problem. The person's JSON files are only read, never changed. 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 from dgan_al.files import sha256_bytes, sha256_file
 from dgan_al.labelme import Annotation, LabelMeError, embedded_image_problem, rasterize, read_labelme
+from dgan_al.labelme.read import EMBEDDED_IMAGE_FIX
 from dgan_al.report import save_mask_png
-from dgan_al.workflows.export import META_KEY, OWN_FILES, read_selection
+from dgan_al.workflows.export import META_KEY, OWN_FILES
 from dgan_al.workspace.annotations import AnnotationRecord, AnnotationStore
 from dgan_al.workspace.layout import Workspace
 
 SELECTION_FILE = "selection.json"
 ITEM_KEYS = {"id", "image", "image_sha256", "latent", "z"}  # what import checks an annotation file against
+# the fix of a problem in a person's LabelMe file (the loop's own records say their own fix)
+LABELME_FIX = "fix the file in LabelMe or an editor and run again; `dgan-al annotate` opens the round"
+MAX_LISTED = 20  # problems of one file shown in its message
 
 
 @dataclass
@@ -55,12 +61,46 @@ class _Planned:
     in_place: bool = False
 
 
-def _problem(problems: list[str], path: Path, root: Path, message: str) -> None:
-    problems.append(f"{path.relative_to(root) if root in path.parents else path}: {message}")
+@dataclass
+class Problem:
+    """What is wrong with one file (``path``: workspace-relative), and what to do about it."""
+
+    path: str
+    message: str
+    fix: str = LABELME_FIX
+
+
+def _problem(problems: list[Problem], path: Path, root: Path, message: str, fix: str = LABELME_FIX) -> None:
+    problems.append(Problem(str(path.relative_to(root) if root in path.parents else path), message, fix))
+
+
+def refusal(problems: list[Problem]) -> UserError:
+    """The one error for a refused import: one line naming the file, its problem(s) and fix when one file
+    has problems; a list, one line per problem, when several do."""
+    files = list(dict.fromkeys(p.path for p in problems))
+    fixes = list(dict.fromkeys(p.fix for p in problems))
+    if len(files) == 1:
+        listed = [p.message for p in problems]
+        if len(listed) == 1:
+            text = listed[0]
+        else:
+            text = f"{len(listed)} problems: " + "; ".join(f"[{i + 1}] {m}" for i, m in enumerate(listed[:MAX_LISTED]))
+            if len(listed) > MAX_LISTED:
+                text += f"; ... and {len(listed) - MAX_LISTED} more"
+        return UserError(f"{text}; nothing was imported", path=files[0], fix="; ".join(fixes))
+    lines = [f"{p.path}: {p.message}" + (f" ({p.fix})" if len(fixes) > 1 else "") for p in problems]
+    return UserError(f"{len(files)} files have problems; nothing was imported:\n  " + "\n  ".join(lines) + "\n",
+                     fix=fixes[0] if len(fixes) == 1 else "fix each as said and run again")
+
+
+def _selection_fix(folder: Path) -> str:
+    return (f"restore it from a backup; without one, move the folder {folder.name} out of rounds/ and run again: "
+            "what it imported stays in annotations/, its files not imported yet are left out; do not delete "
+            "selection.json alone")
 
 
 def exported_items(folder: Path) -> tuple[dict[str, dict], str | None]:
-    """The items a round exported (id -> item of its ``selection.json``), or a problem with that file.
+    """The items a round exported (id -> item of its ``selection.json``), or what is wrong with that file.
 
     A round folder without ``selection.json`` exported nothing; one whose ``selection.json`` cannot be
     read, or has items without the fields import checks against, is reported as damaged (the person's
@@ -69,14 +109,23 @@ def exported_items(folder: Path) -> tuple[dict[str, dict], str | None]:
     path = folder / SELECTION_FILE
     if not path.is_file():
         return {}, None
-    selection = read_selection(folder)
+    try:
+        selection = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        return {}, f"cannot be read ({err.strerror or err})"
+    except UnicodeDecodeError as err:
+        return {}, f"not UTF-8 text (byte {err.start})"
+    except json.JSONDecodeError as err:
+        return {}, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+    except RecursionError:
+        return {}, "not valid JSON: nested too deeply"
     items = selection.get("items") if isinstance(selection, dict) else None
     if not isinstance(items, list):
-        return {}, "damaged: not the record dgan-al wrote (no list of exported items)"
+        return {}, "not the record dgan-al writes (no list of exported items)"
     out = {}
     for n, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not ITEM_KEYS <= item.keys():
-            return {}, f"damaged: exported item {n} lacks one of {sorted(ITEM_KEYS)}"
+            return {}, f"exported item {n} lacks one of {sorted(ITEM_KEYS)}"
         out[item["id"]] = item
     return out, None
 
@@ -84,7 +133,7 @@ def exported_items(folder: Path) -> tuple[dict[str, dict], str | None]:
 def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
     classes = ws.config.classes
     report = ImportReport()
-    problems: list[str] = []
+    problems: list[Problem] = []
     planned: list[_Planned] = []
     skips: list[tuple[str, int, str]] = []
     root = ws.root
@@ -94,8 +143,9 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
         annotate = ws.round_files(number).annotate
         exported, damaged = exported_items(folder)
         if damaged:
-            _problem(problems, folder / SELECTION_FILE, root, f"{damaged}; dgan-al cannot check this round's annotation "
-                     "files against it: restore it from a backup (your annotation files were not touched)")
+            _problem(problems, folder / SELECTION_FILE, root, f"damaged ({damaged}): this is dgan-al's record of "
+                     f"what round {number:03d} exported, not an annotation file (those were not touched)",
+                     _selection_fix(folder))
             continue
         for json_path in sorted(annotate.glob("*.json")):
             if json_path.name in OWN_FILES:
@@ -109,8 +159,9 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
                     _problem(problems, json_path, root, p)
                 continue
             if annotation.done and annotation.unrealistic:
-                _problem(problems, json_path, root, "both 'done' and 'unrealistic' are ticked: untick one in LabelMe "
-                         "('done' imports the annotation, 'unrealistic' skips the image)")
+                _problem(problems, json_path, root, "both 'done' and 'unrealistic' are ticked",
+                         "untick one in LabelMe ('done' imports the annotation, 'unrealistic' skips the image) and run "
+                         "again")
                 continue
             if not (annotation.done or annotation.unrealistic):
                 report.pending.append(rel)
@@ -118,8 +169,9 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
             id = json_path.stem
             item = exported.get(id)
             if item is None:
-                _problem(problems, json_path, root, f"no image {id!r} was exported in round {number} (not in its "
-                         "selection.json): annotate only the files dgan-al exported, under their own names")
+                _problem(problems, json_path, root, f"no image {quote(id)} was exported in round {number} (not in "
+                         "its selection.json)", "annotate only the files dgan-al exported, under their own names; "
+                         "move this one out of the round folder")
                 continue
             if annotation.unrealistic:
                 if id not in store.skipped and id not in store.records:
@@ -142,7 +194,8 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
         path = store.json_path(id)
         record = store.records[id]
         if id in round_ids:
-            _problem(problems, path, root, f"edited here and in {record.source} as well: keep one of the two edits")
+            _problem(problems, path, root, f"edited here and in {record.source} as well",
+                     f"keep one of the two edits: restore the other from annotations/history/{id}/")
             continue
         item = {"id": id, "latent": record.latent, "z": record.z, "image_sha256": record.image_sha256, "image": f"{id}.png"}
         plan = _validate(path, path.read_bytes(), item, classes, problems, root, expected_image=store.image_path(id))
@@ -153,10 +206,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
     repairs = _damaged_masks(store, classes, {p.id for p in planned}, problems, root)
 
     if problems:
-        count = len(problems)
-        listing = "\n  ".join(problems)
-        raise UserError(f"{count} annotation file{'s have' if count > 1 else ' has'} problems; nothing was imported:\n  "
-                        f"{listing}\n", fix="correct them (dgan-al annotate opens a round in LabelMe) and run again")
+        raise refusal(problems)
 
     for plan in planned:
         existed = plan.id in store.records
@@ -181,7 +231,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
     return report
 
 
-def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[str], problems: list[str],
+def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[str], problems: list[Problem],
                    root: Path) -> list[tuple[str, np.ndarray]]:
     """(id, mask) for every stored mask that is missing or fails its checksum, rasterised from its JSON."""
     out = []
@@ -195,14 +245,17 @@ def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[s
         try:
             annotation = read_labelme(json_path, classes)
         except LabelMeError as err:
-            _problem(problems, path, root, f"the mask is damaged and cannot be rebuilt from {json_path.name}: "
-                     f"{'; '.join(err.problems)}: restore {json_path.name} from annotations/history/{id}/")
+            source = f"{Path(record.source).parent}/ (where they were imported from)" if record.source else "a copy"
+            _problem(problems, path, root, f"this mask (derived data) is damaged and cannot be rebuilt from "
+                     f"{json_path.name}: {'; '.join(err.problems[:3])}",
+                     f"restore {json_path.name} and {store.image_path(id).name} from {source} or a backup, or "
+                     f"take the annotation out with `dgan-al remove {id}`; then run again")
             continue
         out.append((id, rasterize(annotation, annotation.height, annotation.width, classes)))
     return out
 
 
-def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], problems: list[str], root: Path,
+def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], problems: list[Problem], root: Path,
               expected_image: Path, annotation: Annotation | None = None) -> _Planned | None:
     if annotation is None:
         try:
@@ -214,24 +267,30 @@ def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], prob
     ok = True
     meta = annotation.extra.get(META_KEY)
     if isinstance(meta, dict) and meta.get("id") not in (None, item["id"]):
-        _problem(problems, json_path, root, f"its dgan_al.id is {meta.get('id')!r} but the file belongs to "
-                 f"{item['id']!r}: do not rename or copy annotation files")
+        _problem(problems, json_path, root, f"its dgan_al.id is {quote(meta.get('id'))} but the file belongs to "
+                 f"{item['id']!r}", "do not rename or copy annotation files: annotate each under its own name")
         ok = False
     if annotation.image_path.resolve() != expected_image.resolve():
-        _problem(problems, json_path, root, f"imagePath names {annotation.image_path.name}, not the exported "
-                 f"image {expected_image.name}: point it back to {expected_image.name}")
+        _problem(problems, json_path, root, f"imagePath names {quote(annotation.image_path.name)}, not the exported "
+                 f"image {expected_image.name}", f"set imagePath back to {expected_image.name!r}")
+        return None
+    if annotation.raw["imagePath"] != expected_image.name:  # the same file, but not as LabelMe and the export write it
+        _problem(problems, json_path, root, f"imagePath is {quote(annotation.raw['imagePath'])}, not the image's plain "
+                 f"file name {expected_image.name!r} that the export (and LabelMe, for a JSON beside its image) writes",
+                 f"set imagePath to {expected_image.name!r}")
         return None
     try:
         image_bytes = annotation.image_path.read_bytes()
     except OSError as err:
-        _problem(problems, json_path, root, f"cannot read the image {expected_image.name}: {err.strerror or err}")
+        _problem(problems, json_path, root, f"cannot read the image {expected_image.name}: {err.strerror or err}",
+                 f"make {expected_image.name} readable again and run again")
         return None
     if sha256_bytes(image_bytes) != item["image_sha256"]:
         _problem(problems, json_path, root, f"the image {expected_image.name} is not the one exported for this "
-                 "latent (its sha256 changed): restore the exported image; never edit the images")
+                 "latent (its sha256 changed)", "restore the exported image; never edit the images")
         ok = False
     elif (shown := embedded_image_problem(annotation, expected_image)) is not None:
-        _problem(problems, json_path, root, shown)
+        _problem(problems, json_path, root, shown, EMBEDDED_IMAGE_FIX.format(name=expected_image.name))
         ok = False
     if not ok:
         return None
@@ -241,7 +300,8 @@ def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], prob
 
 
 def finished_file_problems(ws: Workspace, json_path: Path, item: dict, expected_image: Path) -> list[str]:
-    """What the import would refuse in one file ticked ``done`` (empty: it imports), without importing."""
-    problems: list[str] = []
+    """What the import would refuse in one file ticked ``done`` (empty: it imports), without importing:
+    ``"<path>: <problem> (<fix>)"`` per problem."""
+    problems: list[Problem] = []
     _validate(json_path, json_path.read_bytes(), item, ws.config.classes, problems, ws.root, expected_image)
-    return problems
+    return [f"{p.path}: {p.message}" + (f" ({p.fix})" if p.fix != LABELME_FIX else "") for p in problems]

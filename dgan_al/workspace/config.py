@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 
 CONFIG_NAME = "dgan-al.toml"
 
@@ -79,7 +79,7 @@ class WorkspaceConfig:
             problems.append("classes: names must be unique")
         for name in self.classes:
             if not name or name.strip() != name or name.startswith("_"):
-                problems.append(f"classes: {name!r} is not a valid class name (no leading '_' or spaces)")
+                problems.append(f"classes: {quote(name)} is not a valid class name (no leading '_' or spaces)")
         s = self.selection
         if not 0 <= s.skip_top < 1:
             problems.append(f"selection.skip_top = {s.skip_top}: must be in [0, 1)")
@@ -90,17 +90,17 @@ class WorkspaceConfig:
         from dgan_al.strategies import STRATEGIES
 
         if s.strategy not in STRATEGIES:
-            problems.append(f"selection.strategy = {s.strategy!r}: use one of {', '.join(STRATEGIES)}")
+            problems.append(f"selection.strategy = {quote(s.strategy)}: use one of {', '.join(STRATEGIES)}")
         if s.switch_at < 1:
             problems.append(f"selection.switch_at = {s.switch_at}: must be >= 1")
         if s.rare_power < 0:
             problems.append(f"selection.rare_power = {s.rare_power}: must be >= 0")
         if s.embedding not in ("activations", "w"):
-            problems.append(f"selection.embedding = {s.embedding!r}: use \"activations\" or \"w\"")
+            problems.append(f"selection.embedding = {quote(s.embedding)}: use \"activations\" or \"w\"")
         if s.score not in ("sum", "top10"):
-            problems.append(f"selection.score = {s.score!r}: use \"sum\" or \"top10\"")
+            problems.append(f"selection.score = {quote(s.score)}: use \"sum\" or \"top10\"")
         if not (s.score_pixels in ("auto", "full") or _is_pixel_spec(s.score_pixels)):
-            problems.append(f"selection.score_pixels = {s.score_pixels!r}: use \"auto\", \"full\", \"grid:N\" or \"subset:N\"")
+            problems.append(f"selection.score_pixels = {quote(s.score_pixels)}: use \"auto\", \"full\", \"grid:N\" or \"subset:N\"")
         if self.pool.size < 1 or self.pool.seed < 0:
             problems.append("pool: size must be >= 1 and seed >= 0")
         if self.ensemble.members < 1 or self.ensemble.epochs < 1 or self.ensemble.pixels_per_image < 16:
@@ -145,7 +145,7 @@ def _check_value(value: Any, expected: Any, where: str, path: Path) -> Any:
         raise TypeError(expected)
     if not ok:
         name = getattr(expected, "__name__", str(expected))
-        raise UserError(f"{where} = {value!r} should be of type {name}", path=path,
+        raise UserError(f"{where} = {quote(value)} should be of type {name}", path=path,
                         fix=f"edit {CONFIG_NAME}")
     return value
 
@@ -156,10 +156,10 @@ def _from_table(cls, table: dict, where: str, path: Path):
     kwargs = {}
     for key, value in table.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(key, known, n=1) if len(key) <= 100 else []  # keys are short
             hint = f"did you mean {(where + '.' if where else '') + close[0]!r}?" if close else \
                 f"known keys: {', '.join(known)}"
-            raise UserError(f"unknown setting {(where + '.' if where else '') + key!r} ({hint})", path=path,
+            raise UserError(f"unknown setting {quote((where + '.' if where else '') + key)} ({hint})", path=path,
                             fix=f"fix the key in {CONFIG_NAME}")
         expected = hints[key]
         if is_dataclass(expected):
