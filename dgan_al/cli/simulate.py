@@ -30,7 +30,8 @@ def _opt(name: str, text: str):
 @handles_user_errors
 def simulate_command(
     strategies: Optional[str] = typer.Option(
-        None, help=f"Comma-separated: random, random-expert, uncertainty, coreset, al, rare. (default: {','.join(D.strategies)})",
+        None, help=f"Comma-separated: random, random-expert, uncertainty, coreset, al, rare, typical, typical-al. "
+                   f"(default: {','.join(D.strategies)})",
         show_default=False),
     rounds: Optional[int] = _opt("rounds", "Annotation rounds after the first image."),
     per_round: Optional[int] = _opt("per_round", "Images annotated per round (al and random-expert export more; the expert keeps these)."),
@@ -43,6 +44,7 @@ def simulate_command(
     band: Optional[float] = _opt("band", "al: the band below it."),
     centers: Optional[int] = _opt("centers", "al: k-center centres (0 = twice --per-round)."),
     rare_power: Optional[float] = _opt("rare_power", "rare: class weights are (1 / predicted share) ** this."),
+    switch_at: Optional[int] = _opt("switch_at", "typical-al: typical below this many annotated images, then al."),
     score_pixels: Optional[str] = _opt("score_pixels", "Pixels of the pool's image score, resolved as next-round does: auto, full or grid:S."),
     eval_pixels: Optional[str] = _opt("eval_pixels", "Pixels scored on the held-out sets: full, grid:S or subset:N."),
     members: Optional[int] = _opt("members", "Interpreter ensemble members."),
