@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -21,6 +22,7 @@ import dgan_al.cli.annotate  # noqa: F401  (registers the command on the app)
 import dgan_al.labelme
 import dgan_al.labelme.launch
 from dgan_al.cli.app import app
+from dgan_al.labelme.launch import shell_command
 from dgan_al.labelme import (
     INSTALL_HINT,
     LabelMeInstall,
@@ -60,6 +62,7 @@ class InspectedWindow(entry.MainWindow):
             flags = self._docks.flag_list
             report["image"] = os.path.basename(self._image_path or "")
             report["files"] = [os.path.basename(p) for p in self.image_list]
+            report["list"] = [self._docks.file_list.item(i).text() for i in range(self._docks.file_list.count())]
             report["paths"] = [os.path.abspath(p) for p in self.image_list]
             report["shapes"] = [
                 {"label": s.label, "shape_type": s.shape_type, "points": [[p.x(), p.y()] for p in s.points]}
@@ -124,14 +127,14 @@ def qt_env(tmp_path: Path, **more: str) -> dict[str, str]:
     return env
 
 
-def run_gui(tmp_path: Path, options: list[str], cwd: Path | None = None) -> dict:
+def run_gui(tmp_path: Path, options: list[str], cwd: Path) -> dict:
     """Run the real LabelMe with our ``options`` (its argv after the program) under GUI_SCRIPT, in the
-    folder ``cwd`` (default ``tmp_path``); its report."""
+    folder ``cwd`` (where ``dgan-al annotate`` runs it: the round's annotate folder); its report."""
     report_path = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-c", GUI_SCRIPT, *options],  # our options, LabelMe's main()
         env=qt_env(tmp_path, GUI_REPORT=str(report_path)),
-        cwd=cwd or tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=cwd, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert report_path.exists(), done.stderr[-3000:]
     report = json.loads(report_path.read_text())
@@ -145,10 +148,11 @@ def test_labelme_gui_opens_the_round_shows_shapes_and_autosaves_done(tmp_path):
     folder = first.parent
     install = find_labelme()
     argv = labelme_command(folder, folder / "labels.txt", install=install)
-    report = run_gui(tmp_path, argv[len(install.argv) :])
+    report = run_gui(tmp_path, argv[len(install.argv) :], cwd=folder)
 
-    # it opened our folder, first image first, and shows our shapes exactly
-    assert report["files"] == ["img_000010.png", "img_000011.png"]
+    # it opened our folder, first image first, its file list showing the bare file names, and our shapes
+    assert report["list"] == ["img_000010.png", "img_000011.png"]
+    assert report["paths"] == [str(folder / "img_000010.png"), str(folder / "img_000011.png")]
     assert report["image"] == "img_000010.png"
     ours = read_labelme(first, CLASSES).shapes
     assert [(s["label"], s["shape_type"]) for s in report["shapes"]] == [(s.label, s.shape_type) for s in ours]
@@ -172,8 +176,9 @@ def test_labelme_gui_opens_the_round_shows_shapes_and_autosaves_done(tmp_path):
 def test_labelme_opened_by_annotate_lists_only_the_exported_images_from_the_first_unfinished(tmp_path,
                                                                                             monkeypatch):
     """A round as next-round writes it (contact sheet, selection, README and all), one image finished:
-    LabelMe, started with ``dgan-al annotate``'s command, lists exactly the exported images and shows
-    the first unfinished one."""
+    LabelMe, started with ``dgan-al annotate``'s command (cd to the annotate folder, then labelme), lists
+    exactly the exported images by their bare file names (their ids in full) and shows the first
+    unfinished one."""
     from dgan_al.workflows.export import ExportItem
     from dgan_al.workflows.export import export_round as export_a_round
     from dgan_al.workspace.layout import latent_id
@@ -195,8 +200,11 @@ def test_labelme_opened_by_annotate_lists_only_the_exported_images_from_the_firs
     printed = annotate("1", "--print-command")
     assert printed.exit_code == 0, printed.output
     install = find_labelme()
-    report = run_gui(tmp_path, printed.output.split()[len(install.argv) :], cwd=ws.root)
+    cd, folder, joined, *argv = shlex.split(printed.output)
+    assert (cd, joined, folder) == ("cd", "&&", "rounds/round_001/annotate")
+    report = run_gui(tmp_path, argv[len(install.argv) :], cwd=ws.root / folder)
     assert sorted(report["paths"]) == sorted(str(images / f"{item.id}.png") for item in items)
+    assert sorted(report["list"]) == sorted(f"{item.id}.png" for item in items)  # e.g. s0-000001.png, whole
     assert report["image"] == f"{items[1].id}.png"  # the first one not finished
 
 
@@ -224,9 +232,14 @@ def test_finds_the_installed_labelme():
     ],
 )
 def test_command_uses_the_flags_of_each_major_version(version, options):
+    """The argv runs in the round's folder: its paths are relative to it."""
     argv = labelme_command("r/round_001", "r/round_001/labels.txt", install=LabelMeInstall(("labelme",), version))
-    assert argv == ["labelme", "r/round_001", *options, "--labels", "r/round_001/labels.txt",
-                    "--flags", "done,unrealistic"]  # fmt: skip
+    assert argv == ["labelme", ".", *options, "--labels", "labels.txt", "--flags", "done,unrealistic"]
+    start = labelme_command("r/round_001", "r/round_001/labels.txt", install=LabelMeInstall(("labelme",), version),
+                            start="r/round_001/s0-000001.png")
+    assert start == ["labelme", "s0-000001.png" if version[0] != "5" else ".", *options, "--labels", "labels.txt",
+                     "--flags", "done,unrealistic"]  # LabelMe 5 given an image opens it alone
+    assert shell_command("r/round 1", ["labelme", "."]) == "cd 'r/round 1' && labelme ."
 
 
 def test_command_refuses_old_labelme():
@@ -239,8 +252,9 @@ def test_installed_labelme_accepts_our_command_line(tmp_path):
     without deprecation warnings."""
     folder = tmp_path / "round_001"
     export_round(folder)
-    argv = labelme_command(folder, folder / "labels.txt")
-    done = subprocess.run([*argv, "--version"], env=qt_env(tmp_path), capture_output=True, text=True, timeout=120)
+    argv = labelme_command(folder / "annotate", folder / "annotate" / "labels.txt")
+    done = subprocess.run([*argv, "--version"], env=qt_env(tmp_path), cwd=folder / "annotate", capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(labelme.__version__)
     assert "deprecated" not in done.stderr.lower() and "error" not in done.stderr.lower()
@@ -273,7 +287,8 @@ def test_annotate_finds_the_round(workspace, args, folder):
     assert result.exit_code == 0, result.output
     images = Path(folder) / "annotate"
     expected = labelme_command(images, images / "labels.txt", start=images / "img_000010.png")
-    assert result.output.split() == expected
+    assert result.output.strip() == shell_command(images, expected)
+    assert shlex.split(result.output)[:4] == ["cd", str(images), "&&", find_labelme().argv[0]]
 
 
 @pytest.mark.parametrize(

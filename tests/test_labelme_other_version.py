@@ -1,7 +1,8 @@
 """Our files against a LabelMe 7 installed in another Python (LabelMe 7 needs Python >= 3.12, so it
-cannot live beside this one): its argparse takes ``dgan-al annotate``'s flags, its GUI (offscreen) opens
-our round at the image we name and lists only the exported images, its loader reads our files, its
-rasteriser gives our masks, and our reader reads what it saves.
+cannot live beside this one): its argparse takes ``dgan-al annotate``'s flags, its GUI (offscreen), run in
+the round's folder as annotate runs it, opens our round at the image we name and lists only the exported
+images by their bare file names, its loader reads our files, its rasteriser gives our masks, and our
+reader reads what it saves.
 
 Runs where ``DGAN_AL_LABELME7_PYTHON`` names that Python, skipped otherwise (docs/labelme.md says how:
 ``python3.12 -m venv DIR && DIR/bin/pip install labelme==7.9.1``).
@@ -84,6 +85,7 @@ class Inspected(entry.MainWindow):
             flags = self._docks.flag_list
             report["image"] = os.path.basename(self._image_path or "")
             report["paths"] = [os.path.abspath(p) for p in self.image_list]
+            report["list"] = [self._docks.file_list.item(i).text() for i in range(self._docks.file_list.count())]
             report["shapes"] = [{"label": s.label, "shape_type": s.shape_type,
                                  "points": [[float(p[0]), float(p[1])] for p in s.points]}
                                 for s in self._canvas_widgets.canvas.shapes]
@@ -160,7 +162,8 @@ def test_its_argparse_takes_our_flags_without_warnings(tmp_path, round_folder):
     assert install.major >= 7
     argv = labelme_command(round_folder, round_folder / "labels.txt", install=install,
                            start=round_folder / "s0-000002.png")
-    done = subprocess.run([*argv, "--version"], env=env(tmp_path), capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*argv, "--version"], env=env(tmp_path), cwd=round_folder, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().lower() == f"labelme {version}"  # 7.x prints "Labelme 7.9.1"
     assert "warn" not in done.stderr.lower() and "deprecat" not in done.stderr.lower(), done.stderr
@@ -207,11 +210,12 @@ def test_its_gui_opens_our_round_and_what_it_saves_reads_back(tmp_path, round_fo
     argv = labelme_command(round_folder, round_folder / "labels.txt", install=install, start=start)
     report_path = tmp_path / "report.json"
     done = subprocess.run([PYTHON, "-c", GUI, *argv[len(install.argv):]], env=env(tmp_path, GUI_REPORT=str(report_path)),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=180)  # fmt: skip
+                          cwd=round_folder, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert report_path.exists(), done.stderr[-3000:]
     report = json.loads(report_path.read_text())
     assert "error" not in report, report["error"]
     assert report["paths"] == [str(round_folder / f"s0-00000{i}.png") for i in (1, 2, 3)]  # no contact sheet
+    assert report["list"] == [f"s0-00000{i}.png" for i in (1, 2, 3)]  # run in the folder: bare file names
     assert report["image"] == "s0-000002.png"  # the image we named, the others reachable
     before = read_labelme(round_folder / "s0-000002.json", CLASSES)
     assert [(s["label"], s["shape_type"]) for s in report["shapes"]] == [(s.label, s.shape_type) for s in before.shapes]

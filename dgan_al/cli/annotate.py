@@ -1,10 +1,10 @@
 """`dgan-al annotate [ROUND]`: open a round's images in LabelMe at the first unfinished one, with its
-labels file and our flags, and say how many are left."""
+labels file and our flags, and say how many are left. LabelMe runs in the round's ``annotate/`` folder, so
+its file list shows the file names; a LabelMe that cannot start or is killed ends in one line (exit 2)."""
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -51,10 +51,12 @@ def annotate(
     round_spec: Optional[str] = typer.Argument(
         None, metavar="ROUND", help="Round number or folder (default: the latest round)."),
     print_only: bool = typer.Option(
-        False, "--print-command", help="Print the LabelMe command instead of running it."),
+        False, "--print-command", help="Print the LabelMe command (cd to the round's annotate folder, then "
+                                       "labelme ...) instead of running it."),
 ) -> None:
     """Open a round's images in LabelMe: tick 'done' on each finished image, 'unrealistic' to skip one."""
     from dgan_al.labelme import LabelMeNotInstalled, find_labelme, labelme_command, launch_labelme
+    from dgan_al.labelme.launch import shell_command
     from dgan_al.workflows.status import find_workspace, round_files_status
 
     folder = find_round_folder(round_spec, Path("."))
@@ -71,7 +73,7 @@ def annotate(
     start = left[0].image_path if left else None
     argv = labelme_command(images, labels_file, install=install, start=start)  # refuses LabelMe older than 5
     if print_only:
-        console.print(shlex.join(argv), markup=False, highlight=False, soft_wrap=True)
+        console.print(shell_command(images, argv), markup=False, highlight=False, soft_wrap=True)
         return
     problems = sum(f.state == "problem" for f in left)
     if left:
@@ -87,7 +89,5 @@ def annotate(
     console.print("Tick [bold]done[/] when an image is finished, [bold]unrealistic[/] to skip it; LabelMe saves as "
                   "you go. (LabelMe ticks every file that has a JSON, so its own ticks do not say what is finished.)",
                   highlight=False)  # fmt: skip
-    console.print(Text(shlex.join(argv), style="dim"), soft_wrap=True)
-    code = launch_labelme(images, labels_file, install=install, start=start)
-    if code != 0:
-        raise typer.Exit(code=code)
+    console.print(Text(shell_command(images, argv), style="dim"), soft_wrap=True)
+    launch_labelme(images, labels_file, install=install, start=start)  # a failure is one line (exit 2)

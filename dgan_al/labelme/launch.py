@@ -14,17 +14,29 @@ The flag names differ by major version:
   Given an image, both list every image of its folder and open that one, so ``start`` opens the
   round at its first unfinished image. A user's config can still turn autosave off or image data on;
   the import then checks that the embedded image is the exported one.
+
+LabelMe runs in the round's ``annotate/`` folder with paths relative to it: its file list shows each
+entry as given (every version lists the walk of the folder it was given), so the list shows the bare
+file names (``s0-000123.png``), not ``rounds/round_002/annotate/s0-00...`` cut off at the window's edge.
+
+A LabelMe that cannot start (no display, Qt's xcb libraries missing), is killed or fails ends in one
+``UserError`` line saying what happened and the fix; its own stderr still shows as it runs.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib.metadata
 import importlib.util
+import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,28 +102,120 @@ def labelme_command(
     start: str | Path | None = None,
 ) -> list[str]:
     """The argv that opens ``folder`` in LabelMe with our settings (see the module doc), for the
-    version of ``install`` (default: ``find_labelme()``), showing the image ``start`` (one in
-    ``folder``) first where the version can (6 and later). Raises ``LabelMeNotInstalled`` when there
-    is no LabelMe, or only one older than 5."""
+    version of ``install`` (default: ``find_labelme()``), to run in ``folder``: its paths are relative
+    to it, so LabelMe's file list shows bare file names. It opens the image ``start`` (one in ``folder``)
+    first where the version can (6 and later). Raises ``LabelMeNotInstalled`` when there is no
+    LabelMe, or only one older than 5."""
     install = install or find_labelme()
     if install is None:
         raise LabelMeNotInstalled()
     if install.major < OLDEST_MAJOR:
         raise LabelMeNotInstalled(f"LabelMe {install.version} is too old (dgan-al needs {OLDEST_MAJOR} or newer)")
-    common = ["--labels", str(labels_file), "--flags", ",".join(flags)]
+    labels = os.path.relpath(os.path.abspath(labels_file), os.path.abspath(folder))
+    common = ["--labels", labels, "--flags", ",".join(flags)]
     if install.major == 5:
         options = ["--nodata", "--autosave", "--validatelabel", "exact", *common]
     else:
         options = ["--validate-label", "exact", *common]
-    opened = start if start is not None and install.major >= 6 else folder
-    return [*install.argv, str(opened), *options]
+    opened = Path(start).name if start is not None and install.major >= 6 else "."
+    return [*install.argv, opened, *options]
+
+
+def shell_command(folder: str | Path, argv: list[str]) -> str:
+    """``argv`` (from ``labelme_command``) as one line to paste in a shell: ``cd FOLDER && labelme ...``."""
+    return f"cd {shlex.quote(str(folder))} && {shlex.join(argv)}"
+
+
+class LabelMeFailed(UserError):
+    """LabelMe could not start, was killed, or exited with an error: what happened and the fix."""
+
+
+# Qt's X11 (xcb) platform plugin needs these on Debian/Ubuntu; a minimal system lacks some (on Debian 12
+# with PyQt5 5.15: icccm4, keysyms1, xinerama0). Qt 6 (LabelMe 7, PySide6) also needs libxcb-cursor0.
+XCB_PACKAGES = ("libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 libxcb-shape0 "
+                "libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0 libxcb-cursor0")
+_NOT_FOUND = re.compile(r'Could not find the Qt platform plugin "([^"]*)"')
+_NOT_LOADED = re.compile(r'Could not load the Qt platform plugin "([^"]*)"')
 
 
 def launch_labelme(folder: str | Path, labels_file: str | Path, *, install: LabelMeInstall | None = None,
-                   start: str | Path | None = None) -> int:
-    """Run LabelMe on ``folder`` (at the image ``start``) until the annotator closes it; its exit code."""
+                   start: str | Path | None = None, env: dict[str, str] | None = None) -> None:
+    """Run LabelMe in ``folder`` (at the image ``start``) until the annotator closes it. Its stderr passes
+    through; raises ``LabelMeFailed`` when it could not start, was killed or exited with an error."""
     argv = labelme_command(folder, labels_file, install=install, start=start)
-    return subprocess.run(argv, check=False).returncode
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    with subprocess.Popen(argv, cwd=folder, env=env, stderr=subprocess.PIPE) as process:
+        relay = threading.Thread(target=_relay, args=(process.stderr, tail), daemon=True)
+        relay.start()
+        try:
+            code = process.wait()
+        except BaseException:  # Ctrl-C or the like: LabelMe has saved what was ticked; do not leave it behind
+            process.kill()
+            raise
+        relay.join(timeout=5)
+    failure = labelme_failure(code, list(tail), os.environ if env is None else env)
+    if failure is not None:
+        raise failure
+
+
+def _relay(stream, tail: collections.deque) -> None:
+    """Copy LabelMe's stderr to ours line by line, keeping the last lines."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        tail.append(line.rstrip())
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def labelme_failure(code: int, stderr_lines: list[str], env) -> LabelMeFailed | None:
+    """What a LabelMe exit status (``Popen.returncode``: minus the signal when killed) and its last
+    stderr lines mean, as one ``LabelMeFailed``; None when it ended normally."""
+    if code == 0:
+        return None
+    text = "\n".join(stderr_lines)
+    if found := _NOT_FOUND.search(text):
+        return LabelMeFailed(f'LabelMe could not start: Qt has no platform plugin "{_cut(found.group(1), 40)}" '
+                             f"(QT_QPA_PLATFORM={_cut(env.get('QT_QPA_PLATFORM', ''), 40)!r})",
+                             fix="unset QT_QPA_PLATFORM (Qt then uses X11, xcb), or set it to wayland")
+    if found := _NOT_LOADED.search(text):
+        plugin = found.group(1)
+        start = f'LabelMe could not start: Qt could not load its platform plugin "{_cut(plugin, 40)}"'
+        if plugin == "xcb" and not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+            return LabelMeFailed(f"{start}: no display (DISPLAY is not set)",
+                                 fix="LabelMe needs a screen: run dgan-al annotate in a desktop session or over "
+                                     "ssh -X")
+        if plugin == "xcb" and "could not connect to display" in text:
+            display = _cut(env.get("DISPLAY", ""), 40)
+            return LabelMeFailed(f"{start}: it cannot connect to the display DISPLAY={display!r}",
+                                 fix="run dgan-al annotate in a desktop session or over ssh -X, with DISPLAY set "
+                                     "to a display you may open windows on")
+        if plugin == "xcb":
+            return LabelMeFailed(f"{start}: Qt's X11 libraries are missing",
+                                 fix=f"on Debian/Ubuntu: apt-get install {XCB_PACKAGES}; on Wayland, "
+                                     "QT_QPA_PLATFORM=wayland may do instead")
+        return LabelMeFailed(f"{start} (QT_QPA_PLATFORM={_cut(env.get('QT_QPA_PLATFORM', ''), 40)!r})",
+                             fix="unset QT_QPA_PLATFORM to use X11 (xcb), or set it to wayland")
+    last = next((line.strip() for line in reversed(stderr_lines) if line.strip()), "")
+    said = f": {_cut(last)}" if last else ""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGABRT:  # Qt's fatal errors abort; its last line says why
+            return LabelMeFailed(f"LabelMe aborted ({name}){said}",
+                                 fix="its output is above; what it saved before is kept: run dgan-al annotate again")
+        return LabelMeFailed(f"LabelMe was killed by {name} (signal {-code})",
+                             fix="what it saved before is kept: run dgan-al annotate again to go on")
+    return LabelMeFailed(f"LabelMe exited with code {code}{said}",
+                         fix="its output is above; what it saved before is kept: run dgan-al annotate again to go on")
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _ask_version(program: str) -> str | None:
