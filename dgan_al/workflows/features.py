@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from dgan_al.errors import UserError
 from dgan_al.files import atomic_torch_save
 from dgan_al.generators.protocol import Generator
 from dgan_al.progress import ProgressCallback, silent
@@ -64,8 +65,14 @@ def _cached(path: Path, id: str, z: torch.Tensor) -> bool:
 
 
 def load_maps(path: Path) -> list[torch.Tensor]:
-    """The cached maps of one image: list of fp16 [C_l, h_l, w_l]."""
-    return torch.load(path, map_location="cpu", weights_only=True)["maps"]
+    """The cached maps of one image: list of fp16 [C_l, h_l, w_l]. A file damaged after it was checked
+    (``cached_features``) is a ``UserError`` saying it is derived data and safe to delete."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["maps"]
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise UserError(f"this cached feature file cannot be read ({type(err).__name__}); it is derived data, "
+                        "computed from the generator, not an annotation", path=path,
+                        fix="delete it (or all of rounds/cache/) and run again: it is computed again") from None
 
 
 class TrainingItems:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 from dgan_al.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 INDEX_VERSION = 1
@@ -59,13 +59,28 @@ class AnnotationStore:
 
     def _load(self) -> None:
         try:
-            data = json.loads(self.index_path.read_text(encoding="utf-8"))
+            data = json.loads(self.index_path.read_bytes().decode("utf-8"))
+        except OSError as err:
+            raise self._damaged(f"cannot be read: {err.strerror or err}") from None
+        except UnicodeDecodeError as err:
+            raise self._damaged(f"not UTF-8 text (byte {err.start})") from None
+        except json.JSONDecodeError as err:
+            raise self._damaged(f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        except (ValueError, RecursionError):
+            raise self._damaged("not valid JSON") from None
+        try:
             self.records = {k: AnnotationRecord(**v) for k, v in data.get("annotations", {}).items()}
             self.skipped = dict(data.get("skipped", {}))
             self.removed = dict(data.get("removed", {}))
-        except (ValueError, TypeError, AttributeError) as err:
-            raise UserError(f"the annotation index is damaged ({err})", path=self.index_path,
-                            fix="restore it from version control; every annotation's files are still in annotations/") from None
+        except (ValueError, TypeError, AttributeError):
+            raise self._damaged("not the index dgan-al writes") from None
+
+    def _damaged(self, why: str) -> UserError:
+        """The message for a damaged ``index.json``: the loop's record of what is imported, not an annotation."""
+        return UserError(f"damaged ({why}): this is dgan-al's record of the imported annotations, not an annotation "
+                         "file; every annotation's own files are still in annotations/", path=self.index_path,
+                         fix="restore it from version control (`git checkout annotations/index.json` in a clone) or "
+                             "a backup; do not delete it: without it no annotation counts as imported")
 
     def save(self) -> None:
         atomic_write_json(self.index_path, {
@@ -98,9 +113,9 @@ class AnnotationStore:
                 return np.array(Image.open(io.BytesIO(data)))
         except (OSError, ValueError):
             pass
-        raise UserError("this annotation's mask is missing or damaged (it does not match annotations/index.json)",
-                        path=path, fix="run `dgan-al next-round`: it rasterises damaged masks again from the "
-                                       "annotation files")
+        raise UserError("this annotation's mask is missing or damaged (it does not match annotations/index.json); "
+                        "it is derived from the annotation's LabelMe file", path=path,
+                        fix="run `dgan-al next-round`: it rasterises damaged masks again from the annotation files")
 
     def set_hash(self, ids: list[str] | None = None) -> str:
         """Identity of the annotation set (default: all): changes when any annotation is added, edited, removed."""
@@ -164,7 +179,7 @@ class AnnotationStore:
         """Take an annotation out of training: its files move to ``removed/<id>/`` (never deleted)."""
         if id not in self.records:
             known = ", ".join(self.ids()[:10]) or "none"
-            raise UserError(f"no annotation {id!r} (annotated: {known})", path=self.index_path,
+            raise UserError(f"no annotation {quote(id)} (annotated: {known})", path=self.index_path,
                             fix="give an id listed by `dgan-al status`")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         target = self.folder / "removed" / id / stamp

@@ -24,12 +24,16 @@ def read_round_state(folder: Path) -> dict:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise _damaged(path, str(err)) from None
+    except OSError as err:
+        raise _damaged(path, f"cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise _damaged(path, f"not UTF-8 text (byte {err.start})") from None
     try:
         state = json.loads(text)
-    except (ValueError, RecursionError) as err:
-        raise _damaged(path, f"not valid JSON: {err}") from None
+    except json.JSONDecodeError as err:
+        raise _damaged(path, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except (ValueError, RecursionError):
+        raise _damaged(path, "not valid JSON") from None
     if not isinstance(state, dict) or not isinstance(state.get("stage", ""), str):
         raise _damaged(path, "not a dgan-al round state (an object with a text 'stage')")
     return state
@@ -41,7 +45,9 @@ def write_round_state(folder: Path, state: dict) -> None:
 
 def _damaged(path: Path, why: str) -> UserError:
     round_dir = path.parent
-    return UserError(f"the round's state file is damaged ({why}): dgan-al cannot tell whether {round_dir.name} "
-                     "finished, so it changes nothing", path=path,
+    return UserError(f"damaged ({why}): this is dgan-al's record of how far {round_dir.name} got, not an "
+                     "annotation file; without it dgan-al cannot tell whether the round finished, so it changes "
+                     "nothing", path=path,
                      fix=f"restore it from a backup; or move the folder {round_dir.name} out of rounds/ (keep any "
-                         "annotation you finished there) and run again to redo that round")
+                         "annotation you finished there) and run again to redo that round; do not delete state.json "
+                         "alone")
