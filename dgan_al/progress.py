@@ -14,3 +14,11 @@ ProgressCallback = Callable[[str, int, Optional[int]], None]
 
 def silent(task: str, done: int, total: int | None) -> None:
     """The default callback: report nothing."""
+
+
+def prefixed(progress: ProgressCallback, prefix: str) -> ProgressCallback:
+    """``progress`` with every task name prefixed (``"fold 2/5: "``): a task run once per fold gets its own
+    bar, rate and ETA instead of restarting the previous fold's."""
+    if progress is silent:
+        return silent
+    return lambda task, done, total: progress(prefix + task, done, total)

@@ -134,3 +134,62 @@ def test_bad_test_sets_exit_2_naming_the_file(annotated, real_test, tmp_path):
     assert result.exit_code == 2 and "no LabelMe files" in result.output
     result = runner.invoke(app, ["evaluate", "-w", str(annotated), "--dataset", str(empty), "--test", str(bad)])
     assert result.exit_code == 2 and "not a finished dgan-al dataset" in result.output
+
+
+def test_evaluate_prints_per_class_iou_at_80_columns_names_each_fold_and_what_next(annotated, tmp_path):
+    root = tmp_path / "faces"
+    shutil.copytree(annotated, root)
+    result = runner.invoke(app, ["evaluate", "-w", str(root), "--force"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    ws = Workspace.find(root)
+    cv = cross_validate(ws)  # the run just recorded
+    assert cv.reused and len(cv.folds) == 4
+    lines = result.output.splitlines()
+    table = [line for line in lines if line.startswith("│") and len(line) <= 80]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("│").split("│")] for line in table)}
+    totals = AnnotationStore(ws.annotations_dir).class_totals(ws.config.classes)
+    for k, name in enumerate(ws.config.classes):  # every class, its IoU as recorded, images showing it
+        iou = cv.summary.class_iou[k]
+        assert rows[name][0] == ("-" if iou != iou else f"{iou:.3f}"), (name, rows[name])
+        assert rows[name][3] == str(totals[name][0])
+    assert rows["mIoU"][0] == f"{cv.summary.miou_mean:.3f}"
+    assert "per-class IoU, 4 annotations, 4 folds" in result.output and "…" not in result.output
+    # each fold's training counter is named, so its rate and ETA are its own
+    for f in range(1, 5):
+        assert f"fold {f}/4: training interpreter" in result.output
+    assert "Next: dgan-al next-round" in " ".join(result.output.split())
+
+
+def test_a_progress_counter_that_starts_over_gets_its_own_rate_and_eta():
+    import io
+
+    from dgan_al.cli.progress import LineProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    report = LineProgress(out, interval=0.0, clock=lambda: now[0])
+    for done in range(0, 11):  # 10 steps/s, to the end
+        now[0] = done / 10
+        report("training interpreter", done, 10)
+    now[0] = 60.0  # a minute later the same work runs again (the next fold): 10 steps/s again
+    report("training interpreter", 0, 10)
+    now[0] = 60.5
+    report("training interpreter", 5, 10)
+    last = out.getvalue().splitlines()[-1]
+    assert "5/10 (50%) 10.0/s eta 0s" in last, last
+
+
+def test_build_dataset_reads_at_80_columns_and_says_what_next(annotated, tmp_path):
+    root = tmp_path / "faces"
+    shutil.copytree(annotated, root)
+    result = runner.invoke(app, ["build-dataset", "-w", str(root), "--size", "4", "--chunk", "4", "--out",
+                                 str(tmp_path / "data")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    shares = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    lines = [line.strip("│┃ ").split() for line in result.output.splitlines()]
+    for name in Workspace.find(root).config.classes:  # a row per class: its name and share on one line
+        assert any(cells[:1] == [name] and cells[-1].endswith("%") for cells in lines), name
+    said = " ".join(result.output.split())
+    assert f"Next: dgan-al evaluate --dataset {tmp_path / 'data'} --test TESTDIR" in said
+    assert shares  # the dataset was written

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
 from dgan_al.cli.progress import progress_bars
 from dgan_al.errors import UserError
+from dgan_al.progress import prefixed
 
 
 @app.command("evaluate")
@@ -46,6 +48,12 @@ def evaluate_command(
     cv = _cross_validation(ws, all_rounds, folds, force, device) if ws is not None else None
     if dataset is not None:
         _downstream(dataset, test, model, epochs, batch, lr, seed, device, threads, cv)
+        console.print("Next: more annotations ([bold]dgan-al next-round[/]) or another dataset "
+                      "([bold]dgan-al build-dataset --size / --filter[/]), then evaluate again to compare.")
+    elif cv is not None:
+        console.print("Next: [bold]dgan-al next-round[/] for more annotations (the history shows what each round "
+                      "added), or [bold]dgan-al build-dataset --out DIR[/] and [bold]dgan-al evaluate --dataset DIR "
+                      "--test TESTDIR[/] for the downstream test.")
 
 
 def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
@@ -60,7 +68,10 @@ def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
     sets = [ids for _, ids in round_prefixes(store) if len(ids) >= 2] if all_rounds else []
     sets = [ids for ids in sets if len(ids) < len(store.records)] + [store.ids()]
     with WorkspaceLock(ws.root, "evaluate"), progress_bars() as report:
-        results = [cross_validate(ws, ids, folds, device, force, progress=report) for ids in sets]
+        results = [cross_validate(ws, ids, folds, device, force,
+                                  progress=prefixed(report, f"set {k + 1}/{len(sets)} ({len(ids)} images), ")
+                                  if len(sets) > 1 else report)
+                   for k, ids in enumerate(sets)]
         runs = history(ws)
         plot = plot_history(runs, evaluation_dir(ws) / "cv_history.png", ws.config.classes)
     current = results[-1]
@@ -72,10 +83,30 @@ def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
         table.add_row(f"{run.round:03d}" if run.round is not None else "-", str(run.n_annotations),
                       str(len(run.folds)), f"{run.summary.miou_mean:.3f}", f"{run.summary.miou_std:.3f}", note)
     console.print(table)
+    console.print(class_iou_table(current, store.class_totals(ws.config.classes)))
     console.print(f"current set: {'on record' if current.reused else f'computed in {current.seconds:.0f} s'}"
-                  f" -> {current.path}")
-    console.print(f"plot: {plot}")
+                  f" -> {current.path}", highlight=False, soft_wrap=True)
+    console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
     return current
+
+
+def class_iou_table(cv, totals: dict) -> Table:
+    """Per class: cross-validated IoU (mean over the folds), its spread over them, and how many annotated images
+    show the class; '-' where no fold measured it (in no held-out image and never predicted)."""
+    iou = cv.summary.class_iou
+    table = Table(title=f"per-class IoU, {cv.n_annotations} annotations, {len(cv.folds)} folds",
+                  caption="-: in no held-out image and never predicted")
+    for col in ("class", "IoU", "± std", "folds", "images"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for k, name in enumerate(cv.summary.classes):
+        column = cv.summary.fold_iou[:, k]
+        measured = column[np.isfinite(column)]
+        spread = f"{measured.std():.3f}" if len(measured) > 1 else "-"
+        table.add_row(name, _fmt(iou[k]), spread, str(len(measured)), str(totals.get(name, (0, 0))[0]),
+                      style="red" if len(measured) and iou[k] < 0.5 else None)
+    table.add_row("mIoU", f"{cv.summary.miou_mean:.3f}", f"{cv.summary.miou_std:.3f}", str(len(cv.folds)), "",
+                  style="bold")
+    return table
 
 
 def _downstream(dataset: Path, test: Path, model: str, epochs: int, batch: int, lr: float, seed: int,

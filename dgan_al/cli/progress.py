@@ -43,20 +43,24 @@ class LineProgress:
     """A ``report`` callback that writes plain lines: stage, done/total, percent, rate and ETA.
 
     A line when a task starts, when it finishes (done == total), and otherwise at most one every
-    ``interval`` seconds across all tasks. The rate counts from the task's first report.
+    ``interval`` seconds across all tasks. The rate counts from the task's first report; a task whose count
+    goes back (the same work run again) starts over, so its rate and ETA are its own.
     """
 
     def __init__(self, stream: TextIO, interval: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
         self.stream, self.interval, self.clock = stream, interval, clock
         self.started: dict[str, tuple[float, int]] = {}  # task -> (time, done) of its first report
+        self.last_done: dict[str, int] = {}
         self.finished: set[str] = set()
         self.last_line = -float("inf")
 
     def __call__(self, task: str, done: int, total: int | None) -> None:
         now = self.clock()
-        first = task not in self.started
+        first = task not in self.started or done < self.last_done[task]
+        self.last_done[task] = done
         if first:
             self.started[task] = (now, done)
+            self.finished.discard(task)
         end = total is not None and done >= total
         if end and task in self.finished:
             return
@@ -117,6 +121,8 @@ def progress_bars() -> Iterator[ProgressCallback]:
         def report(task: str, done: int, total: int | None) -> None:
             if task not in tasks:
                 tasks[task] = bars.add_task(task, total=total)
+            elif done < bars.tasks[tasks[task]].completed:  # the same work again: a fresh rate and ETA
+                bars.reset(tasks[task], total=total, completed=done)
             bars.update(tasks[task], completed=done, total=total)
 
         yield report

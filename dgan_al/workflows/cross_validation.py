@@ -21,7 +21,7 @@ from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_json
 from dgan_al.device import resolve_device
 from dgan_al.metrics import FoldSummary, confusion_matrix, k_folds, mean_iou, summarize_folds
-from dgan_al.progress import ProgressCallback, silent
+from dgan_al.progress import ProgressCallback, prefixed, silent
 from dgan_al.report.figures import pyplot, save_figure
 from dgan_al.workflows.features import cached_features, load_maps
 from dgan_al.workflows.interpreter import annotation_latents, train_on_annotations
@@ -86,7 +86,8 @@ def cross_validate(ws: Workspace, ids: list[str] | None = None, k: int = FOLDS, 
     for f, held in enumerate(folds):
         progress("cross-validation folds", f, len(folds))
         train = [i for i in ids if i not in held]
-        ensemble = train_on_annotations(ws, store, train, generator, dev, progress)
+        fold_progress = prefixed(progress, f"fold {f + 1}/{len(folds)}: ")  # each fold its own counter and ETA
+        ensemble = train_on_annotations(ws, store, train, generator, dev, fold_progress)
         total = np.zeros((n_classes, n_classes), dtype=np.int64)
         for id in held:
             maps = [m[None].float().to(dev) for m in load_maps(paths[id])]
