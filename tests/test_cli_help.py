@@ -31,3 +31,33 @@ def test_no_help_shows_a_value_for_a_flag():
     assert "--version" in root and "<bool>" not in root
     # options that take a value still show its type
     assert "<int>" in runner.invoke(app, ["next-round", "--help"], env={"COLUMNS": "100"}).output
+
+
+def test_simulate_table_reads_at_80_columns():
+    """simulate's result table: one row per strategy and round, every header and number whole at 80 columns."""
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from dgan_al.cli.simulate import _table
+    from dgan_al.workflows.simulate_analysis import analyse
+
+    rng = np.random.default_rng(0)
+    strategies = ["random", "random-expert", "uncertainty", "al"]
+    r, s, t, n, k = 3, len(strategies), 4, 6, 3
+    conf = rng.integers(0, 50, size=(r, s, t, n, k, k))
+    images = np.broadcast_to(np.arange(t) * 6 + 1, (r, s, t)).astype(float)
+    clicks = {"prefill": images * 150, "scratch": images * 200}
+    test = analyse(conf, images, clicks, strategies, n_boot=50)
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(_table("test mIoU by round", test))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    header = next(line for line in text.splitlines() if line.startswith("strategy"))
+    assert header.split() == ["strategy", "round", "mIoU", "images", "clicks", "vs", "random", "90%", "interval"]
+    al = [line for line in text.splitlines() if line.startswith("al ")][0].split()
+    curve = test["curves"]["al"]
+    lo, hi = curve["diff_interval"][0]
+    assert al == ["al", "0", f"{curve['miou'][0]:.3f}", "1", f"{curve['clicks_prefill'][0]:.0f}",
+                  f"{curve['diff_to_random'][0]:+.3f}", f"[{lo:+.3f},", f"{hi:+.3f}]"]

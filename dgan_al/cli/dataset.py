@@ -55,18 +55,36 @@ def build_dataset_command(
     if result.merge is not None:
         _print_merge(result.out, result.merge)
     else:
-        console.print(f"Other shards still to finish; when all are done: [bold]dgan-al build-dataset --merge {out}[/]")
+        console.print(f"Next: finish the other shards; when all are done: [bold]dgan-al build-dataset --merge {out}[/]")
 
 
 def _print_merge(out: Path, merged) -> None:
     table = Table(title=f"dataset {out}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")  # a long value wraps, never ends in '…'
     table.add_row("samples", f"{merged.size}")
     table.add_row("kept (train.txt)", f"{merged.kept}")
     table.add_row("filtered out", f"{merged.rejected} (top {merged.filter:.0%} by JS score"
                   + (f", score >= {merged.threshold:.4g})" if merged.rejected else ")"))
     q = merged.score_quantiles
-    table.add_row("image score", f"min {q['min']:.4g}  median {q['median']:.4g}  p90 {q['p90']:.4g}  max {q['max']:.4g}")
-    table.add_row("classes (pixel share)", "  ".join(f"{c} {s:.1%}" for c, s in merged.class_share.items()))
+    table.add_row("image score (JS)", f"median {q['median']:.4g}, p90 {q['p90']:.4g}")
+    table.add_row("score range", f"{q['min']:.4g} to {q['max']:.4g}")
     for name, path in merged.files.items():
-        table.add_row(name.replace("_", " "), path)
+        table.add_row(name.replace("_", " "), _inside(Path(path), Path(out)))
     console.print(table)
+    shares = Table(title="pixel share per class")  # a row each: a class and its share are never split
+    shares.add_column("class")
+    shares.add_column("pixels", justify="right")
+    for name, share in merged.class_share.items():
+        shares.add_row(name, f"{share:.1%}", style=None if share else "red")
+    console.print(shares)
+    console.print(f"Next: [bold]dgan-al evaluate --dataset {out} --test TESTDIR[/] trains a segmenter on it and tests it "
+                  "on real images with LabelMe files (toy-faces: [bold]dgan-al toy real-test TESTDIR[/] renders them).")
+
+
+def _inside(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (the table's title names it) where it lies inside."""
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)

@@ -48,3 +48,4 @@ def inspect_generator(
     for key, value in generator.describe().items():
         table.add_row(key, str(value))
     console.print(table)
+    console.print(f"Next: [bold]dgan-al init DIR --generator {spec}[/] makes a workspace on it.", highlight=False)
