@@ -83,6 +83,7 @@ def find_labelme() -> LabelMeInstall | None:
     program = shutil.which("labelme")
     if program is None:
         return None
+    program = os.path.abspath(program)  # a relative PATH entry would not hold once LabelMe runs in the round
     version = _ask_version(program)
     return LabelMeInstall(argv=(program,), version=version) if version else None
 
