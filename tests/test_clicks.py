@@ -6,7 +6,7 @@ import pytest
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.generators.toy_faces import CLASSES, render_latents
 from dgan_al.labelme import mask_to_polygons
-from dgan_al.labelme.clicks import Edit, correction_clicks, edit_clicks, scratch_clicks, trace
+from dgan_al.labelme.clicks import Edit, TruthRegions, correction_clicks, edit_clicks, scratch_clicks, trace
 
 ABC = ["background", "a", "b", "c"]
 
@@ -129,6 +129,7 @@ def test_edit_model_never_costs_more_than_deleting_and_drawing():
         other = trace(truth[(i + 1) % len(truth)], CLASSES)
         edit = edit_clicks(other, mask, CLASSES)
         assert 0 < edit.clicks <= len(other) + scratch
+        assert edit_clicks(other, TruthRegions(mask), CLASSES) == edit  # the truth's regions, shared
         assert edit.deleted + edit.edited == len(other)
 
 

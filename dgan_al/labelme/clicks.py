@@ -154,13 +154,25 @@ class Edit:
         return self.deleted + self.moved + self.inserted + self.drawn
 
 
-def edit_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Sequence[str]) -> Edit:
-    """Clicks to turn pre-filled shapes into ``truth`` (uint8 [H, W]) by editing polygons; see the top."""
-    truth = np.asarray(truth)
+class TruthRegions:
+    """A truth mask's regions, their filled pixels and (when first needed) traced vertex counts: what
+    ``edit_clicks`` derives from the truth alone, to share between pre-fills of one image."""
+
+    def __init__(self, truth: np.ndarray):
+        self.truth = np.asarray(truth)
+        if self.truth.ndim != 2:
+            raise ValueError(f"truth must be [H, W], got shape {self.truth.shape}")
+        self.regions = mask_regions(self.truth)
+        self.painted = [r.paint(*self.truth.shape) for r in self.regions]
+        self.traced = _Traced(self.regions)
+
+
+def edit_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray | TruthRegions, classes: Sequence[str]) -> Edit:
+    """Clicks to turn pre-filled shapes into ``truth`` (uint8 [H, W], or its ``TruthRegions``) by editing
+    polygons; see the top."""
+    known = truth if isinstance(truth, TruthRegions) else TruthRegions(truth)
+    truth, regions, painted, traced = known.truth, known.regions, known.painted, known.traced
     judged = _judge(prefill, truth, classes)
-    height, width = truth.shape
-    regions = mask_regions(truth)
-    painted = [r.paint(height, width) for r in regions]
     pairs = []  # (-IoU, shape index, region index) for every kept polygon and region of its class
     for k, (covered, value, kept) in enumerate(zip(judged.covered, judged.values, judged.kept)):
         if not kept:
@@ -177,7 +189,6 @@ def edit_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes
         if k not in match and j not in taken:
             match[k] = j
             taken.add(j)
-    traced = {j: len(region_polygon(r, TRACE_TOLERANCE, TRACE_MIN_IOU)) for j, r in enumerate(regions)}
     deleted = judged.kept.count(False) + sum(1 for k, kept in enumerate(judged.kept) if kept and k not in match)
     moved = inserted = edited = 0
     for k, j in sorted(match.items()):
@@ -191,6 +202,18 @@ def edit_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes
             taken.discard(j)
     drawn = sum(traced[j] for j in range(len(regions)) if j not in taken)
     return Edit(deleted=deleted, moved=moved, inserted=inserted, drawn=drawn, edited=edited)
+
+
+class _Traced(dict):
+    """Region index -> the vertices of its traced polygon (what drawing it costs), computed when first asked."""
+
+    def __init__(self, regions):
+        super().__init__()
+        self.regions = regions
+
+    def __missing__(self, j: int) -> int:
+        self[j] = len(region_polygon(self.regions[j], TRACE_TOLERANCE, TRACE_MIN_IOU))
+        return self[j]
 
 
 def _edit_polygon(points: np.ndarray, outline: np.ndarray) -> tuple[int, int]:

@@ -21,6 +21,7 @@ what is painted under it).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -150,9 +151,10 @@ def _outer_boundary(filled: np.ndarray, region_pixels: int, tolerance: float, mi
     centres = _dedupe(np.round(_longest_contour(padded, level=0.75)))
     if len(np.unique(centres, axis=0)) < 3:  # a pixel, or a straight line one pixel thin
         return _sliver(centres)[:, ::-1] - 1.0
-    candidates = [skimage.measure.approximate_polygon(centres, t) for t in _halvings(tolerance)] + [centres]
+    candidates = itertools.chain((skimage.measure.approximate_polygon(centres, t) for t in _halvings(tolerance)),
+                                 [centres])
     best, best_iou = centres[:-1], -1.0
-    for closed in candidates:
+    for closed in candidates:  # simplified lazily: the first that keeps min_iou ends the search
         polygon = closed[:-1]  # [N, 2] (row, col); closed contours repeat their first point
         if len(np.unique(polygon, axis=0)) < 3:
             continue
