@@ -26,14 +26,15 @@ from dgan_al.workflows.simulate_settings import SimulateSettings, upgrade_settin
 
 
 def gated(runs: list[dict], gate: int) -> list[dict]:
-    """The runs with each round's pre-fill clicks replaced by the from-scratch count where the round's
-    files came from an interpreter trained on fewer than ``gate`` images (the previous point's count)."""
+    """The runs with each round's pre-fill clicks (both corrections) replaced by the from-scratch count where
+    the round's files came from an interpreter trained on fewer than ``gate`` images (the previous point's
+    count)."""
     out = copy.deepcopy(runs)
     for run in out:
         curve = run["curve"]
         for before, point in zip(curve, curve[1:]):
-            if before["n_annotations"] < gate:
-                point["clicks"]["prefill"] = point["clicks"]["scratch"]
+            if before["n_annotations"] < gate:  # an empty file: both corrections cost the scratch count
+                point["clicks"].update({k: point["clicks"]["scratch"] for k in ("prefill", "edit") if k in point["clicks"]})
     return out
 
 
@@ -53,22 +54,33 @@ def main() -> int:
     for gate in (int(g) for g in args.gates.split(",")):
         test = analyse_runs(args.folder, gated(saved["runs"], gate), settings)["test"]
         print(f"\n== pre-fill from {gate} annotated image(s) on ==")
+        kinds = [(k, key) for k, key in (("prefill", "diff"), ("edit", "edit_diff")) if key in
+                 next(iter(test["prefill_vs_scratch"].values()))[0]]
         for name, rounds in test["prefill_vs_scratch"].items():
-            print(f"  {name:<8} clicks per image, exported file vs scratch: " + "; ".join(
-                f"round {e['round']} {e['prefill']:.0f} vs {e['scratch']:.0f} {e['diff']:+.0f} "
-                f"[{e['diff_interval'][0]:+.0f}, {e['diff_interval'][1]:+.0f}]" for e in rounds))
+            for kind, key in kinds:
+                print(f"  {name:<10} {kind:<7} clicks per image, exported file vs scratch: " + "; ".join(
+                    f"round {e['round']} {e[kind]:.0f} vs {e['scratch']:.0f} {e[key]:+.0f} "
+                    f"[{e[key + '_interval'][0]:+.0f}, {e[key + '_interval'][1]:+.0f}]" for e in rounds))
         sv = test["savings"]
-        print(f"  clicks to reach {sv['reference']}'s last-round test mIoU {sv['target_miou']:.3f}:")
-        for name in test["curves"]:
-            e = sv[name]["clicks_prefill"]
-            if e["needed"] is None:
-                print(f"    {name:<8} not reached")
-                continue
-            interval = "" if e["saved_interval"] is None else \
-                f" [{e['saved_interval'][0]:+.0f}, {e['saved_interval'][1]:+.0f}]"
-            print(f"    {name:<8} {e['needed']:.0f} (saved {e['saved']:+.0f}{interval}, reached in "
-                  f"{e['reached_share']:.0%} of draws); {sum(test['curves'][name]['clicks_prefill'][-1:]):.0f} "
-                  "clicks over all rounds")
+        for kind, _ in kinds:
+            print(f"  {kind} clicks to reach {sv['reference']}'s last-round test mIoU {sv['target_miou']:.3f}:")
+            for name in test["curves"]:
+                e = sv[name][f"clicks_{kind}"]
+                if e["needed"] is None:
+                    print(f"    {name:<10} not reached")
+                    continue
+                interval = "" if e["saved_interval"] is None else \
+                    f" [{e['saved_interval'][0]:+.0f}, {e['saved_interval'][1]:+.0f}]"
+                print(f"    {name:<10} {e['needed']:.0f} (saved {e['saved']:+.0f}{interval}, reached in "
+                      f"{e['reached_share']:.0%} of draws); {test['curves'][name][f'clicks_{kind}'][-1]:.0f} "
+                      "clicks over all rounds")
+        if "effort_vs_naive" in test:
+            ev = test["effort_vs_naive"]
+            for name, entry in ev["strategies"].items():
+                print(f"  {name:<10} effort / naive way's: " + "; ".join(
+                    f"{k} {e['ratio']:.2f}" + ("" if e["ratio_interval"] is None else
+                                               f" [{e['ratio_interval'][0]:.2f}, {e['ratio_interval'][1]:.2f}]")
+                    if e["ratio"] is not None else f"{k} not reached" for k, e in entry.items()))
     return 0
 
 

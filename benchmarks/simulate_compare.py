@@ -26,7 +26,7 @@ from dgan_al.workflows.simulate_settings import upgrade_settings
 
 # settings that may differ between the two folders (they do not change which runs are pairs)
 FREE = {"strategies", "repeats", "rare_power", "centers", "skip_top", "band", "embedding", "prefill",
-        "prefill_min_annotations", "score_pixels"}
+        "prefill_min_annotations", "score_pixels", "switch_at"}
 
 
 def fail(message: str) -> None:

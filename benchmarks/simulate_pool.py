@@ -7,13 +7,17 @@ folder made with ``--seed 6`` are further draws of the same experiment as those 
 against scratch, savings, all with the bootstrap over repeats and held-out images) for the pooled set,
 and writes it as JSON with ``--json``.
 
+``--recount FILE --setting NAME`` replaces each round's edit-model clicks by those ``prefill_design.py``
+re-counted for another pre-fill (at the ``--prefill-from`` gate).
+
     python benchmarks/simulate_pool.py runs/simulate runs/simulate-seed6 [--split test] [--prefill-from 7]
-        [--json pooled.json]
+        [--recount recount.json --setting tol1] [--json pooled.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -29,6 +33,19 @@ from prefill_gate import gated  # benchmarks/ is on the path when this script ru
 FREE = {"seed", "strategies", "repeats"}
 
 
+def recounted(runs: list[dict], recount: dict, folder: Path, setting: str, gate: int) -> list[dict] | None:
+    """The runs with each round's edit clicks taken from ``prefill_design.py``'s re-count (None: a round missing)."""
+    rounds = recount["folders"].get(str(folder.resolve()), {})
+    out = copy.deepcopy(runs)
+    for run in out:
+        for point in run["curve"][1:]:
+            entry = rounds.get(f"r{run['repeat']}/{run['strategy']}/{point['round']}")
+            if entry is None:
+                return None
+            point["clicks"]["edit"] = entry["clicks"][setting][str(gate)]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+")
@@ -38,7 +55,16 @@ def main() -> int:
     parser.add_argument("--prefill-from", type=int, default=None,
                         help="count clicks as if files were pre-filled only from this many annotations on "
                              "(runs made with pre-fill in every round; see prefill_gate.py)")
+    parser.add_argument("--recount", type=Path, help="prefill_design.py --write-recount's file")
+    parser.add_argument("--setting", help="with --recount: the pre-fill setting whose edit clicks to use")
     args = parser.parse_args()
+    recount = json.loads(args.recount.read_text()) if args.recount else None
+    if recount is not None and args.setting not in recount["settings"]:
+        print(f"{args.recount}: --setting must be one of {', '.join(recount['settings'])}", file=sys.stderr)
+        return 2
+    if recount is not None and (args.prefill_from or 1) not in recount["gates"]:
+        print(f"{args.recount}: re-counted for gates {recount['gates']} only; use one as --prefill-from", file=sys.stderr)
+        return 2
     settings = []
     for folder in args.folders:
         if not (folder / "simulate.json").is_file():
@@ -51,6 +77,11 @@ def main() -> int:
                                               or saved["settings"]["prefill_min_annotations"] > 1):
             print(f"{folder}: not pre-filled in every round, so --prefill-from cannot re-count it", file=sys.stderr)
             return 2
+        if recount is not None:
+            runs = recounted(runs, recount, folder, args.setting, args.prefill_from or 1)
+            if runs is None:
+                print(f"{folder}: {args.recount} lacks some of its rounds; run prefill_design.py on it again", file=sys.stderr)
+                return 2
         settings.append((folder, saved["settings"], runs))
     first = settings[0][1]
     for folder, s, _ in settings[1:]:

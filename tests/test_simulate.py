@@ -153,3 +153,32 @@ def test_settings_are_keyword_only_with_one_set_of_defaults():
     quick.check()
     SimulateSettings().check()
     assert SimulateSettings().repeats >= 6 and SimulateSettings().score_pixels == "auto"
+
+
+@pytest.mark.slow
+def test_prefill_design_recounts_what_the_run_recorded(tmp_path):
+    """benchmarks/prefill_design.py re-traces each round's kept prediction: its shipped setting gives exactly the
+    edit clicks the oracle recorded, and simulate_pool.py --recount puts re-counted clicks in the analysis."""
+    out = tmp_path / "sim"
+    simulate(out, SimulateSettings(strategies=("random", "typical"), prefill_min_annotations=1,
+                                   **TINY | {"rounds": 2}))
+    recount = tmp_path / "recount.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "prefill_design.py"), str(out), "--draws", "50",
+                           "--write-recount", str(recount)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "gate  7 shipped" in done.stdout and "from scratch" in done.stdout
+    saved = json.loads((out / "simulate.json").read_text())
+    rounds = json.loads(recount.read_text())["folders"][str(out.resolve())]
+    for run in saved["runs"]:
+        for point in run["curve"][1:]:
+            clicks = rounds[f"r{run['repeat']}/{run['strategy']}/{point['round']}"]["clicks"]
+            assert clicks["shipped"]["1"] == point["clicks"]["edit"]  # pre-filled every round: gate 1
+            assert clicks["shipped"]["13"] == point["clicks"]["scratch"]  # below the gate: drawn
+    pooled = [subprocess.run([sys.executable, str(BENCHMARKS / "simulate_pool.py"), str(out), *extra],
+                             capture_output=True, text=True) for extra in ([], ["--recount", str(recount), "--setting", "shipped"],
+                                                                           ["--recount", str(recount), "--setting", "tol2"])]
+    assert all(p.returncode == 0 for p in pooled), [p.stderr for p in pooled]
+    assert pooled[0].stdout == pooled[1].stdout and "naive way" in pooled[0].stdout
+    refused = subprocess.run([sys.executable, str(BENCHMARKS / "simulate_pool.py"), str(out), "--recount", str(recount),
+                              "--setting", "tol9"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--setting must be one of" in refused.stderr

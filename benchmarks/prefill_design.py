@@ -1,0 +1,197 @@
+"""Which pre-fill is cheapest to correct? Re-counted on the rounds of `dgan-al simulate` folders.
+
+The pre-fill changes no label, so another pre-fill (tracing tolerance, smallest region, dropping regions
+the ensemble's members disagree on, the gate) changes only the clicks. ``simulate`` keeps every round's
+predicted labels and JS (``prediction.npz``); for each annotated image this script re-traces the prediction
+under each candidate setting and counts the edit model's clicks (``labelme.clicks.edit_clicks``) against
+the oracle's truth, recomputed from the image's latent. The shipped setting re-counts exactly what the
+run recorded (checked on every pre-filled image).
+
+Printed per setting and gate: mean clicks per annotated image over all rounds and strategies, and per
+round, with the paired difference to the shipped pre-fill and a 90% bootstrap interval over the repeats
+(resampled within each folder). Works on finished or running folders (only finished rounds are read);
+per-image counts are cached in ``FOLDER/prefill_design.json``, so a second call only counts new rounds.
+``--write-recount`` stores every round's total for ``simulate_pool.py --recount``.
+
+    python benchmarks/prefill_design.py runs/effort-0 [runs/effort-6] [--write-recount recount.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgan_al.files import atomic_write_json
+from dgan_al.generators.toy_faces import load_toy_faces
+from dgan_al.labelme.clicks import TruthRegions, edit_clicks
+from dgan_al.labelme.polygons import mask_to_polygons
+from dgan_al.labelme.rasterize import shape_mask
+from dgan_al.labelme.format import shape_from_mapping
+from dgan_al.workflows.export import PREFILL_TRACING
+from dgan_al.workspace.layout import Workspace
+
+SHIPPED = "shipped"
+# name -> (mask_to_polygons options, js_ratio: drop a region whose mean JS exceeds this multiple of the
+# image's mean JS; None keeps every region)
+SETTINGS = {
+    SHIPPED: (PREFILL_TRACING, None),
+    "tol1": (PREFILL_TRACING | {"tolerance": 1.0}, None),
+    "tol1.5": (PREFILL_TRACING | {"tolerance": 1.5}, None),
+    "tol2": (PREFILL_TRACING | {"tolerance": 2.0}, None),
+    "tol1-min20": (PREFILL_TRACING | {"tolerance": 1.0, "min_pixels": 20}, None),
+    "tol1-min40": (PREFILL_TRACING | {"tolerance": 1.0, "min_pixels": 40}, None),
+    "tol1-js3": (PREFILL_TRACING | {"tolerance": 1.0}, 3.0),
+    "tol1-js2": (PREFILL_TRACING | {"tolerance": 1.0}, 2.0),
+    "tol1-js1.5": (PREFILL_TRACING | {"tolerance": 1.0}, 1.5),
+}
+GATES = (1, 4, 7, 10, 13)
+SHIPPED_GATE = 7
+
+
+def prefill(labels: np.ndarray, js: np.ndarray, classes: list[str], setting: str) -> list[dict]:
+    """The pre-filled shapes of one image (labels uint8 [H, W], js [H, W]) under ``setting``."""
+    tracing, js_ratio = SETTINGS[setting]
+    shapes = mask_to_polygons(labels, classes, **tracing)
+    if js_ratio is None:
+        return shapes
+    limit = js_ratio * float(js.mean())
+    kept = []
+    for raw in shapes:
+        own = shape_mask(shape_from_mapping(raw), *labels.shape)
+        if own.any() and float(js[own].mean()) > limit:
+            continue
+        kept.append(raw)
+    return kept
+
+
+def finished_rounds(folder: Path):
+    """(repeat, strategy, round, trained_on, round folder) of every round the oracle finished, with its
+    prediction kept; trained_on = images annotated before the round (the exporting model's)."""
+    for run in sorted((folder / "work").glob("r*/*")):
+        match = re.fullmatch(r"r(\d+)", run.parent.name)
+        if not match or run.name == "base" or not (run / "rounds").is_dir():
+            continue
+        trained_on = 0
+        for round_dir in sorted((run / "rounds").glob("round_[0-9][0-9][0-9]")):
+            clicks = round_dir / "clicks.json"
+            if not clicks.is_file():
+                break
+            annotated = json.loads(clicks.read_text())["items"]
+            if (round_dir / "prediction.npz").is_file():
+                yield int(match.group(1)), run.name, int(round_dir.name[6:]), trained_on, round_dir, annotated
+            trained_on += len(annotated)
+
+
+def count(folder: Path, generator, classes: list[str], truth_kind: str) -> dict:
+    """Per finished round: {key: {"trained_on", "prefilled", "images": {id: {"scratch", setting: edit}}}},
+    cached in FOLDER/prefill_design.json."""
+    cache_path = folder / "prefill_design.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    if cache.get("settings") != {k: [v[0], v[1]] for k, v in SETTINGS.items()}:
+        cache = {"settings": {k: [v[0], v[1]] for k, v in SETTINGS.items()}, "rounds": {}}
+    for repeat, strategy, number, trained_on, round_dir, annotated in finished_rounds(folder):
+        key = f"r{repeat}/{strategy}/{number}"
+        if key in cache["rounds"]:
+            continue
+        selection = json.loads((round_dir / "selection.json").read_text())
+        z_of = {item["id"]: item["z"] for item in selection["items"]}
+        with np.load(round_dir / "prediction.npz") as data:
+            index = {str(i): k for k, i in enumerate(data["ids"])}
+            labels, js = data["labels"], data["js"].astype(np.float32)
+        ids = list(annotated)
+        z = torch.tensor([z_of[i] for i in ids], dtype=torch.float32)
+        masks = generator.oracle_mask(z, truth=truth_kind, images=generator.synthesize(z).images.numpy())
+        images = {}
+        for i, mask in zip(ids, masks):
+            regions = TruthRegions(mask)
+            entry = {"scratch": annotated[i]["scratch"]}
+            for setting in SETTINGS:
+                shapes = prefill(labels[index[i]], js[index[i]], classes, setting)
+                entry[setting] = edit_clicks(shapes, regions, classes).clicks
+            if selection["prefill"]["used"] and entry[SHIPPED] != annotated[i]["edit"]:
+                raise SystemExit(f"{round_dir}: {i}: the shipped pre-fill re-counts {entry[SHIPPED]} clicks, the run "
+                                 f"recorded {annotated[i]['edit']}: not the pre-fill this script models")
+            images[i] = entry
+        cache["rounds"][key] = {"trained_on": trained_on, "prefilled": selection["prefill"]["used"], "images": images}
+        atomic_write_json(cache_path, cache)
+        print(f"  counted {folder.name} {key}: {len(images)} images", file=sys.stderr)
+    return cache["rounds"]
+
+
+def cost(entry: dict, trained_on: int, setting: str, gate: int) -> int:
+    """One image's clicks: from scratch below the gate, else correcting the pre-fill of ``setting``."""
+    return entry["scratch"] if trained_on < gate else entry[setting]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+", help="`dgan-al simulate --out` folders (running or finished)")
+    parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--write-recount", type=Path, help="write every round's clicks per setting and gate here")
+    args = parser.parse_args()
+    generator = load_toy_faces()
+    per_repeat = {}  # (folder, repeat) -> [(strategy, round, trained_on, entry)]
+    recount = {}
+    for folder in args.folders:
+        saved = json.loads((folder / "settings.json").read_text())
+        if saved.get("prefill_min_annotations", 1) > 1 or not saved.get("prefill", True):
+            print(f"{folder}: not pre-filled in every round; rerun it with --prefill-min-annotations 1", file=sys.stderr)
+            return 2
+        classes = Workspace.find(next((folder / "work").glob("r*/base"))).config.classes
+        rounds = count(folder, generator, classes, saved.get("truth", "visible"))
+        for key, r in rounds.items():
+            repeat, strategy, number = key.split("/")
+            for entry in r["images"].values():
+                per_repeat.setdefault((str(folder), repeat), []).append((strategy, int(number), r["trained_on"], entry))
+            recount.setdefault(str(folder.resolve()), {})[key] = {
+                "trained_on": r["trained_on"],
+                "clicks": {s: {str(g): sum(cost(e, r["trained_on"], s, g) for e in r["images"].values()) for g in GATES}
+                           for s in SETTINGS}}
+    if not per_repeat:
+        print("no finished round with a prediction.npz yet", file=sys.stderr)
+        return 2
+    keys = sorted(per_repeat)
+    rng = np.random.default_rng(0)
+    folders = sorted({f for f, _ in keys})
+    draws = []  # each draw: repeats resampled within each folder
+    for _ in range(args.draws):
+        draws.append(np.concatenate([rng.choice([k for k, key in enumerate(keys) if key[0] == f],
+                                                size=sum(key[0] == f for key in keys)) for f in folders]))
+    rounds = sorted({number for rows in per_repeat.values() for _, number, _, _ in rows})
+    print(f"{len(keys)} repeats, {sum(len(v) for v in per_repeat.values())} annotated images; edit-model clicks per "
+          f"image (paired difference to {SHIPPED} at gate {SHIPPED_GATE}, 90% interval over repeats)")
+
+    def mean_per_image(setting: str, gate: int, only_round: int | None = None) -> np.ndarray:
+        """Per repeat: mean clicks per annotated image: [len(keys)]."""
+        out = []
+        for key in keys:
+            rows = [(t, e) for _, n, t, e in per_repeat[key] if only_round is None or n == only_round]
+            out.append(np.mean([cost(e, t, setting, gate) for t, e in rows]) if rows else np.nan)
+        return np.array(out)
+
+    scratch = np.array([np.mean([e["scratch"] for *_, e in per_repeat[key]]) for key in keys])
+    print(f"  from scratch: {scratch.mean():.1f} clicks per image")
+    reference = mean_per_image(SHIPPED, SHIPPED_GATE)
+    for gate in GATES:
+        for setting in SETTINGS:
+            values = mean_per_image(setting, gate)
+            diff = values - reference
+            boot = np.array([diff[d].mean() for d in draws])
+            lo, hi = np.percentile(boot, [5, 95])
+            by_round = ", ".join(f"r{n} {np.nanmean(mean_per_image(setting, gate, n)):.0f}" for n in rounds)
+            print(f"  gate {gate:>2} {setting:<11} {values.mean():6.1f} ({values.mean() / scratch.mean():.0%} of "
+                  f"scratch)  {diff.mean():+6.1f} [{lo:+6.1f}, {hi:+6.1f}]   per round: {by_round}")
+    if args.write_recount:
+        atomic_write_json(args.write_recount, {"settings": list(SETTINGS), "gates": list(GATES), "folders": recount})
+        print(f"recount: {args.write_recount}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
