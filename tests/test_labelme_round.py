@@ -18,6 +18,7 @@ import dgan_al.cli.annotate  # noqa: F401  (registers the command on the app)
 from dgan_al.cli import app
 from dgan_al.errors import UserError
 from dgan_al.labelme import find_labelme, labelme_command, read_labelme
+from dgan_al.labelme.launch import shell_command
 from dgan_al.workflows.export import ExportItem, export_round
 from dgan_al.workflows.importing import import_annotations
 from dgan_al.workspace.rounds import STATE_FILE
@@ -63,8 +64,8 @@ def test_the_annotate_folder_holds_only_what_a_person_annotates(exported, tmp_pa
     # the annotate command opens that folder, with its labels file
     cli = runner.invoke(app, ["annotate", str(ws.round_dir(1)), "--print-command"])
     assert cli.exit_code == 0, cli.output
-    argv = cli.output.split()
-    assert argv[argv.index("--labels") + 1] == str(files.labels)
+    argv = cli.output.split()  # cd ROUND/annotate && labelme ...: LabelMe runs there, its paths relative to it
+    assert argv[:3] == ["cd", str(files.annotate), "&&"] and argv[argv.index("--labels") + 1] == files.labels.name
 
 
 def test_a_round_in_the_earlier_layout_imports_and_reports(exported, tmp_path):
@@ -125,11 +126,10 @@ def test_status_lists_each_file_and_annotate_opens_the_first_unfinished(exported
     cli = runner.invoke(app, ["annotate", "1", "--print-command"])
     assert cli.exit_code == 0, cli.output
     install = find_labelme()
-    start = Path("rounds/round_001/annotate") / f"{a.stem}.png"
-    assert cli.output.split() == labelme_command(Path("rounds/round_001/annotate"),
-                                                 Path("rounds/round_001/annotate/labels.txt"),
-                                                 install=install, start=start)
-    assert str(start) in cli.output.split()  # LabelMe 6 is installed here: it opens the image, lists the folder
+    images = Path("rounds/round_001/annotate")
+    assert cli.output.strip() == shell_command(images, labelme_command(images, images / "labels.txt", install=install,
+                                                                       start=images / f"{a.stem}.png"))
+    assert f"{a.stem}.png" in cli.output.split()  # LabelMe 6 is installed here: it opens the image, lists the folder
     _edit(a, _tick_done)
     cli = runner.invoke(app, ["annotate", "1", "--print-command"])
     assert f"{c.stem}.png" in cli.output  # now the one with the problem comes first
