@@ -10,13 +10,15 @@ reference run, clean refusals (exit 2, one message naming the file or the holder
 - kill -9 chains: ``next-round`` and ``build-dataset`` killed at a random point of their own progress (often twice),
   then run to the end; the whole workspace / dataset folder must equal the reference (timestamps aside).
 - damaged files: every corruption of issue 22 (derived state must be recomputed to the identical
-  result, the person's or our records refused with a message, nothing changed).
+  result, the person's or our records refused with a message, nothing changed), and issue 36's label of
+  10^6 characters (refused in under 30 s, in one line under 300 characters; the note gives both).
 - disk full: the workspace (next-round) or the dataset folder (build-dataset) on a small tmpfs, filled
   at several points of the run (needs root for ``mount``); after a refusal the tmpfs grows and the rerun
   must end identical.
 - concurrent commands: two next-rounds, two builds into one folder, a build during a next-round, two
   shards of one build at once.
-- import fuzz: mutated LabelMe files (tests/labelme_fuzz.py) judged against the real LabelMe.
+- import fuzz: mutated LabelMe files (tests/labelme_fuzz.py) judged against the real LabelMe; texts and
+  keys of up to 10^6 characters among them (a refusal longer than 30 s or 5000 characters is wrong).
 
 Not a test: it takes tens of minutes on 2 CPU cores (and longer when the machine is shared).
 """
@@ -46,6 +48,7 @@ BUILD_SIZE, BUILD_CHUNK = 12, 4
 NEXT_ROUND = [sys.executable, "-m", "dgan_al", "next-round"]
 GROUPS = ("fuzz", "damaged", "disk", "concurrent", "kill-next-round", "kill-build")
 VOLATILE = {"times", "imported_at", "at", "since", "removed_at"}  # timestamps and durations
+LONG_LABEL = "LabelMe label of 10^6 characters"  # refused in under 30 s with one line under 300 characters
 
 
 def build_command(out: Path, shard: str | None = None) -> list[str]:
@@ -354,6 +357,7 @@ def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref, 
             mean(ws).read_text().replace('"imageData": null', '"imageData": ' + "[" * 3000 + "]" * 3000)), "mean.json"),
         "LabelMe imagePath 300 chars": (lambda ws: edit(mean(ws), lambda r: r.update(imagePath="x" * 300 + ".png")),
                                         "mean.json"),
+        LONG_LABEL: (lambda ws: edit(mean(ws), lambda r: r["shapes"][0].update(label="a" * 1_000_000)), "mean.json"),
     }
     for name, (damage, named) in refusals.items():
         if not wanted(name):
@@ -363,6 +367,11 @@ def damaged_files(table, base, after_round, build_ref, workdir, nr_ref, ds_ref, 
         before, snapshot = person_files(ws), digest(ws)
         r = run(NEXT_ROUND, ws)
         ok = r.refused(named) and digest(ws) == snapshot
+        if name == LONG_LABEL:  # issue 36: once 578 s and a line of 2,000,106 characters
+            length = len(r.err.strip())
+            table.notes.append(f"{LONG_LABEL}: refused in {r.seconds:.1f} s (the whole command), a message of "
+                               f"{length} characters")
+            ok = ok and length < 300 and r.seconds < 30
         table.add("damaged: records", "tracebacks" if r.traceback else "refused" if ok else "wrong",
                   f"{name}: rc {r.rc} {r.message()}", changed_person_files(before, ws))
     # a finished round 001 whose state is garbled: refused by next-round and by build-dataset

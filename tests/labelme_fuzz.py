@@ -2,9 +2,10 @@
 
 ``mutations()`` draws one mutation of a finished annotation file: a value anywhere in the JSON tree set to
 any JSON value (NaN and huge numbers included), a key deleted or added, the flags written as a hand edit
-would, deep nesting, a non-object top level, a truncated or bit-flipped file. ``judge`` imports the
-mutated workspace and sorts the outcome: a refusal (a ``UserError`` naming the file, nothing changed),
-pending, skipped, or an acceptance, which is right only if the real LabelMe reads the file and its
+would, deep nesting, a non-object top level, a truncated or bit-flipped file, a text value or key of
+10^4 to 10^6 characters. ``judge`` imports the mutated workspace and sorts the outcome: a refusal (a
+``UserError`` naming the file and the fix in at most ``MAX_MESSAGE`` characters, nothing changed), pending,
+skipped, or an acceptance, which is right only if the real LabelMe reads the file and its
 ``shapes_to_label`` gives the mask we stored.
 """
 
@@ -31,6 +32,10 @@ LEAVES = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(all
 VALUES = st.recursive(LEAVES, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
                       max_leaves=8)
 FLAG_VALUES = st.sampled_from([True, False, "true", "false", 1, 0, None, [], {}])
+LONG = (10_000, 100_000, 1_000_000)  # characters of a "long" mutation's text
+# a refusal's message quotes user text cut (dgan_al.errors.quote): even 20 problems stay far below this,
+# and a long text quoted whole goes far above it (a label of 10^6 characters once gave 2,000,106)
+MAX_MESSAGE = 5_000
 
 
 def _paths(node, prefix=()):
@@ -55,7 +60,7 @@ def mutations(draw, original: dict) -> bytes:
     """The bytes of one mutated copy of ``original`` (a parsed LabelMe file)."""
     doc = json.loads(json.dumps(original))
     kind = draw(st.sampled_from(["set", "set", "delete", "add", "flags", "flags", "nest", "top", "truncate", "flip",
-                                 "points"]))
+                                 "points", "long"]))
     paths = list(_paths(doc))[1:]
     if kind == "set":
         path = draw(st.sampled_from(paths))
@@ -78,6 +83,18 @@ def mutations(draw, original: dict) -> bytes:
             return text.encode()
     elif kind == "top":
         return json.dumps(draw(st.sampled_from([None, [], "text", 3, {}, [doc]]))).encode()
+    elif kind == "long":  # a label, imagePath, flag name, ... of up to a million characters
+        texts = [p for p in paths if isinstance(_parent(doc, p)[p[-1]], str)]
+        keys = [p for p in [(), *paths] if isinstance(_parent(doc, p + (None,)), dict) and _parent(doc, p + (None,))]
+        length = draw(st.sampled_from(LONG))
+        letter = draw(st.sampled_from("ax/é"))
+        if texts and draw(st.booleans()):
+            path = draw(st.sampled_from(texts))
+            _parent(doc, path)[path[-1]] = letter * length
+        else:
+            target = _parent(doc, draw(st.sampled_from(keys)) + (None,))
+            key = draw(st.sampled_from(sorted(target)))
+            target[letter * length] = target.pop(key)
     elif kind == "points":
         shape = draw(st.sampled_from(doc["shapes"])) if doc.get("shapes") else None
         if shape is not None:
@@ -121,7 +138,9 @@ def judge(base: Path, work: Path, data: bytes, name: str = "rounds/round_000/ann
     except UserError as err:
         after = {p: p.read_bytes() for p in (work / "annotations").rglob("*") if p.is_file()}
         if path.name not in str(err) or err.fix is None:
-            return "wrong: message does not name the file and the fix", str(err)
+            return "wrong: message does not name the file and the fix", str(err)[:300]
+        if len(str(err)) > MAX_MESSAGE:
+            return f"wrong: a message of {len(str(err))} characters", str(err)[:300]
         if after != before or path.read_bytes() != data:
             return "wrong: refused but changed files", str(err)
         return "refused", str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)

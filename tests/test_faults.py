@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,6 +118,17 @@ def test_deep_nesting_is_a_problem_not_a_recursion_error(ws):
 def test_a_too_long_image_path_is_a_problem(ws):
     edit_json(mean_json(ws), lambda raw: raw.update(imagePath="x" * 300 + ".png"))
     assert "cannot be used: File name too long" in refused(ws, lambda: run_import(ws), "mean.json")
+
+
+@pytest.mark.parametrize("where", ["label", "shape_type", "imagePath", "imageHeight", "group_id"])
+def test_a_million_characters_anywhere_are_refused_at_once_in_a_short_message(annotated, tmp_path, where):
+    raw = json.loads(mean_json(Workspace.find(annotated)).read_text())
+    long = "a" * 1_000_000
+    (raw["shapes"][0] if where in ("label", "shape_type", "group_id") else raw)[where] = long
+    t0 = time.perf_counter()
+    outcome, message = judge(annotated, tmp_path / "ws", json.dumps(raw).encode())
+    assert time.perf_counter() - t0 < 10  # copying the workspace included
+    assert outcome == "refused" and "(1000000 characters)" in message and len(message) < 400, message
 
 
 # --- damaged files of ours -------------------------------------------------------------------------
