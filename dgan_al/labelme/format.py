@@ -40,6 +40,8 @@ MAX_CLASSES = 255  # class ids 0..254; 255 is IGNORE
 DONE_FLAG = "done"
 UNREALISTIC_FLAG = "unrealistic"
 EXPORT_FLAGS = (DONE_FLAG, UNREALISTIC_FLAG)
+# Shape flag of a pre-filled polygon whose ensemble members disagree: look here first (any label may carry it)
+CHECK_FLAG = "check"
 
 # Shape types LabelMe knows, and how many points each takes (None = "at least" given by MIN_POINTS).
 SHAPE_TYPES = (

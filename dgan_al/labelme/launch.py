@@ -5,7 +5,9 @@ file and refuse others typed in its dialog (exact label validation), show the im
 ``unrealistic``, save on every change (autosave) and keep image data out of the JSON.
 
 The flag names differ by major version:
-- 5.x: ``--nodata --autosave --validatelabel exact --labels FILE --flags done,unrealistic``
+- 5.x: ``--nodata --autosave --validatelabel exact --labels FILE --flags done,unrealistic
+  --labelflags '{".*": ["check"]}'`` (every label offers the shape flag ``check``, which the pre-fill ticks
+  on the polygons its members disagree on; 6.x and 7.x spell it ``--label-flags``)
   (it embeds image data and does not autosave unless told). Given an image instead of a folder, it
   opens that image alone, so it is always given the folder.
 - 6.x (checked on 6.3.1) and 7.x (checked on 7.9.1, Python 3.12): image data is left out and autosave
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import importlib.metadata
+import json
 import importlib.util
 import os
 import re
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgan_al.errors import UserError
-from dgan_al.labelme.format import EXPORT_FLAGS
+from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS
 
 INSTALL_HINT = "pip install 'dgan-al[annotate]'"
 OLDEST_MAJOR = 5
@@ -114,10 +117,11 @@ def labelme_command(
         raise LabelMeNotInstalled(f"LabelMe {install.version} is too old (dgan-al needs {OLDEST_MAJOR} or newer)")
     labels = os.path.relpath(os.path.abspath(labels_file), os.path.abspath(folder))
     common = ["--labels", labels, "--flags", ",".join(flags)]
+    shape_flags = json.dumps({".*": [CHECK_FLAG]})  # every label offers the check box the pre-fill may tick
     if install.major == 5:
-        options = ["--nodata", "--autosave", "--validatelabel", "exact", *common]
+        options = ["--nodata", "--autosave", "--validatelabel", "exact", *common, "--labelflags", shape_flags]
     else:
-        options = ["--validate-label", "exact", *common]
+        options = ["--validate-label", "exact", *common, "--label-flags", shape_flags]
     opened = Path(start).name if start is not None and install.major >= 6 else "."
     return [*install.argv, opened, *options]
 

@@ -22,6 +22,8 @@ import torch
 from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
+from dgan_al.labelme.format import CHECK_FLAG, shape_from_mapping
+from dgan_al.labelme.rasterize import shape_mask
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, heatmap, overlay
 from dgan_al.workspace.layout import RoundFiles
@@ -32,6 +34,9 @@ OWN_FILES = {"selection.json", "state.json", "clicks.json"}
 # How the pre-fill is traced (mask_to_polygons options), chosen by what correcting it into the truth
 # costs, not by its vertex count: benchmarks/prefill_cost.py, results in docs/labelme.md.
 PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}
+# A pre-filled polygon is flagged ``check`` where its mean JS exceeds this multiple of the image's mean JS
+# (an attention aid for the person; it changes no click count, so it is not measured).
+CHECK_JS_RATIO = 2.0
 
 
 def prefill_allowed(enabled: bool, trained_on: int, min_annotations: int) -> tuple[bool, str]:
@@ -110,7 +115,7 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
             json_path = annotate / f"{item.id}.json"
             shapes = []
             if pred is not None and prefill:
-                shapes = prefill_shapes(pred.labels[j].numpy(), classes)
+                shapes = prefill_shapes(pred.labels[j].numpy(), classes, pred.js[j].numpy())
             meta = {"id": item.id, "round": number, "latent": item.latent,
                     "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
                     "score": item.score, "rank": item.rank}
@@ -142,7 +147,9 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
         contact_sheet(sheet_rows, captions, path=files.contact_sheet, scale=2 if generator.resolution[0] <= 256 else 1,
                       title=title, legend=classes)
     keep = len(items) if keep is None else min(keep, len(items))
-    prefill_text = "\n     The JSON files are pre-filled with the current prediction: correct it, do not start from nothing." \
+    prefill_text = ("\n     The JSON files are pre-filled with the current prediction: correct it, do not start from nothing."
+                    "\n     Polygons flagged 'check' (see a shape's flags when you edit its label) are where the"
+                    "\n     interpreter's members disagree most: look there first.") \
         if ensemble is not None and prefill else ""
     if ensemble is not None and not prefill:
         why = textwrap.fill(f"({prefill_note or 'not pre-filled'})", width=100, initial_indent=" " * 5,
@@ -153,15 +160,25 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
     atomic_write_text(files.readme, README.format(round=number, which=which, prefill=prefill_text,
                                                            rule=rule or ""))
     record = dict(selection or {})
-    record.update({"round": number, "generator": generator.identity, "classes": classes,
+    record.update({"round": number, "generator": generator.identity, "classes": classes, "keep": keep,
                    "prefill": {"used": bool(ensemble is not None and prefill), "why": prefill_note}, "items": records})
     atomic_write_json(files.selection, record)
     return record
 
 
-def prefill_shapes(mask: np.ndarray, classes: list[str]) -> list[dict]:
-    """The pre-filled polygons (LabelMe shape dicts) of a predicted class mask uint8 [H, W]."""
-    return mask_to_polygons(mask, classes, **PREFILL_TRACING)
+def prefill_shapes(mask: np.ndarray, classes: list[str], js: np.ndarray | None = None) -> list[dict]:
+    """The pre-filled polygons (LabelMe shape dicts) of a predicted class mask uint8 [H, W]. With the
+    members' JS [H, W], a polygon whose pixels' mean JS exceeds ``CHECK_JS_RATIO`` times the image's
+    carries the shape flag ``check`` (true), so that a person looks there first."""
+    shapes = mask_to_polygons(mask, classes, **PREFILL_TRACING)
+    if js is not None:
+        js = np.asarray(js, dtype=np.float32)
+        limit = CHECK_JS_RATIO * float(js.mean())
+        for shape in shapes:
+            own = shape_mask(shape_from_mapping(shape), *mask.shape)
+            if own.any() and float(js[own].mean()) > limit:
+                shape["flags"] = {CHECK_FLAG: True}
+    return shapes
 
 
 def _touched_by_a_person(json_path: Path) -> bool:
