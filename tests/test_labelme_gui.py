@@ -224,21 +224,23 @@ def test_finds_the_installed_labelme():
 
 
 @pytest.mark.parametrize(
-    "version, options",
+    "version, options, label_flags",
     [
-        ("5.4.1", ["--nodata", "--autosave", "--validatelabel", "exact"]),
-        ("6.3.1", ["--validate-label", "exact"]),
-        ("7.0.0", ["--validate-label", "exact"]),
+        ("5.4.1", ["--nodata", "--autosave", "--validatelabel", "exact"], "--labelflags"),
+        ("6.3.1", ["--validate-label", "exact"], "--label-flags"),
+        ("7.0.0", ["--validate-label", "exact"], "--label-flags"),
     ],
 )
-def test_command_uses_the_flags_of_each_major_version(version, options):
-    """The argv runs in the round's folder: its paths are relative to it."""
+def test_command_uses_the_flags_of_each_major_version(version, options, label_flags):
+    """The argv runs in the round's folder: its paths are relative to it. Every label offers the shape flag
+    ``check`` (the pre-fill ticks it where the members disagree)."""
+    common = ["--labels", "labels.txt", "--flags", "done,unrealistic", label_flags, '{".*": ["check"]}']
     argv = labelme_command("r/round_001", "r/round_001/labels.txt", install=LabelMeInstall(("labelme",), version))
-    assert argv == ["labelme", ".", *options, "--labels", "labels.txt", "--flags", "done,unrealistic"]
+    assert argv == ["labelme", ".", *options, *common]
     start = labelme_command("r/round_001", "r/round_001/labels.txt", install=LabelMeInstall(("labelme",), version),
                             start="r/round_001/s0-000001.png")
-    assert start == ["labelme", "s0-000001.png" if version[0] != "5" else ".", *options, "--labels", "labels.txt",
-                     "--flags", "done,unrealistic"]  # LabelMe 5 given an image opens it alone
+    assert start == ["labelme", "s0-000001.png" if version[0] != "5" else ".", *options, *common]
+    # LabelMe 5 given an image opens it alone
     assert shell_command("r/round 1", ["labelme", "."]) == "cd 'r/round 1' && labelme ."
 
 
