@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -14,8 +14,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"unknown device {device!r}", setting="device", fix="use auto, cpu, cuda or cuda:N") from None
+        raise UserError(f"unknown device {quote(device)}", setting="device", fix="use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{device!r} asked for, but CUDA is not available here", setting="device",
+        raise UserError(f"{quote(device)} asked for, but CUDA is not available here", setting="device",
                         fix="use cpu (or auto)")
     return dev

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from dgan_al.cli.app import app, console, handles_user_errors
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 
 
 def parse_crop(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
@@ -21,7 +21,7 @@ def parse_crop(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
     except ValueError:
         values = ()
     if len(values) != 4:
-        raise UserError(f"--crop {text!r} is not four integers", fix="write it as top,left,height,width, e.g. 64,0,384,512")
+        raise UserError(f"--crop {quote(text)} is not four integers", fix="write it as top,left,height,width, e.g. 64,0,384,512")
     return values  # type: ignore[return-value]
 
 

@@ -73,11 +73,11 @@ def oracle_command(
     from dgan_al.workspace.layout import Workspace
     from dgan_al.workspace.lock import WorkspaceLock
 
-    from dgan_al.errors import UserError
+    from dgan_al.errors import UserError, quote
     from dgan_al.generators.toy_faces.visible import TRUTHS
 
     if truth not in TRUTHS:
-        raise UserError(f"--truth must be one of {', '.join(TRUTHS)}, got {truth!r}", fix="use --truth visible")
+        raise UserError(f"--truth must be one of {', '.join(TRUTHS)}, got {quote(truth)}", fix="use --truth visible")
     ws = Workspace.find(workspace)
     with WorkspaceLock(ws.root, "toy oracle"):
         result = oracle_annotate(ws, round_number, keep, truth=truth, as_asked=keep is None)

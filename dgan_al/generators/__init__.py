@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from dgan_al.device import resolve_device
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 from dgan_al.geometry import LabelGeometry
 from dgan_al.generators.protocol import Generator, OracleGenerator, Synthesis, sample_latents
 
@@ -33,7 +33,7 @@ def load_generator(spec: str, *, truncation_psi: float = 1.0, label_resolution: 
         return load_toy_faces(device=device)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"unknown generator {spec!r}: not a built-in ({', '.join(BUILTIN)}) and no such file",
+        raise UserError(f"unknown generator {quote(spec)}: not a built-in ({', '.join(BUILTIN)}) and no such file",
                         fix="give toy-faces or the path of a StyleGAN2 (.pt / .pkl) or StyleGAN1 (.for_g_all.pt) "
                         "checkpoint")
     from dgan_al.generators.checkpoints import load_checkpoint

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 
 SEGMENTER_NAMES: tuple[str, ...] = ("compact", "deeplabv3")
 
@@ -190,4 +190,4 @@ def build_segmenter(name: str = "compact", n_classes: int = 2, **options) -> Seg
         if options:
             raise ValueError(f"deeplabv3 takes no options, got {sorted(options)}")
         return Segmenter(name, n_classes, DeepLabV3Logits(n_classes), {})
-    raise UserError(f"unknown segmentation model {name!r}", fix=f"use one of: {', '.join(SEGMENTER_NAMES)}")
+    raise UserError(f"unknown segmentation model {quote(name)}", fix=f"use one of: {', '.join(SEGMENTER_NAMES)}")

@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from dgan_al import distributed
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 from dgan_al.files import atomic_copy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_file, sha256_file
 from dgan_al.device import resolve_device
 from dgan_al.interpreter import PixelEnsemble
@@ -77,7 +77,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         i, n = -1, 0
     if not 0 <= i < n:
-        raise UserError(f"must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}", setting="shard",
+        raise UserError(f"must be i/n with 0 <= i < n (e.g. 0/4), got {quote(text)}", setting="shard",
                         fix="shards are numbered from 0: 0/4 ... 3/4")
     return i, n
 

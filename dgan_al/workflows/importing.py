@@ -93,7 +93,8 @@ def refusal(problems: list[Problem]) -> UserError:
                      fix=fixes[0] if len(fixes) == 1 else "fix each as said and run again")
 
 
-def _selection_fix(folder: Path) -> str:
+def selection_fix(folder: Path) -> str:
+    """What to do about a round's damaged ``selection.json`` (import and status say the same)."""
     return (f"restore it from a backup; without one, move the folder {folder.name} out of rounds/ and run again: "
             "what it imported stays in annotations/, its files not imported yet are left out; do not delete "
             "selection.json alone")
@@ -145,7 +146,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
         if damaged:
             _problem(problems, folder / SELECTION_FILE, root, f"damaged ({damaged}): this is dgan-al's record of "
                      f"what round {number:03d} exported, not an annotation file (those were not touched)",
-                     _selection_fix(folder))
+                     selection_fix(folder))
             continue
         for json_path in sorted(annotate.glob("*.json")):
             if json_path.name in OWN_FILES:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dgan_al.device import resolve_device
 from dgan_al.generators.protocol import sample_latents
@@ -86,7 +86,7 @@ def simulate(out: Path, settings: SimulateSettings, progress: ProgressCallback =
         differ = sorted(k for k in previous.keys() | wanted.keys()
                         if k not in ("strategies", "repeats") and previous.get(k) != wanted.get(k))
         if differ:
-            was = ", ".join(f"{k} = {previous.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+            was = ", ".join(f"{k} = {quote(previous.get(k))} there, {quote(wanted.get(k))} now" for k in differ)
             raise UserError(f"this folder holds a simulation with other settings ({was})", path=settings_path,
                             fix="use a new output folder, or the same settings (strategies and repeats may change)")
     atomic_write_json(settings_path, wanted)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from dgan_al.errors import UserError
+from dgan_al.errors import UserError, quote
 from dgan_al.generators.toy_faces.visible import TRUTHS
 from dgan_al.interpreter.ensemble import scoring_pixels
 from dgan_al.strategies import STRATEGIES, exported
@@ -86,9 +86,9 @@ class SimulateSettings:
             if getattr(self, name) < 1:
                 yield name, f"must be at least 1, got {getattr(self, name)}"
         if self.embedding not in EMBEDDINGS:
-            yield "embedding", f"must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}"
+            yield "embedding", f"must be one of {', '.join(EMBEDDINGS)}, got {quote(self.embedding)}"
         if self.truth not in TRUTHS:
-            yield "truth", f"must be one of {', '.join(TRUTHS)}, got {self.truth!r}"
+            yield "truth", f"must be one of {', '.join(TRUTHS)}, got {quote(self.truth)}"
         if self.prefill_min_annotations < 1:
             yield "prefill_min_annotations", f"must be at least 1, got {self.prefill_min_annotations}"
         if self.switch_at < 1:
@@ -107,14 +107,14 @@ class SimulateSettings:
         if self.pool_size < least:
             yield "pool_size", f"{self.pool_size} is too small for these strategies and rounds; use at least {least}"
         if self.score_pixels not in ("auto", "full") and not self.score_pixels.startswith("grid:"):
-            yield "score_pixels", f"must be auto, full or grid:S, got {self.score_pixels!r}"
+            yield "score_pixels", f"must be auto, full or grid:S, got {quote(self.score_pixels)}"
         for name in ("score_pixels", "eval_pixels"):
             value = getattr(self, name)
             if value != "auto":
                 try:
                     scoring_pixels(value, (16, 16))
                 except ValueError:
-                    yield name, f"must be full, grid:S or subset:N, got {value!r}"
+                    yield name, f"must be full, grid:S or subset:N, got {quote(value)}"
         for name, least_value in (("members", 1), ("epochs", 1), ("pixels_per_image", 16)):
             if getattr(self, name) < least_value:
                 yield name, f"must be at least {least_value}, got {getattr(self, name)}"

@@ -28,7 +28,7 @@ from dgan_al.files import sha256_bytes
 from dgan_al.labelme import LabelMeError, read_labelme
 from dgan_al.labelme.write import FORMAT_VERSION
 from dgan_al.workflows.export import OWN_FILES, read_selection
-from dgan_al.workflows.importing import finished_file_problems
+from dgan_al.workflows.importing import exported_items, finished_file_problems, selection_fix
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import RoundFiles, Workspace
 from dgan_al.workspace.rounds import read_round_state
@@ -138,7 +138,8 @@ def _classify(status: FileStatus, item: dict | None, ws: Workspace | None, store
     try:
         raw = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
-        status.state, status.problem = "problem", f"not valid JSON ({err}); fix it in a text editor or LabelMe"
+        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        status.state, status.problem = "problem", f"not valid JSON{where}; fix it in a text editor or LabelMe"
         return
     flags = raw.get("flags") if isinstance(raw, dict) else None
     flags = flags if isinstance(flags, dict) else {}
@@ -237,17 +238,15 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
 
 
 def _round_selection(folder: Path) -> tuple[dict, str]:
-    """The round's selection record (``items`` always a list) and, if the file is damaged, what is wrong."""
+    """The round's selection record (``items`` always a list) and, if the file is damaged, what is wrong
+    and the fix, as the import says it."""
     path = RoundFiles(folder).selection
+    _, damaged = exported_items(folder)
+    if damaged:
+        return {"items": []}, (f"{path}: damaged ({damaged}): this is dgan-al's record of what the round exported, "
+                               f"not an annotation file; {selection_fix(folder)}")
     selection = read_selection(folder)
-    if selection is None:
-        if not path.is_file():
-            return {"items": []}, ""
-        return {"items": []}, f"{path}: damaged (not valid JSON): restore it from a backup"
-    if not isinstance(selection, dict) or not isinstance(selection.get("items", []), list):
-        return {"items": []}, (f"{path}: damaged (not a dgan-al selection record: an object with a list "
-                               "'items'): restore it from a backup")
-    return {"items": [], **selection}, ""
+    return ({"items": [], **selection} if isinstance(selection, dict) else {"items": []}), ""
 
 
 def find_workspace(folder: Path) -> Workspace | None:
