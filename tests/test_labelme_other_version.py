@@ -1,8 +1,8 @@
 """Our files against a LabelMe 7 installed in another Python (LabelMe 7 needs Python >= 3.12, so it
 cannot live beside this one): its argparse takes ``dgan-al annotate``'s flags, its GUI (offscreen), run in
 the round's folder as annotate runs it, opens our round at the image we name and lists only the exported
-images by their bare file names, its loader reads our files, its rasteriser gives our masks, and our
-reader reads what it saves.
+images by their bare file names, its loader reads our files, its rasteriser gives our masks, our
+reader reads what it saves, and it keeps the shape flag ``check`` the pre-fill ticks.
 
 Runs where ``DGAN_AL_LABELME7_PYTHON`` names that Python, skipped otherwise (docs/labelme.md says how:
 ``python3.12 -m venv DIR && DIR/bin/pip install labelme==7.9.1``).
@@ -27,6 +27,8 @@ from dgan_al.labelme import (
     write_labelme,
     write_labels_file,
 )
+
+from test_check_flag import annotated, check_kept_on_save, copy_of, labelme_env, prefill_with_one_flag, run_flag_gui  # noqa: F401
 
 PYTHON = os.environ.get("DGAN_AL_LABELME7_PYTHON", "")
 pytestmark = pytest.mark.skipif(not (PYTHON and Path(PYTHON).is_file()),
@@ -230,3 +232,15 @@ def test_its_gui_opens_our_round_and_what_it_saves_reads_back(tmp_path, round_fo
     theirs = their_masks(tmp_path, [saved.json_path])[str(saved.json_path)]["mask"]
     np.testing.assert_array_equal(rasterize(saved, H, W, CLASSES), np.array(theirs))
     np.testing.assert_array_equal(rasterize(saved, H, W, CLASSES), rasterize(before, H, W, CLASSES, rules=7))
+
+
+@pytest.mark.slow
+def test_its_gui_keeps_the_check_flag_on_save(tmp_path, annotated):  # noqa: F811
+    """As test_check_flag's test for the LabelMe installed here: its label dialog shows ``check`` ticked on
+    the flagged polygon, the file it saves keeps the flag, and it imports."""
+    version = other_version()
+    install = LabelMeInstall((PYTHON, "-m", "labelme"), version)
+    ws = copy_of(annotated, tmp_path)
+    path, mask, checks = prefill_with_one_flag(ws)
+    report = run_flag_gui(PYTHON, ws, path.with_suffix(".png"), install, labelme_env(tmp_path), tmp_path)
+    check_kept_on_save(ws, path, mask, checks, report, version)
