@@ -104,7 +104,7 @@ entry.main()
 
 
 def two_regions() -> np.ndarray:
-    mask = np.zeros((40, 60), np.uint8)
+    mask = np.zeros((100, 120), np.uint8)  # wide background: the regions' JS can be many times the mean
     mask[5:31, 5:26] = 1  # skin
     mask[10:26, 35:56] = 2  # eye
     return mask
@@ -126,7 +126,7 @@ def test_prefill_flags_exactly_the_polygon_its_members_disagree_on():
     assert sorted(s["label"] for s in plain) == ["eye", "skin"]
     assert not any(s["flags"] for s in plain)  # no JS: nothing flagged
 
-    flagged = prefill_shapes(mask, CLASSES, js_on(mask == 2, 2.5))
+    flagged = prefill_shapes(mask, CLASSES, js_on(mask == 2, 1.2 * CHECK_JS_RATIO))
     assert [s["points"] for s in flagged] == [s["points"] for s in plain]  # the flag changes no polygon
     assert {s["label"]: s["flags"] for s in flagged} == {"skin": {}, "eye": {CHECK_FLAG: True}}
     for shape in flagged:  # the polygon's own pixels are the region's
@@ -134,9 +134,8 @@ def test_prefill_flags_exactly_the_polygon_its_members_disagree_on():
         np.testing.assert_array_equal(own, mask == CLASSES.index(shape["label"]))
 
     # the threshold is CHECK_JS_RATIO times the image's mean JS
-    assert CHECK_JS_RATIO == 2.0
-    assert not any(s["flags"] for s in prefill_shapes(mask, CLASSES, js_on(mask == 2, 1.8)))
-    both = prefill_shapes(mask, CLASSES, js_on(mask > 0, 2.5))
+    assert not any(s["flags"] for s in prefill_shapes(mask, CLASSES, js_on(mask == 2, 0.8 * CHECK_JS_RATIO)))
+    both = prefill_shapes(mask, CLASSES, js_on(mask > 0, 1.2 * CHECK_JS_RATIO))
     assert {s["label"]: s["flags"] for s in both} == {"skin": {CHECK_FLAG: True}, "eye": {CHECK_FLAG: True}}
 
 

@@ -36,7 +36,7 @@ OWN_FILES = {"selection.json", "state.json", "clicks.json"}
 PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}
 # A pre-filled polygon is flagged ``check`` where its mean JS exceeds this multiple of the image's mean JS
 # (an attention aid for the person; it changes no click count, so it is not measured).
-CHECK_JS_RATIO = 2.0
+CHECK_JS_RATIO = 6.0
 
 
 def prefill_allowed(enabled: bool, trained_on: int, min_annotations: int) -> tuple[bool, str]:
