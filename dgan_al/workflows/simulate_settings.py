@@ -34,7 +34,8 @@ def upgrade_settings(saved: dict) -> dict:
 
 @dataclass(kw_only=True, frozen=True)
 class SimulateSettings:
-    strategies: tuple[str, ...] = ("random", "al", "rare")  # the reference, the paper's, the rare-part one
+    # the reference (and the naive way), the paper's, and the two for small budgets (docs/effort.md)
+    strategies: tuple[str, ...] = ("random", "al", "typical", "typical-al")
     rounds: int = 3
     per_round: int = _SEL.annotate  # K: images annotated per round
     repeats: int = 6
@@ -61,10 +62,11 @@ class SimulateSettings:
     @classmethod
     def quick(cls, **changes) -> "SimulateSettings":
         """A smoke run by hand (minutes, not hours): 2 repeats of 2 rounds on a small pool, a smaller ensemble;
-        the pre-fill starts at round 2 (4 annotations), so that both kinds of export run."""
-        return replace(cls(strategies=("random", "al", "rare"), rounds=2, per_round=3, repeats=2, pool_size=150,
+        the pre-fill starts at round 2 (4 annotations), and typical-al switches to al there, so that both
+        kinds of export and both of its branches run."""
+        return replace(cls(strategies=("random", "al", "typical-al"), rounds=2, per_round=3, repeats=2, pool_size=150,
                            val_size=12, test_size=20, members=4, epochs=3, pixels_per_image=1024,
-                           prefill_min_annotations=4), **changes)
+                           prefill_min_annotations=4, switch_at=4), **changes)
 
     @property
     def al_centers(self) -> int:
