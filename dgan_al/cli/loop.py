@@ -39,18 +39,24 @@ def init_command(
     label_resolution: Optional[int] = typer.Option(None, help="Label at this resolution (1024px generators: 512)."),
     crop: Optional[str] = typer.Option(None, help="Crop of the labelled image: top,left,height,width."),
     truncation_psi: float = typer.Option(1.0, help="Truncation towards the mean w (1 = none)."),
+    keypoints: Optional[str] = typer.Option(
+        None, help="Keypoint names, a,b,c (e.g. left_eye,right_eye,nose_tip; left and right are the subject's): "
+        "LabelMe point labels beside the classes. Alone with a checkpoint: a keypoint-only workspace."),
 ) -> None:
     """Create a workspace: settings, the candidate pool, and round 000 (the mean-latent image to annotate)."""
-    from dgan_al.workflows.init import init_workspace, read_classes
+    from dgan_al.workflows.init import init_workspace, read_classes, read_keypoint_names
 
     with progress_bars() as report:
         result = init_workspace(directory, generator, read_classes(classes) if classes else None, pool_size, seed,
-                                label_resolution, parse_crop(crop), truncation_psi, progress=report)
+                                label_resolution, parse_crop(crop), truncation_psi, progress=report,
+                                keypoints=read_keypoint_names(keypoints) if keypoints else None)
     ws = result.workspace
     table = Table(title=f"new workspace {ws.root}", show_header=False)
     table.add_row("settings", str(ws.config_path))
     table.add_row("generator", f"{result.generator} (feature width {result.feature_width})")
     table.add_row("classes", ", ".join(ws.config.classes))
+    if ws.config.keypoints.names:
+        table.add_row("keypoints", ", ".join(ws.config.keypoints.names))
     table.add_row("pool", f"{ws.config.pool.size} latents, seed {ws.config.pool.seed} ({ws.pool_dir})")
     table.add_row("round 000", f"{result.round_folder}: the mean-latent image")
     console.print(table)

@@ -94,16 +94,20 @@ def write_labelme(
     return image_path
 
 
-def write_labels_file(path: str | Path, classes: Sequence[str]) -> Path:
-    """Write LabelMe's labels file: ``__ignore__``, ``_background_``, then ``classes[1:]``, one a line.
+def write_labels_file(path: str | Path, classes: Sequence[str], keypoints: Sequence[str] = ()) -> Path:
+    """Write LabelMe's labels file: ``__ignore__``, ``_background_``, ``classes[1:]``, then the keypoint
+    names (labels of point shapes), one a line.
 
     ``classes[0]`` is the workspace's background and is written ``_background_``. Returns the path.
     """
     label_values(classes)  # refuses class lists LabelMe's convention cannot carry
-    lines = [IGNORE_LABEL, BACKGROUND_LABEL, *classes[1:]]
+    lines = [IGNORE_LABEL, BACKGROUND_LABEL, *classes[1:], *keypoints]
     bad = [name for name in lines if not name.strip() or name != name.strip() or "\n" in name or "," in name]
     if bad:
         raise ValueError(f"class names must be non-empty single-line text without commas or edge spaces: {bad}")
+    every = lines if classes[0] in lines else [*lines, classes[0]]
+    if len(set(every)) != len(every):  # classes are unique (label_values): a keypoint repeats or is a class
+        raise ValueError(f"a keypoint name repeats or equals a class: {list(keypoints)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))

@@ -12,7 +12,14 @@ from dgan_al.progress import ProgressCallback, silent
 from dgan_al.workflows.export import export_round
 from dgan_al.workflows.next_round import mean_latent_item
 from dgan_al.workspace.annotations import AnnotationStore
-from dgan_al.workspace.config import CONFIG_NAME, GeneratorSettings, PoolSettings, WorkspaceConfig, render_config
+from dgan_al.workspace.config import (
+    CONFIG_NAME,
+    GeneratorSettings,
+    KeypointSettings,
+    PoolSettings,
+    WorkspaceConfig,
+    render_config,
+)
 from dgan_al.workspace.layout import Workspace
 from dgan_al.workspace.rounds import write_round_state
 
@@ -51,6 +58,11 @@ def read_classes(spec: str) -> list[str]:
     return names
 
 
+def read_keypoint_names(spec: str) -> list[str]:
+    """Keypoint names from a comma list: ``left_eye,right_eye,nose_tip`` (the config checks each name)."""
+    return [part.strip() for part in spec.split(",") if part.strip()]
+
+
 @dataclass
 class InitResult:
     workspace: Workspace
@@ -62,7 +74,10 @@ class InitResult:
 def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: list[str] | None = None,
                    pool_size: int = 10_000, seed: int = 0, label_resolution: int | None = None,
                    crop: tuple[int, int, int, int] | None = None, truncation_psi: float = 1.0,
-                   device: str = "cpu", progress: ProgressCallback = silent) -> InitResult:
+                   device: str = "cpu", progress: ProgressCallback = silent,
+                   keypoints: list[str] | None = None) -> InitResult:
+    """Make the workspace ``directory``. ``keypoints``: the keypoint names (``[keypoints] names``); with them
+    and no ``classes`` a checkpoint generator gets a keypoint-only workspace (classes = the background)."""
     from dgan_al.generators import load_generator
 
     root = Path(directory).resolve()
@@ -73,9 +88,12 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
                                crop=crop, device=device)
     if classes is None:
         classes = getattr(generator, "classes", None)
+        if classes is None and keypoints:
+            classes = ["background"]  # keypoint-only, like the paper's cars
         if classes is None:
             raise UserError("required for a checkpoint generator", setting="classes",
-                            fix="give a file with one class per line (background first), or a,b,c")
+                            fix="give a file with one class per line (background first), or a,b,c (or only "
+                                "--keypoints for a keypoint-only workspace)")
     spec = generator_spec
     if generator_spec != "toy-faces":
         path = Path(generator_spec).expanduser().resolve()
@@ -84,12 +102,13 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
                              generator=GeneratorSettings(spec=spec, truncation_psi=truncation_psi,
                                                          label_resolution=label_resolution or 0,
                                                          crop=list(crop) if crop else []),
-                             pool=PoolSettings(size=pool_size, seed=seed)).validate()
+                             pool=PoolSettings(size=pool_size, seed=seed),
+                             keypoints=KeypointSettings(names=list(keypoints or []))).validate()
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / CONFIG_NAME, render_config(config))
     ws = Workspace(root, config)
     ws.annotations_dir.mkdir(parents=True, exist_ok=True)
-    write_labels_file(ws.annotations_dir / "labels.txt", config.classes)
+    write_labels_file(ws.annotations_dir / "labels.txt", config.classes, config.keypoints.names)
     atomic_write_text(ws.annotations_dir / "README.md", ANNOTATIONS_README)
     store = AnnotationStore(ws.annotations_dir)
     store.save()

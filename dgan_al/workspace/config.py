@@ -7,6 +7,7 @@ and the closest known key. Command-line flags override these settings for one ru
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -63,6 +64,20 @@ class RunSettings:
 
 
 @dataclass
+class KeypointSettings:
+    names: list[str] = field(default_factory=list)  # LabelMe point labels, e.g. ["left_eye", "nose_tip"] (left/right: the subject's, as in COCO); [] = no keypoints
+    sigma: float = 2.0  # standard deviation of the Gaussian heatmap target around each keypoint, in label pixels
+    skeleton: list[list[str]] = field(default_factory=list)  # pairs of names joined in pictures and in COCO's skeleton, e.g. [["left_eye", "nose_tip"]]
+    prefill_confidence: float = 0.5  # the pre-fill writes a predicted point only above this confidence (0..1)
+    score: bool = False  # whether keypoint uncertainty (spread of the members' peaks) enters the image score
+
+
+# a keypoint name: a letter, then letters, digits or underscores (left_eye, nose_tip)
+KEYPOINT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+RESERVED_LABELS = ("_background_", "__ignore__")  # LabelMe's own labels (labelme.format)
+
+
+@dataclass
 class WorkspaceConfig:
     classes: list[str] = field(default_factory=list)  # class 0 is the background
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
@@ -70,11 +85,13 @@ class WorkspaceConfig:
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
     run: RunSettings = field(default_factory=RunSettings)
+    keypoints: KeypointSettings = field(default_factory=KeypointSettings)
 
     def validate(self, path: Path | None = None) -> "WorkspaceConfig":
         problems = []
-        if len(self.classes) < 2:
-            problems.append("classes: need the background and at least one part class")
+        if not self.classes or (len(self.classes) < 2 and not self.keypoints.names):
+            problems.append("classes: need the background and at least one part class (or [keypoints] names, for a "
+                            "keypoint-only workspace)")
         if len(set(self.classes)) != len(self.classes):
             problems.append("classes: names must be unique")
         for name in self.classes:
@@ -111,9 +128,44 @@ class WorkspaceConfig:
             problems.append(f"run.prefill_min_annotations = {self.run.prefill_min_annotations}: must be >= 1")
         if self.generator.crop and len(self.generator.crop) != 4:
             problems.append("generator.crop: [top, left, height, width] or []")
+        problems += _keypoint_problems(self.keypoints, self.classes)
         if problems:
             raise UserError("; ".join(problems), path=path, fix=f"edit {CONFIG_NAME}")
         return self
+
+
+def _keypoint_problems(k: KeypointSettings, classes: list[str]) -> list[str]:
+    """What is wrong with the ``[keypoints]`` settings (names, skeleton, numbers)."""
+    problems = []
+    taken = {c.lower(): c for c in classes} | {r.lower(): r for r in RESERVED_LABELS}
+    seen: set[str] = set()
+    for name in k.names:
+        if not KEYPOINT_NAME.fullmatch(name):
+            problems.append(f"keypoints.names: {quote(name)} is not a keypoint name (a letter, then letters, digits "
+                            "or _, like left_eye or nose_tip)")
+        elif name.lower() in taken:
+            problems.append(f"keypoints.names: {quote(name)} is already the label {quote(taken[name.lower()])}; a "
+                            "keypoint needs a name of its own (not a class, _background_ or __ignore__)")
+        elif name in seen:
+            problems.append(f"keypoints.names: {quote(name)} is listed twice")
+        seen.add(name)
+    pairs: set[frozenset[str]] = set()
+    for pair in k.skeleton:
+        unknown = [n for n in pair if n not in seen]
+        if len(pair) != 2:
+            problems.append(f"keypoints.skeleton: {quote(pair)} is not a pair [a, b] of keypoint names")
+        elif unknown:
+            problems.append(f"keypoints.skeleton: {quote(unknown[0])} in {quote(pair)} is not in keypoints.names")
+        elif pair[0] == pair[1]:
+            problems.append(f"keypoints.skeleton: {quote(pair)} joins a keypoint to itself")
+        elif frozenset(pair) in pairs:
+            problems.append(f"keypoints.skeleton: {quote(pair)} is listed twice")
+        pairs.add(frozenset(pair))
+    if not k.sigma > 0:
+        problems.append(f"keypoints.sigma = {k.sigma}: must be > 0 (label pixels)")
+    if not 0 <= k.prefill_confidence <= 1:
+        problems.append(f"keypoints.prefill_confidence = {k.prefill_confidence}: must be in [0, 1]")
+    return problems
 
 
 def _is_pixel_spec(text: str) -> bool:
@@ -138,9 +190,7 @@ def _check_value(value: Any, expected: Any, where: str, path: Path) -> Any:
     elif expected is str:
         ok = isinstance(value, str)
     elif origin is list:
-        (item,) = expected.__args__
-        ok = isinstance(value, list) and all(
-            isinstance(v, item) and not isinstance(v, bool) for v in value)
+        ok = _is_list_of(value, expected)
     else:  # pragma: no cover - every field type is one of the above
         raise TypeError(expected)
     if not ok:
@@ -148,6 +198,14 @@ def _check_value(value: Any, expected: Any, where: str, path: Path) -> Any:
         raise UserError(f"{where} = {quote(value)} should be of type {name}", path=path,
                         fix=f"edit {CONFIG_NAME}")
     return value
+
+
+def _is_list_of(value: Any, expected: Any) -> bool:
+    """Whether ``value`` is a list of ``expected``'s item type (``list[str]``, ``list[list[str]]``, ...)."""
+    (item,) = expected.__args__
+    if getattr(item, "__origin__", None) is list:
+        return isinstance(value, list) and all(_is_list_of(v, item) for v in value)
+    return isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
 
 
 def _from_table(cls, table: dict, where: str, path: Path):
@@ -218,6 +276,7 @@ SECTION_HELP = {
     "selection": "What to annotate next (DatasetGAN §5.1): drop the top skip_top most uncertain, k-center on the band below.",
     "ensemble": "The style interpreter: an ensemble of per-pixel MLPs on the generator's features.",
     "run": "How commands run.",
+    "keypoints": "Keypoints (DatasetGAN §3.2): LabelMe point shapes labelled with these names, beside the part classes.",
 }
 
 
@@ -226,7 +285,7 @@ def render_config(config: WorkspaceConfig) -> str:
     lines = ["# dgan-al workspace settings. Command-line flags override them for one run.", ""]
     lines.append("# The part classes; class 0 is the background (LabelMe's _background_).")
     lines.append(f"classes = {_toml_value(config.classes)}")
-    for section in ("generator", "pool", "selection", "ensemble", "run"):
+    for section in ("generator", "pool", "selection", "ensemble", "run", "keypoints"):
         obj = getattr(config, section)
         comments = _comments(type(obj))
         lines += ["", f"# {SECTION_HELP[section]}", f"[{section}]"]
