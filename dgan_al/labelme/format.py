@@ -15,6 +15,13 @@ points, both ends included.
 Label convention (LabelMe's ``labels.txt`` / ``labelme2voc``): ``__ignore__`` marks pixels to ignore
 (value ``IGNORE`` = 255 in our masks), ``_background_`` is class 0. A workspace's ``classes[0]`` is its
 background; it is written ``_background_`` in the labels file, and either name reads as class 0.
+
+Keypoints (only in a workspace with ``[keypoints] names``): a ``point`` shape labelled with a keypoint
+name, each name at most once per image; such points paint nothing into the mask (without keypoint
+names a point is a disc of its class, as in LabelMe). The image flag ``keypoints``, ticked by the person,
+says the image is annotated for keypoints: every name without a point is then *not visible* (COCO v=0);
+unticked, the image trains the parts only. The shape flag ``occluded`` on a point marks a keypoint that
+is there but hidden (COCO v=1): training treats it as present, PCK leaves it out of the visible set.
 """
 
 from __future__ import annotations
@@ -40,6 +47,13 @@ MAX_CLASSES = 255  # class ids 0..254; 255 is IGNORE
 DONE_FLAG = "done"
 UNREALISTIC_FLAG = "unrealistic"
 EXPORT_FLAGS = (DONE_FLAG, UNREALISTIC_FLAG)
+# image flag of a keypoint workspace: ticked = every visible keypoint is placed (a missing one is not visible)
+KEYPOINTS_FLAG = "keypoints"
+KEYPOINT_EXPORT_FLAGS = (*EXPORT_FLAGS, KEYPOINTS_FLAG)
+# shape flag of a keypoint point: there but hidden (COCO v=1)
+OCCLUDED_FLAG = "occluded"
+# COCO keypoint visibility: not labelled / labelled but hidden / labelled and visible
+NOT_VISIBLE, OCCLUDED, VISIBLE = 0, 1, 2
 # Shape flag of a pre-filled polygon whose ensemble members disagree: look here first (any label may carry it)
 CHECK_FLAG = "check"
 
@@ -100,6 +114,27 @@ class Annotation:
     version: str | None = None
     orientation: int = 1
     image_data: bytes | None = None
+    keypoints: list[Shape] = field(default_factory=list)  # keypoint points, in file order (not in ``shapes``)
+
+    @property
+    def keypoints_ticked(self) -> bool:
+        """The annotator ticked ``keypoints``: every visible keypoint of the image is placed."""
+        return self.flags.get(KEYPOINTS_FLAG, False)
+
+    def keypoint_table(self, names: Sequence[str]) -> dict[str, list[float]]:
+        """``name -> [x, y, v]`` for every name, COCO's way: v = ``VISIBLE`` (2), ``OCCLUDED`` (1, the
+        point's ``occluded`` flag) or ``NOT_VISIBLE`` (0, no point; then x = y = 0). Coordinates as in the
+        file (pixel centres at integers, as LabelMe and COCO)."""
+        placed = {shape.label: shape for shape in self.keypoints}
+        table = {}
+        for name in names:
+            shape = placed.get(name)
+            if shape is None:
+                table[name] = [0, 0, NOT_VISIBLE]
+            else:
+                (x, y), = shape.points
+                table[name] = [x, y, OCCLUDED if shape.flags.get(OCCLUDED_FLAG) else VISIBLE]
+        return table
 
     @property
     def done(self) -> bool:

@@ -9,6 +9,10 @@ counts, a size that does not match the image, an ``imagePath`` that leaves the J
 LabelMe cannot open as written (``sub/../x.png`` without a folder ``sub``; LabelMe itself writes
 ``os.path.relpath(image, json_folder)``).
 
+With ``keypoints`` (a workspace's keypoint names) a ``point`` labelled with one of them is a keypoint
+(``Annotation.keypoints``, see ``labelme.format``): each name at most once, on the image (``KEYPOINT_SLACK``);
+a class label on a point or a keypoint label on another shape is refused. Without, points are discs.
+
 The image is measured the way LabelMe shows it: a file's EXIF orientation is applied exactly as
 LabelMe's ``apply_exif_orientation`` does (only for formats PIL reads EXIF from through ``_getexif``,
 orientations 2..8), so ``imageHeight``/``imageWidth`` and all coordinates refer to the turned image.
@@ -51,11 +55,15 @@ EXIF_ORIENTATION_TAG = 0x0112
 # how far outside the image a point may lie, in image sizes (LabelMe keeps points on the image; a
 # little slack accepts other tools' files, the bound keeps absurd values away from the rasteriser)
 MAX_OUTSIDE = 1.0
+# how far outside the image a keypoint may lie, in pixels: LabelMe keeps every vertex it draws, of any
+# shape, within [0, W] x [0, H]; half a pixel more on each side admits tools whose image edge is at -0.5
+KEYPOINT_SLACK = 0.5
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, PIL.Image.DecompressionBombError)
 
 
-def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
-    """Read and validate one LabelMe file against the workspace's ``classes`` (``classes[0]`` = background).
+def read_labelme(json_path: str | Path, classes: Sequence[str], keypoints: Sequence[str] = ()) -> Annotation:
+    """Read and validate one LabelMe file against the workspace's ``classes`` (``classes[0]`` = background)
+    and keypoint names (``keypoints``; none: every point is a disc of its class).
 
     Raises ``LabelMeError`` (a ``UserError``) naming the file and listing every problem found.
     """
@@ -78,7 +86,8 @@ def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
             f"imageHeight x imageWidth is {height}x{width} but the image {image.path.name} is "
             f"{image.height}x{image.width}{turned} (the JSON belongs to another image, or the image was replaced)"
         )
-    shapes = _read_shapes(raw, height, width, values, problems, rules_of(version))
+    shapes = _read_shapes(raw, height, width, values, problems, rules_of(version), tuple(keypoints))
+    keypoint_shapes = [shape for shape in shapes if shape.label in keypoints]
 
     if problems:
         raise LabelMeError(json_path, problems)
@@ -89,12 +98,13 @@ def read_labelme(json_path: str | Path, classes: Sequence[str]) -> Annotation:
         height=height,
         width=width,
         flags=flags,
-        shapes=shapes,
+        shapes=[shape for shape in shapes if shape.label not in keypoints],
         extra={k: v for k, v in raw.items() if k not in TOP_LEVEL_KEYS},
         raw=raw,
         version=version,
         orientation=image.orientation,
         image_data=image.data,
+        keypoints=keypoint_shapes,
     )
 
 
@@ -330,7 +340,7 @@ def _exists(path: Path) -> bool:
 
 
 def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[str, int],
-                 problems: list[str], rules: int) -> list[Shape]:  # fmt: skip
+                 problems: list[str], rules: int, keypoints: tuple[str, ...] = ()) -> list[Shape]:  # fmt: skip
     if "shapes" not in raw:
         problems.append('shapes is missing; an image without annotations has "shapes": []')
         return []
@@ -339,15 +349,23 @@ def _read_shapes(raw: dict, height: int | None, width: int | None, values: dict[
         problems.append(f"shapes must be a list, got {quote(objs)}")
         return []
     shapes = []
+    placed: dict[str, list[int]] = {}  # keypoint name -> indices of its points
     for index, obj in enumerate(objs):
-        shape = _read_shape(obj, index, height, width, values, problems, rules)
+        shape = _read_shape(obj, index, height, width, values, problems, rules, keypoints)
         if shape is not None:
             shapes.append(shape)
+            if shape.label in keypoints:
+                placed.setdefault(shape.label, []).append(index)
+    for name, indices in placed.items():
+        if len(indices) > 1:
+            problems.append(f"keypoint {name!r} is placed {len(indices)} times (shapes "
+                            f"{', '.join(map(str, indices))}); an image has each keypoint at most once: delete "
+                            "all but one")
     return shapes
 
 
 def _read_shape(obj: Any, index: int, height: int | None, width: int | None, values: dict[str, int],
-                problems: list[str], rules: int) -> Shape | None:  # fmt: skip
+                problems: list[str], rules: int, keypoints: tuple[str, ...] = ()) -> Shape | None:  # fmt: skip
     """One shape, or None after appending its problems (all of them)."""
     if not isinstance(obj, dict):
         problems.append(f"shape {index} must be an object, got {quote(obj)}")
@@ -361,8 +379,13 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
     elif not isinstance(label, str):
         found.append(f"label must be text, got {quote(label)}")
     else:
-        if label in values:
+        if label in values or label in keypoints:
             where = f"shape {index} ({label!r})"
+        elif keypoints:  # a point's label is most likely a keypoint name, any other shape's a class
+            first = keypoints if obj.get("shape_type") == "point" else list(values)
+            close = closest_label(label, first) or closest_label(label, [*values, *keypoints])
+            hint = f"closest known label: {close!r}" if close else "neither a class nor a keypoint of this workspace"
+            found.append(f"unknown label {quote(label, 40)} ({hint})")
         else:  # quoted once, here, and cut: a label may be any length
             close = closest_label(label, values)
             hint = f"closest known label: {close!r}" if close else "not a class of this workspace"
@@ -378,6 +401,8 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
         found.append("shape_type 'points' has no area, LabelMe cannot turn it into a mask; redraw it as a polygon")
 
     points = _read_points(obj, shape_type, height, width, found)
+    if keypoints and isinstance(label, str) and isinstance(shape_type, str):
+        _check_keypoint(label, shape_type, points, height, width, values, keypoints, found)
     group_id = obj.get("group_id")
     if group_id is not None and not _is_int(group_id):
         found.append(f"group_id must be a whole number or null, got {quote(group_id)}")
@@ -401,6 +426,25 @@ def _read_shape(obj: Any, index: int, height: int | None, width: int | None, val
         mask=mask,
         extra={k: v for k, v in obj.items() if k not in SHAPE_KEYS},
     )
+
+
+def _check_keypoint(label: str, shape_type: str, points: list[tuple[float, float]] | None, height: int | None,
+                    width: int | None, values: dict[str, int], keypoints: tuple[str, ...],
+                    found: list[str]) -> None:  # fmt: skip
+    """In a keypoint workspace: keypoint labels only on points, on the image; no class label on a point."""
+    if label in keypoints and shape_type != "point":
+        found.append(f"the keypoint label {label!r} is on a {shape_type}: a keypoint is a point shape; place it "
+                     "with Create Point, or give this shape a part class")
+    elif label in values and shape_type == "point":
+        names = ", ".join(keypoints[:8]) + (", ..." if len(keypoints) > 8 else "")
+        found.append(f"the class label {label!r} is on a point: in this workspace a point is a keypoint ({names}); "
+                     "label it with a keypoint name, or draw the part as a polygon")
+    elif label in keypoints and points is not None and height is not None and width is not None:
+        (x, y), = points
+        s = KEYPOINT_SLACK
+        if not (-s <= x <= width + s and -s <= y <= height + s):
+            found.append(f"the keypoint lies at {quote([x, y])}, outside the {width}x{height} image: place it on "
+                         "the image, or delete it when the keypoint is not visible")
 
 
 def _read_points(obj: dict, shape_type: Any, height: int | None, width: int | None,
