@@ -8,6 +8,11 @@ listed (one ``UserError``: one line for one file, a list for several, each file 
 ``unrealistic`` are recorded as skipped; files ticked neither stay pending (listed, never lost); a file
 ticked both is a problem. The person's JSON files are only read, never changed. Masks in
 ``annotations/masks/`` are derived: one that fails its checksum is rasterised again from its JSON.
+
+In a workspace with ``[keypoints] names`` the points labelled with them are keypoints (``labelme.format``):
+a file ticked ``keypoints`` records every name (``[x, y, v]``, v = 0 where no point is placed) in its
+index record; a file not ticked trains the parts only, and one with points placed but not ticked is a
+problem (the person's points would be lost). Without names, files import exactly as before.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from dgan_al.errors import UserError, quote
 from dgan_al.files import sha256_bytes, sha256_file
 from dgan_al.labelme import Annotation, LabelMeError, embedded_image_problem, rasterize, read_labelme
+from dgan_al.labelme.format import KEYPOINTS_FLAG
 from dgan_al.labelme.read import EMBEDDED_IMAGE_FIX
 from dgan_al.report import save_mask_png
 from dgan_al.workflows.export import META_KEY, OWN_FILES
@@ -59,6 +65,7 @@ class _Planned:
     latent: dict
     z: list[float]
     in_place: bool = False
+    keypoints: dict[str, list[float]] | None = None  # name -> [x, y, v]; None: not annotated for keypoints
 
 
 @dataclass
@@ -133,6 +140,7 @@ def exported_items(folder: Path) -> tuple[dict[str, dict], str | None]:
 
 def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
     classes = ws.config.classes
+    keypoints = ws.config.keypoints.names
     report = ImportReport()
     problems: list[Problem] = []
     planned: list[_Planned] = []
@@ -154,7 +162,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
             rel = str(json_path.relative_to(root))
             # every file is read strictly before it is called pending, done or unrealistic
             try:
-                annotation = read_labelme(json_path, classes)
+                annotation = read_labelme(json_path, classes, keypoints)
             except LabelMeError as err:
                 for p in err.problems:
                     _problem(problems, json_path, root, p)
@@ -184,7 +192,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
                 report.unchanged += 1
                 continue
             plan = _validate(json_path, data, item, classes, problems, root, expected_image=annotate / item["image"],
-                             annotation=annotation)
+                             annotation=annotation, keypoints=keypoints)
             if plan is not None:
                 plan.round = number
                 planned.append(plan)
@@ -199,12 +207,13 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
                      f"keep one of the two edits: restore the other from annotations/history/{id}/")
             continue
         item = {"id": id, "latent": record.latent, "z": record.z, "image_sha256": record.image_sha256, "image": f"{id}.png"}
-        plan = _validate(path, path.read_bytes(), item, classes, problems, root, expected_image=store.image_path(id))
+        plan = _validate(path, path.read_bytes(), item, classes, problems, root, expected_image=store.image_path(id),
+                         keypoints=keypoints)
         if plan is not None:
             plan.round, plan.in_place = record.round, True
             planned.append(plan)
 
-    repairs = _damaged_masks(store, classes, {p.id for p in planned}, problems, root)
+    repairs = _damaged_masks(store, classes, {p.id for p in planned}, problems, root, keypoints)
 
     if problems:
         raise refusal(problems)
@@ -216,7 +225,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
                                   source=str(plan.json_path.relative_to(root)) if not plan.in_place
                                   else store.records[plan.id].source,
                                   source_sha256=sha256_bytes(plan.json_bytes) if not plan.in_place
-                                  else store.records[plan.id].source_sha256)
+                                  else store.records[plan.id].source_sha256, keypoints=plan.keypoints)
         store.add(record, plan.json_bytes, plan.image_bytes, plan.mask, classes, copy_json=not plan.in_place)
         (report.reimported if existed else report.imported).append(plan.id)
     for id, mask in repairs:
@@ -233,7 +242,7 @@ def import_annotations(ws: Workspace, store: AnnotationStore) -> ImportReport:
 
 
 def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[str], problems: list[Problem],
-                   root: Path) -> list[tuple[str, np.ndarray]]:
+                   root: Path, keypoints: list[str]) -> list[tuple[str, np.ndarray]]:
     """(id, mask) for every stored mask that is missing or fails its checksum, rasterised from its JSON."""
     out = []
     for id, record in sorted(store.records.items()):
@@ -244,7 +253,7 @@ def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[s
         if not json_path.is_file() or sha256_file(json_path) != record.json_sha256:
             continue  # edited in place: imported again above (or reported there)
         try:
-            annotation = read_labelme(json_path, classes)
+            annotation = read_labelme(json_path, classes, keypoints)
         except LabelMeError as err:
             source = f"{Path(record.source).parent}/ (where they were imported from)" if record.source else "a copy"
             _problem(problems, path, root, f"this mask (derived data) is damaged and cannot be rebuilt from "
@@ -257,10 +266,11 @@ def _damaged_masks(store: AnnotationStore, classes: list[str], reimported: set[s
 
 
 def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], problems: list[Problem], root: Path,
-              expected_image: Path, annotation: Annotation | None = None) -> _Planned | None:
+              expected_image: Path, annotation: Annotation | None = None,
+              keypoints: list[str] = ()) -> _Planned | None:  # fmt: skip
     if annotation is None:
         try:
-            annotation = read_labelme(json_path, classes)
+            annotation = read_labelme(json_path, classes, keypoints)
         except LabelMeError as err:
             for p in err.problems:
                 _problem(problems, json_path, root, p)
@@ -293,16 +303,26 @@ def _validate(json_path: Path, data: bytes, item: dict, classes: list[str], prob
     elif (shown := embedded_image_problem(annotation, expected_image)) is not None:
         _problem(problems, json_path, root, shown, EMBEDDED_IMAGE_FIX.format(name=expected_image.name))
         ok = False
+    table = None
+    if keypoints and annotation.keypoints_ticked:
+        table = annotation.keypoint_table(keypoints)
+    elif keypoints and annotation.keypoints:
+        _problem(problems, json_path, root, f"{len(annotation.keypoints)} keypoint(s) placed, but the image flag "
+                 f"{KEYPOINTS_FLAG!r} is not ticked", f"tick {KEYPOINTS_FLAG!r} in LabelMe once every visible keypoint "
+                 "is placed (a keypoint without a point then counts as not visible), or delete the points to annotate "
+                 "the parts only; then run again")
+        ok = False
     if not ok:
         return None
-    mask = rasterize(annotation, annotation.height, annotation.width, classes)
+    mask = rasterize(annotation, annotation.height, annotation.width, classes)  # keypoints paint nothing
     return _Planned(id=item["id"], round=-1, json_path=json_path, json_bytes=data, image_bytes=image_bytes,
-                    mask=mask, latent=item["latent"], z=list(item["z"]))
+                    mask=mask, latent=item["latent"], z=list(item["z"]), keypoints=table)
 
 
 def finished_file_problems(ws: Workspace, json_path: Path, item: dict, expected_image: Path) -> list[str]:
     """What the import would refuse in one file ticked ``done`` (empty: it imports), without importing:
     ``"<path>: <problem> (<fix>)"`` per problem."""
     problems: list[Problem] = []
-    _validate(json_path, json_path.read_bytes(), item, ws.config.classes, problems, ws.root, expected_image)
+    _validate(json_path, json_path.read_bytes(), item, ws.config.classes, problems, ws.root, expected_image,
+              keypoints=ws.config.keypoints.names)
     return [f"{p.path}: {p.message}" + (f" ({p.fix})" if p.fix != LABELME_FIX else "") for p in problems]

@@ -10,6 +10,11 @@ annotations/removed/<id>/         annotations taken out of training by `dgan-al 
 ```
 A person may open ``annotations/<id>.json`` in LabelMe and fix it; the next round sees the changed
 checksum and imports it again as a new version. The tool never rewrites a person's JSON.
+
+Keypoints live in the index, in each record's ``keypoints``: ``{name: [x, y, v]}`` (COCO visibility) for
+every name the image was annotated for, absent for an image not annotated for keypoints (it trains the
+parts only). They are a few numbers per image, read from the JSON in the same import as the mask, so
+they need no file, checksum or repair of their own, and ``remove`` keeps them with the record.
 """
 
 from __future__ import annotations
@@ -45,6 +50,16 @@ class AnnotationRecord:
     source: str = ""  # workspace-relative path of the JSON it was imported from
     source_sha256: str = ""  # that file's checksum when imported (a later change there re-imports it)
     class_pixels: dict[str, int] = field(default_factory=dict)  # class name -> labelled pixels
+    # keypoint name -> [x, y, v] (v: 2 visible, 1 occluded, 0 not visible with x = y = 0) for every name the
+    # image was annotated for; None: not annotated for keypoints (not written to index.json)
+    keypoints: dict[str, list[float]] | None = None
+
+    def to_json(self) -> dict:
+        """The record as ``index.json`` holds it (no ``keypoints`` key when None: older indexes stay as they were)."""
+        data = asdict(self)
+        if data["keypoints"] is None:
+            del data["keypoints"]
+        return data
 
 
 class AnnotationStore:
@@ -85,7 +100,7 @@ class AnnotationStore:
     def save(self) -> None:
         atomic_write_json(self.index_path, {
             "version": INDEX_VERSION,
-            "annotations": {k: asdict(v) for k, v in sorted(self.records.items())},
+            "annotations": {k: v.to_json() for k, v in sorted(self.records.items())},
             "skipped": dict(sorted(self.skipped.items())),
             "removed": dict(sorted(self.removed.items())),
         })
@@ -144,6 +159,18 @@ class AnnotationStore:
                     totals[name][1] += count
         return {c: (v[0], v[1]) for c, v in totals.items()}
 
+    def keypoint_totals(self, names: list[str]) -> dict[str, dict[str, int]]:
+        """Per keypoint name: ``annotated`` (images annotated for it), ``images`` (of those, where it is
+        placed), ``occluded`` (of those, marked occluded)."""
+        totals = {name: {"annotated": 0, "images": 0, "occluded": 0} for name in names}
+        for record in self.records.values():
+            for name, (_, _, v) in (record.keypoints or {}).items():
+                if name in totals:
+                    totals[name]["annotated"] += 1
+                    totals[name]["images"] += v > 0
+                    totals[name]["occluded"] += v == 1
+        return totals
+
     # --- writing -----------------------------------------------------------------------------------
     def add(self, record: AnnotationRecord, json_bytes: bytes, image_bytes: bytes, mask: np.ndarray,
             classes: list[str], *, copy_json: bool = True) -> AnnotationRecord:
@@ -188,6 +215,6 @@ class AnnotationStore:
             if src.is_file():
                 shutil.move(str(src), target / (src.name if src.parent == self.folder else f"mask-{src.name}"))
         record = self.records.pop(id)
-        self.removed[id] = asdict(record) | {"removed_at": stamp, "moved_to": str(target.relative_to(self.folder))}
+        self.removed[id] = record.to_json() | {"removed_at": stamp, "moved_to": str(target.relative_to(self.folder))}
         self.save()
         return target
