@@ -21,6 +21,11 @@ LabelMe runs in the round's ``annotate/`` folder with paths relative to it: its 
 entry as given (every version lists the walk of the folder it was given), so the list shows the bare
 file names (``s0-000123.png``), not ``rounds/round_002/annotate/s0-00...`` cut off at the window's edge.
 
+In a workspace with keypoints (``keypoints`` given) LabelMe also shows the image flag ``keypoints``
+(ticked once every visible keypoint is placed) and offers the shape flag ``occluded`` on the keypoint
+labels (``{"^(?:nose_tip|...)$": ["occluded"]}`` beside ``check``; LabelMe gives a shape the flags of every
+pattern its label matches).
+
 A LabelMe that cannot start (no display, Qt's xcb libraries missing), is killed or fails ends in one
 ``UserError`` line saying what happened and the fix; its own stderr still shows as it runs.
 """
@@ -44,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgan_al.errors import UserError
-from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS
+from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS, KEYPOINTS_FLAG, OCCLUDED_FLAG
 
 INSTALL_HINT = "pip install 'dgan-al[annotate]'"
 OLDEST_MAJOR = 5
@@ -104,11 +109,13 @@ def labelme_command(
     install: LabelMeInstall | None = None,
     flags: tuple[str, ...] = EXPORT_FLAGS,
     start: str | Path | None = None,
+    keypoints: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
     """The argv that opens ``folder`` in LabelMe with our settings (see the module doc), for the
     version of ``install`` (default: ``find_labelme()``), to run in ``folder``: its paths are relative
     to it, so LabelMe's file list shows bare file names. It opens the image ``start`` (one in ``folder``)
-    first where the version can (6 and later). Raises ``LabelMeNotInstalled`` when there is no
+    first where the version can (6 and later); ``keypoints`` (the workspace's names) adds the image flag
+    ``keypoints`` and the shape flag ``occluded`` on them. Raises ``LabelMeNotInstalled`` when there is no
     LabelMe, or only one older than 5."""
     install = install or find_labelme()
     if install is None:
@@ -116,8 +123,13 @@ def labelme_command(
     if install.major < OLDEST_MAJOR:
         raise LabelMeNotInstalled(f"LabelMe {install.version} is too old (dgan-al needs {OLDEST_MAJOR} or newer)")
     labels = os.path.relpath(os.path.abspath(labels_file), os.path.abspath(folder))
+    if keypoints and KEYPOINTS_FLAG not in flags:
+        flags = (*flags, KEYPOINTS_FLAG)
     common = ["--labels", labels, "--flags", ",".join(flags)]
-    shape_flags = json.dumps({".*": [CHECK_FLAG]})  # every label offers the check box the pre-fill may tick
+    label_flags = {".*": [CHECK_FLAG]}  # every label offers the check box the pre-fill may tick
+    if keypoints:
+        label_flags["^(?:" + "|".join(re.escape(name) for name in keypoints) + ")$"] = [OCCLUDED_FLAG]
+    shape_flags = json.dumps(label_flags)
     if install.major == 5:
         options = ["--nodata", "--autosave", "--validatelabel", "exact", *common, "--labelflags", shape_flags]
     else:
@@ -144,10 +156,12 @@ _NOT_LOADED = re.compile(r'Could not load the Qt platform plugin "([^"]*)"')
 
 
 def launch_labelme(folder: str | Path, labels_file: str | Path, *, install: LabelMeInstall | None = None,
-                   start: str | Path | None = None, env: dict[str, str] | None = None) -> None:
-    """Run LabelMe in ``folder`` (at the image ``start``) until the annotator closes it. Its stderr passes
-    through; raises ``LabelMeFailed`` when it could not start, was killed or exited with an error."""
-    argv = labelme_command(folder, labels_file, install=install, start=start)
+                   start: str | Path | None = None, env: dict[str, str] | None = None,
+                   keypoints: tuple[str, ...] | list[str] = ()) -> None:
+    """Run LabelMe in ``folder`` (at the image ``start``; ``keypoints``: see ``labelme_command``) until the
+    annotator closes it. Its stderr passes through; raises ``LabelMeFailed`` when it could not start, was
+    killed or exited with an error."""
+    argv = labelme_command(folder, labels_file, install=install, start=start, keypoints=keypoints)
     tail: collections.deque[str] = collections.deque(maxlen=40)
     with subprocess.Popen(argv, cwd=folder, env=env, stderr=subprocess.PIPE) as process:
         relay = threading.Thread(target=_relay, args=(process.stderr, tail), daemon=True)

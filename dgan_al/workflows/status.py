@@ -7,6 +7,8 @@ problem, edited, untouched), what to do next; ``round_files_status``: the same f
     {"format": 1, "workspace": "/abs/path", "generator": "toy-faces",
      "annotations": 4, "skipped": 2, "removed": 0,            # imported, skipped as unrealistic, removed
      "classes": {"background": {"images": 4, "pixels": 39212}, ...},   # in the workspace's class order
+     "keypoints": {"nose_tip": {"images": 3, "occluded": 1, "annotated": 4}, ...},   # only with [keypoints] names:
+                   # images where it is placed (occluded among them), of the images annotated for keypoints
      "rounds": [{"round": 1, "stage": "complete",             # started | trained | complete | damaged
                  "exported": 4, "done": 2, "imported": 2, "unrealistic": 2,
                  "problem": 0, "edited": 0, "untouched": 0, "median_score": 3.1,   # null before scoring
@@ -82,6 +84,7 @@ class WorkspaceStatus:
     evaluation: str = ""  # the latest cross-validation on record, in words
     cross_validation: dict | None = None  # the same as numbers (see the module doc)
     damaged: list[str] = field(default_factory=list)  # damaged round files: what is wrong and the fix
+    keypoint_totals: dict = field(default_factory=dict)  # name -> images, occluded, annotated (keypoint_totals)
 
     def to_json(self) -> dict:
         """The documented structure of ``status --json`` (see the module doc)."""
@@ -100,6 +103,8 @@ class WorkspaceStatus:
                 "skipped": self.skipped, "removed": self.removed,
                 "classes": {name: {"images": images, "pixels": pixels}
                             for name, (images, pixels) in self.class_totals.items()},
+                **({"keypoints": {name: {"images": t["images"], "occluded": t["occluded"], "annotated": t["annotated"]}
+                                  for name, t in self.keypoint_totals.items()}} if self.keypoint_totals else {}),
                 "rounds": rounds, "damaged": self.damaged, "cross_validation": self.cross_validation,
                 "next": self.next_step}
 
@@ -167,7 +172,7 @@ def _classify(status: FileStatus, item: dict | None, ws: Workspace | None, store
         status.state = "edited"
         if ws is not None:
             try:
-                read_labelme(path, ws.config.classes)
+                read_labelme(path, ws.config.classes, ws.config.keypoints.names)
             except LabelMeError as err:
                 status.state, status.problem = "problem", "; ".join(err.problems)
 
@@ -234,7 +239,8 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
     evaluation, cross_validation = _evaluation(ws, store)
     return WorkspaceStatus(str(ws.root), ws.config.generator.spec, list(ws.config.classes), len(store.records),
                            store.class_totals(ws.config.classes), len(store.skipped), len(store.removed), rounds, step,
-                           evaluation, cross_validation, damaged)
+                           evaluation, cross_validation, damaged,
+                           store.keypoint_totals(ws.config.keypoints.names))
 
 
 def _round_selection(folder: Path) -> tuple[dict, str]:
