@@ -1,6 +1,7 @@
 """The click model on hand-made masks and on real toy-faces masks."""
 
 import numpy as np
+import scipy.ndimage
 import pytest
 
 from dgan_al.generators.protocol import sample_latents
@@ -92,9 +93,12 @@ def test_edit_model_on_hand_made_masks():
     # an empty pre-fill costs the from-scratch count
     empty = edit_clicks([], truth, ABC)
     assert empty.clicks == empty.drawn == scratch_clicks(truth, ABC) == 8
-    # one vertex 5 px off: one drag
+    # one vertex 5 px off: one drag, when its nearest outline point is its corner
     off = [dict(perfect[0], points=[[5, 10], *perfect[0]["points"][1:]]), perfect[1]]
     assert edit_clicks(off, truth, ABC) == Edit(deleted=0, moved=1, inserted=0, drawn=0, edited=2)
+    # pushed 3 px along the edge and 5 px off it: dragged onto the top edge, the corner then inserted
+    along = [dict(perfect[0], points=[[13, 5], *perfect[0]["points"][1:]]), perfect[1]]
+    assert edit_clicks(along, truth, ABC) == Edit(deleted=0, moved=1, inserted=1, drawn=0, edited=2)
     # a wrong polygon (right place, wrong class): delete it and draw the right one
     wrong = edit_clicks([_polygon("c", 10, 10, 20), perfect[1]], truth, ABC)
     assert (wrong.deleted, wrong.drawn, wrong.clicks) == (1, 4, 5)
@@ -111,11 +115,14 @@ def test_edit_model_splits_and_merges():
     split = edit_clicks([merged], two, ABC)
     assert (split.deleted, split.edited, split.drawn) == (0, 1, 4)
     assert split.moved == 2  # the two far corners dragged back; the near ones are the square's
-    # two polygons over one region: the better one is kept as it is, the other deleted
+    # two polygons over one region: the better one is kept as it is; the other, half off the region, deleted
     one = _square(10, 10, 20, 1)
-    halves = [_polygon("a", 10, 10, 20), dict(_polygon("a", 10, 10, 10))]
-    both = edit_clicks(halves, one, ABC)
+    second = _polygon("a", 10, 25, 10)  # columns 25-34: half on the square (kept by rule 1), half off
+    both = edit_clicks([_polygon("a", 10, 10, 20), second], one, ABC)
     assert (both.deleted, both.edited, both.clicks) == (1, 1, 1)
+    # one wholly inside the region shows only right pixels: harmless, left as it is
+    inside = edit_clicks([_polygon("a", 10, 10, 20), _polygon("a", 12, 12, 5)], one, ABC)
+    assert (inside.deleted, inside.edited, inside.clicks) == (0, 1, 0)
 
 
 def test_edit_model_never_costs_more_than_deleting_and_drawing():
@@ -130,9 +137,36 @@ def test_edit_model_never_costs_more_than_deleting_and_drawing():
         edit = edit_clicks(other, mask, CLASSES)
         assert 0 < edit.clicks <= len(other) + scratch
         assert edit_clicks(other, TruthRegions(mask), CLASSES) == edit  # the truth's regions, shared
-        assert edit.deleted + edit.edited == len(other)
+        assert edit.deleted + edit.edited <= len(other)  # the rest shows nothing, or only right pixels
 
 
 def test_edit_model_unknown_label():
     with pytest.raises(ValueError, match="no class"):
         edit_clicks([_polygon("zebra", 1, 1, 4)], _square(1, 1, 4, 1), ABC)
+
+
+def test_edit_model_keeps_the_polygons_own_vertex_order():
+    """An outline that passes one pixel centre twice (a pinch) gives two vertices the same outline position;
+    the polygon is edited in its own order, so its own trace still costs nothing."""
+    rows = ["01111000011111110000", "11111000111111111110", "11111101111111111111",
+            "01111111111111111111", "00000001111111111110", "00000000111111111110"]
+    mask = np.zeros((12, 26), np.uint8)
+    mask[3:9, 3:23] = [[int(c) for c in r] for r in rows]
+    assert edit_clicks(trace(mask, ABC[:2]), mask, ABC[:2]).clicks == 0
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # noisy blobs of three classes, full of pinches and one-pixel necks
+        smooth = scipy.ndimage.gaussian_filter(rng.random((48, 48)), 2)
+        blobs = np.digitize(smooth, np.quantile(smooth, [0.4, 0.7])).astype(np.uint8)
+        assert edit_clicks(trace(blobs, ABC[:3]), blobs, ABC[:3]).clicks == 0
+
+
+def test_edit_model_charges_nothing_for_what_shows_nothing_or_is_already_right():
+    truth = _square(10, 10, 20, 1)
+    hidden = _polygon("a", 12, 12, 5)  # painted over by the right polygon after it
+    assert edit_clicks([hidden, _polygon("a", 10, 10, 20)], truth, ABC).clicks == 0
+    # a background polygon on background that touches the border: no truth region to match, harmless
+    border = {"label": "_background_", "points": [[0, 0], [5, 0], [5, 5], [0, 5]], "shape_type": "polygon"}
+    assert edit_clicks([_polygon("a", 10, 10, 20), border], truth, ABC).clicks == 0
+    # the same polygon over part of the square is wrong where it shows: deleted
+    over = {"label": "_background_", "points": [[8, 8], [14, 8], [14, 14], [8, 14]], "shape_type": "polygon"}
+    assert edit_clicks([_polygon("a", 10, 10, 20), over], truth, ABC).deleted == 1

@@ -25,20 +25,24 @@ polygon costs 1 plus the vertices of the right one.
   line through the centres of its edge pixels, exactly what ``mask_to_polygons`` traces (the painting
   convention ``trace`` uses: each polygon is filled, holes come back as later, smaller polygons, so
   every polygon, pre-filled or true, stands for one filled region).
-  1. Matching: each kept polygon is paired with the truth region of its class whose filled area has the
-     highest IoU with the polygon's filled area, one to one, best pairs first. A kept polygon left
-     without a region (it should be merged into another, or it paints background around the image
-     border) is deleted: 1 click.
-  2. A matched polygon is edited: each vertex farther than ``TRACE_TOLERANCE`` from the outline is
-     dragged to its nearest outline point (1 click); then, while some outline point lies farther than
-     ``TRACE_TOLERANCE`` from the polygon, the farthest is inserted as a vertex (1 click). Vertices are
-     kept in outline order. If deleting it and drawing the region anew is cheaper, that is charged.
+  1. Matching: each kept polygon that shows any pixel is paired with the truth region of its class whose
+     filled area has the highest IoU with the polygon's filled area, one to one, best pairs first
+     (greedy, not an optimal assignment). A kept polygon left without a region (it should be merged into
+     another) is deleted, 1 click, unless every pixel it shows already carries its class (a background
+     polygon on background: harmless, left). A polygon that shows no pixel costs nothing.
+  2. A matched polygon is edited, in its own vertex order: each vertex farther than ``TRACE_TOLERANCE``
+     from the outline is dragged to its nearest outline point (1 click); then, while some outline point
+     lies farther than ``TRACE_TOLERANCE`` from the polygon, the farthest is inserted into the polygon
+     edge nearest to it (1 click). When that would cost more than deleting the polygon and drawing the
+     region (1 + its traced vertices), that is charged instead and the region counts as drawn. A vertex
+     pushed off its corner costs 1 when its nearest outline point is that corner, 2 when it is not (the
+     drag lands on an edge and the corner is inserted).
   3. Every truth region no kept polygon was matched to is drawn from scratch: its traced vertices.
   A polygon that should be two is edited to the region it overlaps most, and the other is drawn; two
   that should be one: the better match is edited, the other deleted. Polygon-RNN++'s annotator only
   drags vertices; this one also inserts, deletes and draws, which LabelMe offers (insertion is what
   brings a polygon to a region's fine detail). Painting order is not charged: edited polygons stay in
-  file order.
+  file order. ``EDIT_MODEL`` numbers this model's revisions (``clicks.json`` records it).
 """
 
 from __future__ import annotations
@@ -51,11 +55,12 @@ import scipy.ndimage
 
 from dgan_al.labelme.format import IGNORE, label_values, shape_from_mapping
 from dgan_al.labelme.polygons import count_vertices, mask_regions, mask_to_polygons, region_polygon
-from dgan_al.labelme.rasterize import shape_mask
+from dgan_al.labelme.rasterize import visible_pixels
 
 TRACE_TOLERANCE = 1.0  # px: Douglas-Peucker tolerance of the annotator's polygons
 TRACE_MIN_IOU = 0.97  # each traced region keeps at least this IoU with the truth
 TOLERANCE_PX = 1  # a wrong pixel with its true class painted this close (Chebyshev) is left as it is
+EDIT_MODEL = 2  # revision of edit_clicks (2: polygons keep their vertex order; hidden polygons cost nothing)
 
 
 def trace(mask: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
@@ -81,10 +86,11 @@ class Correction:
 
 @dataclass(frozen=True)
 class _Prefill:
-    """A pre-fill judged by rule 1: each shape, its filled pixels on the canvas, its mask value, kept?"""
+    """A pre-fill judged by rule 1: each shape, the pixels it covers and shows, its mask value, kept?"""
 
     shapes: list
-    covered: list  # bool [H, W] per shape
+    covered: list  # bool [H, W] per shape: its filled area
+    visible: list  # bool [H, W] per shape: what it shows (later shapes paint over earlier ones)
     values: list  # int per shape
     kept: list  # bool per shape
 
@@ -95,23 +101,16 @@ def _judge(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Seq
     if truth.ndim != 2:
         raise ValueError(f"truth must be [H, W], got shape {truth.shape}")
     values = label_values(classes)
-    height, width = truth.shape
-    owner = np.full(truth.shape, -1, dtype=np.int64)  # the shape that paints each pixel (-1: none)
-    shapes, covered, labels = [], [], []
-    for k, raw in enumerate(prefill):
+    shapes, labels = [], []
+    for raw in prefill:
         shape = shape_from_mapping(raw)
         if shape.label not in values:
             raise ValueError(f"pre-filled shape label {shape.label!r} is no class of {list(classes)}")
-        mask = shape_mask(shape, height, width)
-        owner[mask] = k
         shapes.append(shape)
-        covered.append(mask)
         labels.append(values[shape.label])
-    kept = []
-    for k, value in enumerate(labels):
-        own = owner == k
-        kept.append(2 * int(np.sum(own & (truth == value))) >= int(own.sum()))
-    return _Prefill(shapes, covered, labels, kept)
+    covered, visible = visible_pixels(shapes, *truth.shape)
+    kept = [2 * int(np.sum(own & (truth == value))) >= int(own.sum()) for own, value in zip(visible, labels)]
+    return _Prefill(shapes, covered, visible, labels, kept)
 
 
 def correction_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray, classes: Sequence[str]) -> Correction:
@@ -173,29 +172,34 @@ def edit_clicks(prefill: Sequence[Mapping[str, Any]], truth: np.ndarray | TruthR
     known = truth if isinstance(truth, TruthRegions) else TruthRegions(truth)
     truth, regions, painted, traced = known.truth, known.regions, known.painted, known.traced
     judged = _judge(prefill, truth, classes)
-    pairs = []  # (-IoU, shape index, region index) for every kept polygon and region of its class
-    for k, (covered, value, kept) in enumerate(zip(judged.covered, judged.values, judged.kept)):
-        if not kept:
-            continue
+    areas = [int(p.sum()) for p in painted]
+    pairs = []  # (-IoU, shape index, region index) for every kept, visible polygon and region of its class
+    shown = [k for k, (kept, own) in enumerate(zip(judged.kept, judged.visible)) if kept and own.any()]
+    for k in shown:
+        covered, value = judged.covered[k], judged.values[k]
         area = int(covered.sum())
         for j, region in enumerate(regions):
             if region.value == value:
                 overlap = int(np.sum(covered & painted[j]))
                 if overlap:
-                    pairs.append((-overlap / (area + int(painted[j].sum()) - overlap), k, j))
+                    pairs.append((-overlap / (area + areas[j] - overlap), k, j))
     match: dict[int, int] = {}  # shape index -> region index
     taken: set[int] = set()
     for _, k, j in sorted(pairs):
         if k not in match and j not in taken:
             match[k] = j
             taken.add(j)
-    deleted = judged.kept.count(False) + sum(1 for k, kept in enumerate(judged.kept) if kept and k not in match)
+    deleted = judged.kept.count(False)
+    for k in shown:  # unmatched: deleted, unless every pixel it shows is already right (then it is harmless)
+        if k not in match and not np.all(truth[judged.visible[k]] == judged.values[k]):
+            deleted += 1
     moved = inserted = edited = 0
     for k, j in sorted(match.items()):
         shape = judged.shapes[k]
-        cost = _edit_polygon(np.asarray(shape.points, dtype=np.float64), regions[j].outline()) \
+        budget = 1 + traced[j]  # deleting the polygon and drawing the region
+        cost = _edit_polygon(np.asarray(shape.points, dtype=np.float64), regions[j].outline(), budget) \
             if shape.shape_type == "polygon" else None  # other shapes are redrawn, not edited
-        if cost is not None and sum(cost) <= 1 + traced[j]:
+        if cost is not None:
             moved, inserted, edited = moved + cost[0], inserted + cost[1], edited + 1
         else:
             deleted += 1
@@ -216,32 +220,36 @@ class _Traced(dict):
         return self[j]
 
 
-def _edit_polygon(points: np.ndarray, outline: np.ndarray) -> tuple[int, int]:
-    """(vertices dragged, vertices inserted) to bring a polygon (float [P, 2] (x, y)) within
-    ``TRACE_TOLERANCE`` of a closed outline (float [N, 2] (x, y), no repeated end point)."""
+def _edit_polygon(points: np.ndarray, outline: np.ndarray, budget: int) -> tuple[int, int] | None:
+    """(vertices dragged, vertices inserted) to bring a polygon (float [P, 2] (x, y), in its own order)
+    within ``TRACE_TOLERANCE`` of a closed outline (float [N, 2] (x, y), no repeated end point); None once
+    that takes more than ``budget`` clicks. A dragged vertex goes to its nearest outline point; an inserted
+    one goes into the polygon edge nearest to it, so the polygon keeps its order."""
     limit = TRACE_TOLERANCE + 1e-9
     starts, ends = outline, np.roll(outline, -1, axis=0)
     distance, t = _to_segments(points, starts, ends)  # [P, N]
     nearest = distance.argmin(axis=1)
-    nearest_distance = distance[np.arange(len(points)), nearest]
-    moved = nearest_distance > limit
-    along = t[np.arange(len(points)), nearest]
-    on_outline = starts[nearest] + along[:, None] * (ends[nearest] - starts[nearest])
-    points = np.where(moved[:, None], on_outline, points)
-    position = nearest + along  # where each vertex sits along the outline: the polygon follows it
-    order = np.argsort(position, kind="stable")
-    polygon, position = list(points[order]), list(position[order])
+    rows = np.arange(len(points))
+    moved = distance[rows, nearest] > limit
+    on_outline = starts[nearest] + t[rows, nearest][:, None] * (ends[nearest] - starts[nearest])
+    polygon = np.where(moved[:, None], on_outline, points)
+    clicks = int(moved.sum())
+    if clicks > budget:
+        return None
+    gap, _ = _to_segments(outline, polygon, np.roll(polygon, -1, axis=0))  # [N, E]: outline point to edge
     inserted = 0
     while True:
-        edges = np.asarray(polygon)
-        gap, _ = _to_segments(outline, edges, np.roll(edges, -1, axis=0))  # [N, E]
-        far = gap.min(axis=1) if len(polygon) else np.full(len(outline), np.inf)
+        far = gap.min(axis=1)
         worst = int(far.argmax())
         if far[worst] <= limit:
-            return int(moved.sum()), inserted
-        slot = int(np.searchsorted(position, worst, side="right"))
-        polygon.insert(slot, outline[worst])
-        position.insert(slot, float(worst))
+            return clicks, inserted
+        if clicks + inserted + 1 > budget:
+            return None
+        edge = int(gap[worst].argmin())  # the edge from vertex ``edge`` to the next: split it at the point
+        polygon = np.insert(polygon, edge + 1, outline[worst], axis=0)
+        following = polygon[(edge + 2) % len(polygon)]
+        halves, _ = _to_segments(outline, polygon[edge:edge + 2], np.stack([polygon[edge + 1], following]))
+        gap = np.concatenate([gap[:, :edge], halves, gap[:, edge + 1:]], axis=1)
         inserted += 1
 
 

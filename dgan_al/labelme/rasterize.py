@@ -104,6 +104,17 @@ def shape_mask(shape: Shape, height: int, width: int, rules: int = 5) -> np.ndar
     return np.asarray(canvas, dtype=bool)
 
 
+def visible_pixels(shapes: Sequence[Shape], height: int, width: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per shape, bool [height, width]: the pixels it covers, and the pixels it shows in the file as LabelMe
+    paints it (later shapes over earlier ones)."""
+    owner = np.full((height, width), -1, dtype=np.int64)
+    covered = []
+    for k, shape in enumerate(shapes):
+        covered.append(shape_mask(shape, height, width))
+        owner[covered[-1]] = k
+    return covered, [owner == k for k in range(len(shapes))]
+
+
 def rasterize(
     shapes: Annotation | Sequence[Shape | Mapping[str, Any]],
     height: int,
