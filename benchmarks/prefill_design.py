@@ -5,13 +5,15 @@ the ensemble's members disagree on, the gate) changes only the clicks. ``simulat
 predicted labels and JS (``prediction.npz``); for each annotated image this script re-traces the prediction
 under each candidate setting and counts the edit model's clicks (``labelme.clicks.edit_clicks``) against
 the oracle's truth, recomputed from the image's latent. The shipped setting re-counts exactly what the
-run recorded (checked on every pre-filled image).
+run recorded (checked on every pre-filled image the oracle counted with this ``EDIT_MODEL``; rounds
+counted with an earlier revision are re-counted with this one).
 
 Printed per setting and gate: mean clicks per annotated image over all rounds and strategies, and per
 round, with the paired difference to the shipped pre-fill and a 90% bootstrap interval over the repeats
 (resampled within each folder). Works on finished or running folders (only finished rounds are read);
 per-image counts are cached in ``FOLDER/prefill_design.json``, so a second call only counts new rounds.
-``--write-recount`` stores every round's total for ``simulate_pool.py --recount``.
+``--write-recount`` stores every round's total for ``simulate_pool.py`` and ``simulate_compare.py``
+(``--recount FILE --setting NAME``).
 
     python benchmarks/prefill_design.py runs/effort-0 [runs/effort-6] [--write-recount recount.json]
 """
@@ -19,6 +21,7 @@ per-image counts are cached in ``FOLDER/prefill_design.json``, so a second call 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import sys
@@ -29,11 +32,9 @@ import torch
 
 from dgan_al.files import atomic_write_json
 from dgan_al.generators.toy_faces import load_toy_faces
-from dgan_al.labelme.clicks import TruthRegions, edit_clicks
+from dgan_al.labelme.clicks import EDIT_MODEL, TruthRegions, edit_clicks
 from dgan_al.labelme.polygons import mask_to_polygons
-from dgan_al.labelme.rasterize import shape_mask
-from dgan_al.labelme.format import shape_from_mapping
-from dgan_al.workflows.export import PREFILL_TRACING
+from dgan_al.workflows.export import PREFILL_TRACING, shape_disagreement
 from dgan_al.workspace.layout import Workspace
 
 SHIPPED = "shipped"
@@ -55,19 +56,14 @@ SHIPPED_GATE = 7
 
 
 def prefill(labels: np.ndarray, js: np.ndarray, classes: list[str], setting: str) -> list[dict]:
-    """The pre-filled shapes of one image (labels uint8 [H, W], js [H, W]) under ``setting``."""
+    """The pre-filled shapes of one image (labels uint8 [H, W], js [H, W]) under ``setting``: a dropped
+    region (``js_ratio``) shows what is painted under it, as an unwritten polygon would."""
     tracing, js_ratio = SETTINGS[setting]
     shapes = mask_to_polygons(labels, classes, **tracing)
     if js_ratio is None:
         return shapes
     limit = js_ratio * float(js.mean())
-    kept = []
-    for raw in shapes:
-        own = shape_mask(shape_from_mapping(raw), *labels.shape)
-        if own.any() and float(js[own].mean()) > limit:
-            continue
-        kept.append(raw)
-    return kept
+    return [s for s, d in zip(shapes, shape_disagreement(shapes, js)) if d <= limit]
 
 
 def finished_rounds(folder: Path):
@@ -93,13 +89,15 @@ def count(folder: Path, generator, classes: list[str], truth_kind: str) -> dict:
     cached in FOLDER/prefill_design.json."""
     cache_path = folder / "prefill_design.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    if cache.get("settings") != {k: [v[0], v[1]] for k, v in SETTINGS.items()}:
-        cache = {"settings": {k: [v[0], v[1]] for k, v in SETTINGS.items()}, "rounds": {}}
+    wanted = {"settings": {k: [v[0], v[1]] for k, v in SETTINGS.items()}, "edit_model": EDIT_MODEL}
+    if {k: cache.get(k) for k in wanted} != wanted:
+        cache = {**wanted, "rounds": {}}
     for repeat, strategy, number, trained_on, round_dir, annotated in finished_rounds(folder):
         key = f"r{repeat}/{strategy}/{number}"
         if key in cache["rounds"]:
             continue
         selection = json.loads((round_dir / "selection.json").read_text())
+        same_model = json.loads((round_dir / "clicks.json").read_text()).get("edit_model") == EDIT_MODEL
         z_of = {item["id"]: item["z"] for item in selection["items"]}
         with np.load(round_dir / "prediction.npz") as data:
             index = {str(i): k for k, i in enumerate(data["ids"])}
@@ -114,7 +112,7 @@ def count(folder: Path, generator, classes: list[str], truth_kind: str) -> dict:
             for setting in SETTINGS:
                 shapes = prefill(labels[index[i]], js[index[i]], classes, setting)
                 entry[setting] = edit_clicks(shapes, regions, classes).clicks
-            if selection["prefill"]["used"] and entry[SHIPPED] != annotated[i]["edit"]:
+            if same_model and selection["prefill"]["used"] and entry[SHIPPED] != annotated[i]["edit"]:
                 raise SystemExit(f"{round_dir}: {i}: the shipped pre-fill re-counts {entry[SHIPPED]} clicks, the run "
                                  f"recorded {annotated[i]['edit']}: not the pre-fill this script models")
             images[i] = entry
@@ -127,6 +125,21 @@ def count(folder: Path, generator, classes: list[str], truth_kind: str) -> dict:
 def cost(entry: dict, trained_on: int, setting: str, gate: int) -> int:
     """One image's clicks: from scratch below the gate, else correcting the pre-fill of ``setting``."""
     return entry["scratch"] if trained_on < gate else entry[setting]
+
+
+def recounted(runs: list[dict], recount: dict, folder: Path, setting: str, gate: int) -> list[dict] | None:
+    """The runs with each round's edit clicks taken from ``prefill_design.py``'s re-count (None: a round missing)."""
+    rounds = recount["folders"].get(str(folder.resolve()), {})
+    out = copy.deepcopy(runs)
+    for run in out:
+        first = run["curve"][0]["clicks"]
+        first.setdefault("edit", first["scratch"])  # round 0 is never pre-filled (older folders lack the count)
+        for point in run["curve"][1:]:
+            entry = rounds.get(f"r{run['repeat']}/{run['strategy']}/{point['round']}")
+            if entry is None:
+                return None
+            point["clicks"]["edit"] = entry["clicks"][setting][str(gate)]
+    return out
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from dgan_al.workflows.simulate import analyse_runs
+from dgan_al.workflows.simulate_analysis import table_text
 from dgan_al.workflows.simulate_settings import SimulateSettings, upgrade_settings
 
 
@@ -74,13 +75,10 @@ def main() -> int:
                 print(f"    {name:<10} {e['needed']:.0f} (saved {e['saved']:+.0f}{interval}, reached in "
                       f"{e['reached_share']:.0%} of draws); {test['curves'][name][f'clicks_{kind}'][-1]:.0f} "
                       "clicks over all rounds")
-        if "effort_vs_naive" in test:
-            ev = test["effort_vs_naive"]
-            for name, entry in ev["strategies"].items():
-                print(f"  {name:<10} effort / naive way's: " + "; ".join(
-                    f"{k} {e['ratio']:.2f}" + ("" if e["ratio_interval"] is None else
-                                               f" [{e['ratio_interval'][0]:.2f}, {e['ratio_interval'][1]:.2f}]")
-                    if e["ratio"] is not None else f"{k} not reached" for k, e in entry.items()))
+        if "effort_vs_naive" in test:  # the block of table.txt
+            keep = ("level", "repeats", "held_out_images", "test_sampling_se", "effort_vs_naive")
+            text = table_text({"curves": {}, **{k: test[k] for k in keep}}, "test")
+            print(text[text.index("effort to reach"):].rstrip())
     return 0
 
 

@@ -9,7 +9,7 @@ random's is the loop's rule) with the paired saving, all with the intervals of `
 validation, then read test.
 
     python benchmarks/simulate_compare.py runs/simulate:rare runs/simulate-rare05:rare \
-        --target runs/simulate:random [--split val]
+        --target runs/simulate:random [--split val] [--recount recount.json --setting tol1 --gate 1]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from dgan_al.workflows.simulate_analysis import curve_arrays, draw_miou, miou, reach, resample
 from dgan_al.workflows.simulate_settings import upgrade_settings
+from prefill_design import recounted  # benchmarks/ is on the path when this script runs
 
 # settings that may differ between the two folders (they do not change which runs are pairs)
 FREE = {"strategies", "repeats", "rare_power", "centers", "skip_top", "band", "embedding", "prefill",
@@ -59,9 +60,23 @@ def main() -> int:
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--level", type=float, default=0.90)
+    parser.add_argument("--recount", type=Path, help="prefill_design.py --write-recount's file: edit clicks of "
+                                                     "another pre-fill (--setting) at a gate (--gate)")
+    parser.add_argument("--setting", default="shipped", help="with --recount: the pre-fill setting")
+    parser.add_argument("--gate", type=int, default=1, help="with --recount: pre-fill from this many annotations on")
     args = parser.parse_args()
     specs = [args.target or args.a, args.a, args.b]
     loaded = [load(spec, args.split) for spec in specs]
+    if args.recount:
+        recount = json.loads(args.recount.read_text())
+        if args.setting not in recount["settings"] or args.gate not in recount["gates"]:
+            fail(f"{args.recount}: --setting must be one of {recount['settings']} and --gate one of {recount['gates']}")
+        for spec, (_, _, runs) in zip(specs, loaded):
+            folder = Path(spec.rpartition(":")[0])
+            fixed = recounted(list(runs.values()), recount, folder, args.setting, args.gate)
+            if fixed is None:
+                fail(f"{folder}: {args.recount} lacks some of its rounds; run prefill_design.py on it again")
+            runs.update({run["repeat"]: run for run in fixed})
     for spec, (settings, _, _) in zip(specs[1:], loaded[1:]):
         differ = {k for k in settings.keys() | loaded[0][0].keys() if settings.get(k) != loaded[0][0].get(k)} - FREE
         if differ:

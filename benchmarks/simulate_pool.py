@@ -17,7 +17,6 @@ re-counted for another pre-fill (at the ``--prefill-from`` gate).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -28,22 +27,10 @@ import numpy as np
 from dgan_al.report.simulate_plot import plot_simulation
 from dgan_al.workflows.simulate_analysis import analyse, curve_arrays, table_text
 from dgan_al.workflows.simulate_settings import upgrade_settings
-from prefill_gate import gated  # benchmarks/ is on the path when this script runs
+from prefill_design import recounted  # benchmarks/ is on the path when this script runs
+from prefill_gate import gated
 
 FREE = {"seed", "strategies", "repeats"}
-
-
-def recounted(runs: list[dict], recount: dict, folder: Path, setting: str, gate: int) -> list[dict] | None:
-    """The runs with each round's edit clicks taken from ``prefill_design.py``'s re-count (None: a round missing)."""
-    rounds = recount["folders"].get(str(folder.resolve()), {})
-    out = copy.deepcopy(runs)
-    for run in out:
-        for point in run["curve"][1:]:
-            entry = rounds.get(f"r{run['repeat']}/{run['strategy']}/{point['round']}")
-            if entry is None:
-                return None
-            point["clicks"]["edit"] = entry["clicks"][setting][str(gate)]
-    return out
 
 
 def main() -> int:

@@ -164,16 +164,20 @@ def copy_of(annotated: Path, tmp_path: Path) -> Workspace:
 
 def prefill_with_one_flag(ws: Workspace) -> tuple[Path, np.ndarray, list[bool]]:
     """Rewrite round 001's first file as the export pre-fills it, from its finished mask and a JS map high on
-    its clothes only, not ticked done yet: (the JSON, the mask it paints, each shape's check flag)."""
+    its smallest single-polygon class only, not ticked done yet: (the JSON, the mask it paints, each shape's check flag)."""
     classes = ws.config.classes
     path = sorted(ws.round_files(1).annotate.glob("*.json"))[0]
     finished = read_labelme(path, classes)
     mask = rasterize(finished, finished.height, finished.width, classes)
-    js = js_on(mask == classes.index("clothes"), 4.0)
+    plain = prefill_shapes(mask, classes)
+    once = [s["label"] for s in plain if s["label"] in classes and [t["label"] for t in plain].count(s["label"]) == 1]
+    # the smallest class drawn as one polygon: its JS can be many times the image's mean
+    label = min(once, key=lambda name: int(np.sum(mask == classes.index(name))))
+    js = js_on(mask == classes.index(label), 1.2 * CHECK_JS_RATIO)
     shapes = prefill_shapes(mask, classes, js)
     write_labelme(path, None, shapes, extra=finished.extra)
     checks = [bool(s["flags"].get(CHECK_FLAG)) for s in shapes]
-    assert [s["label"] for s, c in zip(shapes, checks) if c] == ["clothes"]  # one flagged polygon
+    assert [s["label"] for s, c in zip(shapes, checks) if c] == [label]  # one flagged polygon
     return path, rasterize(read_labelme(path, classes), *mask.shape, classes), checks
 
 
@@ -218,7 +222,8 @@ def check_kept_on_save(ws: Workspace, path: Path, mask: np.ndarray, checks: list
     """What LabelMe showed and saved, and that the saved file imports with the mask it was given."""
     assert report["image"] == path.with_suffix(".png").name
     assert [bool(s["flags"].get(CHECK_FLAG)) for s in report["shapes"]] == checks  # as loaded
-    assert report["dialog"]["visible"] and report["dialog"]["label"] == "clothes"
+    flagged = [s["label"] for s, c in zip(report["shapes"], checks) if c]
+    assert report["dialog"]["visible"] and [report["dialog"]["label"]] == flagged
     assert report["dialog"]["boxes"] == {CHECK_FLAG: True}  # the label dialog shows the box, ticked
 
     raw = json.loads(path.read_text())

@@ -179,6 +179,14 @@ def test_prefill_design_recounts_what_the_run_recorded(tmp_path):
                                                                            ["--recount", str(recount), "--setting", "tol2"])]
     assert all(p.returncode == 0 for p in pooled), [p.stderr for p in pooled]
     assert pooled[0].stdout == pooled[1].stdout and "naive way" in pooled[0].stdout
+    assert pooled[2].stdout != pooled[0].stdout  # another pre-fill, other edit clicks
+    compared = subprocess.run([sys.executable, str(BENCHMARKS / "simulate_compare.py"), f"{out}:random", f"{out}:typical",
+                               "--recount", str(recount), "--setting", "tol2", "--gate", "1", "--draws", "50"],
+                              capture_output=True, text=True)
+    assert compared.returncode == 0 and "clicks_edit" in compared.stdout, compared.stderr
+    gates = subprocess.run([sys.executable, str(BENCHMARKS / "prefill_gate.py"), str(out), "--gates", "1,3"],
+                           capture_output=True, text=True)
+    assert gates.returncode == 0 and "edit" in gates.stdout and "naive way" in gates.stdout, gates.stderr
     refused = subprocess.run([sys.executable, str(BENCHMARKS / "simulate_pool.py"), str(out), "--recount", str(recount),
                               "--setting", "tol9"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--setting must be one of" in refused.stderr

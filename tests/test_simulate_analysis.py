@@ -122,3 +122,25 @@ def test_a_class_missing_from_a_draw_keeps_its_whole_set_iou():
     for name in names:
         point, (lo, hi) = out["curves"][name]["miou"][1], out["curves"][name]["miou_interval"][1]
         assert lo < point < hi and (point - lo) > 0.2 * (hi - lo)
+
+
+def test_effort_against_the_naive_way_counts_draws_that_miss_and_the_reference_reaches_its_own_target():
+    """12 repeats (the mean of the last round and the last point of the mean curve can differ in the last bit):
+    random, drawn from scratch, is the naive way (ratio 1); "edit" halves every click of "better", which
+    reaches random's mIoU a round earlier; "worse" never reaches it, and its interval says so."""
+    names, conf = _runs({"random": [0.5, 0.4, 0.3], "better": [0.5, 0.3, 0.2], "worse": [0.5, 0.45, 0.4]},
+                        repeats=12, seed=4)
+    images = np.broadcast_to(np.array([1, 3, 5]), (12, 3, 3)).astype(float)
+    scratch = np.broadcast_to(np.array([100.0, 300, 500]), (12, 3, 3))
+    out = analyse(conf, images, {"scratch": scratch, "edit": scratch / 2}, names, n_boot=300)
+    effort = out["effort_vs_naive"]["strategies"]
+    assert effort["random"]["scratch"]["ratio"] == 1 and effort["random"]["scratch"]["reached_share"] == 1
+    assert effort["random"]["edit"]["ratio"] == 0.5
+    assert 0.2 < effort["better"]["edit"]["ratio"] < 0.35  # about 300 / 2 of random's 500
+    lo, hi = effort["better"]["edit"]["ratio_interval"]
+    assert lo <= effort["better"]["edit"]["ratio"] <= hi < 0.5
+    assert effort["worse"]["edit"]["ratio"] is None and effort["worse"]["edit"]["reached_share"] < 0.05
+    assert effort["worse"]["edit"]["ratio_interval"] == [None, None]  # missed in every draw: no finite bound
+    assert out["savings"]["random"]["images"]["needed"] == 5  # the reference reaches its own last-round mIoU
+    text = table_text(out)
+    assert "naive way" in text and "edit: not reached" in text and "edit 0.50 [0.50, 0.50]" in text

@@ -90,13 +90,15 @@ def simulate_command(
 
 
 def _table(title: str, analysis: dict) -> Table:
-    """One row per strategy and round: mIoU, images, clicks with pre-fill, difference to random with its
-    interval (7 narrow columns: reads at 80 columns whatever the number of rounds)."""
+    """One row per strategy and round: mIoU, images, clicks editing the pre-fill (re-tracing for a folder
+    made before the edit count), difference to random with its interval (7 narrow columns: reads at 80
+    columns whatever the number of rounds)."""
     level = analysis.get("level", 0.9)
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for col in ("strategy", "round", "mIoU", "images", "clicks", "vs random", f"{level:.0%} interval"):
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     curves = analysis["curves"]
+    clicks = "clicks_edit" if all("clicks_edit" in c for c in curves.values()) else "clicks_prefill"
     for name, c in curves.items():
         rounds = len(c["miou"])
         for t, m in enumerate(c["miou"]):
@@ -105,5 +107,5 @@ def _table(title: str, analysis: dict) -> Table:
                 lo, hi = c["diff_interval"][t]
                 diff, interval = f"{c['diff_to_random'][t]:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]"
             table.add_row(name if t == 0 else "", str(t), f"{m:.3f}", f"{c['images'][t]:.0f}",
-                          f"{c['clicks_prefill'][t]:.0f}", diff, interval, end_section=t == rounds - 1)
+                          f"{c[clicks][t]:.0f}", diff, interval, end_section=t == rounds - 1)
     return table

@@ -23,7 +23,7 @@ from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_te
 from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
 from dgan_al.labelme.format import CHECK_FLAG, shape_from_mapping
-from dgan_al.labelme.rasterize import shape_mask
+from dgan_al.labelme.rasterize import visible_pixels
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, heatmap, overlay
 from dgan_al.workspace.layout import RoundFiles
@@ -168,17 +168,23 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
 
 def prefill_shapes(mask: np.ndarray, classes: list[str], js: np.ndarray | None = None) -> list[dict]:
     """The pre-filled polygons (LabelMe shape dicts) of a predicted class mask uint8 [H, W]. With the
-    members' JS [H, W], a polygon whose pixels' mean JS exceeds ``CHECK_JS_RATIO`` times the image's
-    carries the shape flag ``check`` (true), so that a person looks there first."""
+    members' JS [H, W], a polygon whose shown pixels' mean JS exceeds ``CHECK_JS_RATIO`` times the
+    image's carries the shape flag ``check`` (true), so that a person looks there first."""
     shapes = mask_to_polygons(mask, classes, **PREFILL_TRACING)
     if js is not None:
-        js = np.asarray(js, dtype=np.float32)
-        limit = CHECK_JS_RATIO * float(js.mean())
-        for shape in shapes:
-            own = shape_mask(shape_from_mapping(shape), *mask.shape)
-            if own.any() and float(js[own].mean()) > limit:
+        limit = CHECK_JS_RATIO * float(np.mean(js, dtype=np.float64))
+        for shape, disagreement in zip(shapes, shape_disagreement(shapes, js)):
+            if disagreement > limit:
                 shape["flags"] = {CHECK_FLAG: True}
     return shapes
+
+
+def shape_disagreement(shapes: list[dict], js: np.ndarray) -> list[float]:
+    """Per shape (LabelMe shape dicts, painting order), the mean JS [H, W] over the pixels it shows (later
+    shapes over earlier ones, so an enclosing polygon is not judged by its inner parts); 0 for none."""
+    js = np.asarray(js, dtype=np.float32)
+    _, visible = visible_pixels([shape_from_mapping(s) for s in shapes], *js.shape)
+    return [float(js[own].mean()) if own.any() else 0.0 for own in visible]
 
 
 def _touched_by_a_person(json_path: Path) -> bool:

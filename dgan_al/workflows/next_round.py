@@ -375,10 +375,10 @@ def _rule(s, n_annotated: int) -> str:
     if strategy == "typical":
         return (f"Chosen as the most typical image of each of the {s.annotate} largest clusters of the pool "
                 f"({s.embedding} embedding) that hold no annotated image (TypiClust).")
-    if s.strategy == "al":
+    if strategy == "al":
         return (f"Chosen by JS uncertainty (top {s.skip_top:.0%} dropped, band of {s.band:.0%} below) and a "
                 f"{s.centers}-centre k-center coreset.")
-    return f"Chosen by the {s.strategy!r} strategy ([selection] strategy; see dgan_al/strategies.py)."
+    return f"Chosen by the {strategy!r} strategy ([selection] strategy; see dgan_al/strategies.py)."
 
 
 def _pool_class_js(generator, ensemble: PixelEnsemble, z: torch.Tensor, pixels: str, batch: int):

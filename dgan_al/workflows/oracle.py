@@ -25,7 +25,7 @@ from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_json
 from dgan_al.generators.protocol import OracleGenerator
 from dgan_al.labelme import count_vertices, write_labelme
-from dgan_al.labelme.clicks import correction_clicks, edit_clicks, trace
+from dgan_al.labelme.clicks import EDIT_MODEL, correction_clicks, edit_clicks, trace
 from dgan_al.labelme.format import TOP_LEVEL_KEYS
 from dgan_al.workflows.export import latent_tensor, read_selection
 from dgan_al.workspace.layout import Workspace
@@ -142,6 +142,7 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
             result.unrealistic.append(item["id"])
     record["model"] = ("dgan_al.labelme.clicks: one click per vertex placed, dragged or inserted, one per pre-filled "
                        "polygon deleted; prefill: correction_clicks (re-trace what is wrong), edit: edit_clicks")
+    record["edit_model"] = EDIT_MODEL
     items = record["items"].values()  # an earlier version's items have no "edit": its total is then None
     record["total"] = {kind: sum(v[kind] for v in items) if all(kind in v for v in items) else None
                        for kind in ("scratch", "prefill", "edit")}

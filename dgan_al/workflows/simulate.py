@@ -37,7 +37,7 @@ from dgan_al.interpreter.grid import GridScores, PoolGrid, class_js
 from dgan_al.metrics import confusion_matrix
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report.simulate_plot import plot_simulation
-from dgan_al.strategies import EXPERT_STRATEGIES, STRATEGIES, choose, needs
+from dgan_al.strategies import STRATEGIES, choose, needs
 from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
 from dgan_al.workflows.export import ExportItem, export_round, prefill_allowed
 from dgan_al.workflows.features import cached_features
@@ -341,7 +341,7 @@ def _run_strategy(out: Path, base: dict, repeat: int, strategy: str, settings: S
         export_round(ws.round_dir(number), number, generator, items, classes, ensemble=model, prefill=prefill,
                      keep=choice.keep, selection=choice.record, rule=f"simulate: strategy {strategy}", prefill_note=note,
                      keep_prediction=True)
-        oracle = oracle_annotate(ws, number, keep=choice.keep if strategy in EXPERT_STRATEGIES else None,
+        oracle = oracle_annotate(ws, number, keep=choice.keep,  # None but in the expert's rounds
                                  generator=generator, truth=settings.truth)
         import_annotations(ws, store)
         model = train_on_annotations(ws, store, store.ids(), generator, device)
