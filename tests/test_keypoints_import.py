@@ -277,6 +277,8 @@ def test_status_counts_keypoints_per_name_also_in_json(tmp_path):
     data = json.loads(result.output)
     assert data["keypoints"] == expected and list(data["keypoints"]) == NAMES
     assert data["classes"]["skin"]["images"] == 2
+    shown = runner.invoke(app, ["status", "-w", str(tmp_path)], env={"COLUMNS": "80"})
+    assert "keypoints per name" in shown.output and "right_eye" in shown.output
 
 
 def test_status_without_keypoints_has_no_keypoints_key(tmp_path):
@@ -362,11 +364,20 @@ def test_init_keypoints_writes_the_settings_and_the_labels(tmp_path):
     assert config.keypoints.names == NAMES and len(config.classes) == 15
     labels = (tmp_path / "ws" / "annotations" / "labels.txt").read_text().splitlines()
     assert labels[:2] == ["__ignore__", "_background_"] and labels[-3:] == NAMES and len(labels) == 2 + 14 + 3
+    # the exported round 000 offers the keypoint names to LabelMe and the image flag to tick, unticked
+    annotate = tmp_path / "ws" / "rounds" / "round_000" / "annotate"
+    assert (annotate / "labels.txt").read_text().splitlines()[-3:] == NAMES
+    assert json.loads((annotate / "mean.json").read_text())["flags"] == {"done": False, "unrealistic": False,
+                                                                          "keypoints": False}
+    printed = runner.invoke(app, ["annotate", str(tmp_path / "ws" / "rounds" / "round_000"), "--print-command"])
+    assert printed.exit_code == 0 and "done,unrealistic,keypoints" in printed.output, printed.output
     # keypoint-only
     result = runner.invoke(app, ["init", str(tmp_path / "only"), "--pool-size", "4", "--classes", "background",
                                  "--keypoints", "nose_tip"])
     assert result.exit_code == 0, result.output
     assert load_config(tmp_path / "only" / "dgan-al.toml").classes == ["background"]
+    plain = json.loads((tmp_path / "only" / "rounds" / "round_000" / "annotate" / "mean.json").read_text())
+    assert plain["flags"]["keypoints"] is False
     # a bad name: one line, exit 2, nothing written
     result = runner.invoke(app, ["init", str(tmp_path / "bad"), "--pool-size", "4", "--keypoints", "eye,nose_tip"])
     assert result.exit_code == 2 and "keypoints.names: 'eye' is already the label 'eye'" in result.output

@@ -71,7 +71,8 @@ def annotate(
     files = round_files_status(folder, ws)
     left = [f for f in files if not f.finished]
     start = left[0].image_path if left else None
-    argv = labelme_command(images, labels_file, install=install, start=start)  # refuses LabelMe older than 5
+    keypoints = ws.config.keypoints.names if ws is not None else ()
+    argv = labelme_command(images, labels_file, install=install, start=start, keypoints=keypoints)  # 5 or newer
     if print_only:
         console.print(shell_command(images, argv), markup=False, highlight=False, soft_wrap=True)
         return
@@ -90,4 +91,4 @@ def annotate(
                   "you go. (LabelMe ticks every file that has a JSON, so its own ticks do not say what is finished.)",
                   highlight=False)  # fmt: skip
     console.print(Text(shell_command(images, argv), style="dim"), soft_wrap=True)
-    launch_labelme(images, labels_file, install=install, start=start)  # a failure is one line (exit 2)
+    launch_labelme(images, labels_file, install=install, start=start, keypoints=keypoints)  # failing: one line, exit 2

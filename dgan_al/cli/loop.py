@@ -185,6 +185,14 @@ def _print_status(st) -> None:
     for r in st.rounds:
         print_round_files(r)
     console.print(class_table("annotations per class", st.class_totals))
+    if st.keypoint_totals:  # images where each keypoint is placed (red: none yet), occluded, annotated for keypoints
+        table = Table(title="keypoints per name")
+        for col in ("keypoint", "images", "occluded", "annotated"):
+            table.add_column(col, justify="left" if col == "keypoint" else "right")
+        for name, k in st.keypoint_totals.items():
+            table.add_row(name, str(k["images"]), str(k["occluded"]), str(k["annotated"]),
+                          style=None if k["images"] else "red")
+        console.print(table)
     if st.evaluation:
         console.print(st.evaluation)
     if not st.damaged:  # otherwise the error lines say what to fix

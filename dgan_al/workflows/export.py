@@ -15,6 +15,7 @@ import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch
 from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
-from dgan_al.labelme.format import CHECK_FLAG, shape_from_mapping
+from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS, KEYPOINT_EXPORT_FLAGS, shape_from_mapping
 from dgan_al.labelme.rasterize import visible_pixels
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, heatmap, overlay
@@ -89,17 +90,19 @@ its uncertainty), interpreter.pt, state.json and scores/ (the round's model and 
 def export_round(folder: Path, number: int, generator: Generator, items: list[ExportItem], classes: list[str],
                  ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
                  selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent,
-                 prefill_note: str = "", keep_prediction: bool = False) -> dict:
+                 prefill_note: str = "", keep_prediction: bool = False, keypoints: Sequence[str] = ()) -> dict:
     """Write the round's files; returns the selection record (also written to selection.json).
 
     ``prefill``: write the ensemble's predicted polygons into the JSON files (``prefill_allowed`` decides);
     ``prefill_note`` says why or why not (recorded in selection.json as ``prefill``); ``keep_prediction``
     writes the ensemble's labels and JS of every image to ``RoundFiles.prediction``, so that the pre-fill can
-    be re-counted under other settings (``benchmarks/prefill_design.py``)."""
+    be re-counted under other settings (``benchmarks/prefill_design.py``); ``keypoints``: the workspace's
+    keypoint names, offered as labels beside the classes, with the image flag ``keypoints``."""
     files = RoundFiles(folder)
     annotate = files.annotate
     annotate.mkdir(parents=True, exist_ok=True)
-    write_labels_file(files.labels, classes)
+    write_labels_file(files.labels, classes, keypoints)
+    image_flags = dict.fromkeys(KEYPOINT_EXPORT_FLAGS if keypoints else EXPORT_FLAGS, False)
     records, sheet_rows, captions = [], [], []
     kept_labels, kept_js = [], []
     z = torch.stack([item.z for item in items]) if items else torch.zeros(0, generator.z_dim)
@@ -120,7 +123,7 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
                     "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
                     "score": item.score, "rank": item.rank}
             if not _touched_by_a_person(json_path):
-                write_labelme(json_path, image, shapes, extra={META_KEY: meta})
+                write_labelme(json_path, image, shapes, flags=image_flags, extra={META_KEY: meta})
             png = json_path.with_suffix(".png")
             records.append({**{k: v for k, v in meta.items() if k not in ("z", "generator", "round")},
                             "coreset_order": item.coreset_order, "coreset_distance": item.coreset_distance,

@@ -118,6 +118,7 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
     folder = ws.round_dir(0)
     export_round(folder, 0, generator, [mean_latent_item(generator)], config.classes, keep=1,
                  rule="The paper's first image to annotate: the mean latent (no interpreter yet, so no pre-fill).",
-                 selection={"annotation_set": store.set_hash(), "why": "mean latent"}, progress=progress)
+                 selection={"annotation_set": store.set_hash(), "why": "mean latent"}, progress=progress,
+                 keypoints=config.keypoints.names)
     write_round_state(folder, {"round": 0, "stage": "complete", "annotation_set": store.set_hash()})
     return InitResult(ws, folder, generator.identity, sum(generator.feature_channels))
