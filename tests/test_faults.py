@@ -9,14 +9,12 @@ import io
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,42 +28,16 @@ from dgan_al.workflows.build_dataset import build_dataset
 from dgan_al.workflows.features import cached_features
 from dgan_al.workflows.importing import import_annotations
 from dgan_al.workflows.next_round import _read_chunk, next_round
-from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workflows.status import workspace_status
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
 from dgan_al.workspace.lock import WorkspaceLock
 from dgan_al.workspace.rounds import read_round_state
 from labelme_fuzz import judge, mutations
-from workspaces import make_workspace, snapshot
+from workspaces import annotated, edit_json, mean_json, snapshot, ws  # noqa: F401 (fixtures)
 
 pytest.importorskip("labelme._label_file", reason="the real LabelMe (pip install labelme) is the reference")
 pytest.importorskip("loguru").logger.disable("labelme")  # LabelMe logs every image it loads
-
-
-@pytest.fixture(scope="module")
-def annotated(tmp_path_factory):
-    """A small workspace whose round 000 (the mean image) the oracle annotated and ticked done."""
-    root = tmp_path_factory.mktemp("annotated") / "ws"
-    ws = make_workspace(root, pool_size=8)
-    oracle_annotate(ws, 0)
-    return root
-
-
-@pytest.fixture
-def ws(annotated, tmp_path):
-    shutil.copytree(annotated, tmp_path / "ws")
-    return Workspace.find(tmp_path / "ws")
-
-
-def mean_json(ws):
-    return ws.round_files(0).annotate / "mean.json"
-
-
-def edit_json(path, change):
-    raw = json.loads(path.read_text())
-    change(raw)
-    path.write_text(json.dumps(raw))
 
 
 def refused(ws, call, *names):

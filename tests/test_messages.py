@@ -7,7 +7,6 @@ cannot open was accepted; one bad file took three lines. Every case runs the rea
 
 import json
 import os
-import shutil
 import time
 
 import pytest
@@ -17,36 +16,10 @@ from dgan_al.cli import app
 from dgan_al.errors import UserError
 from dgan_al.workflows.features import cached_features, load_maps
 from dgan_al.workflows.importing import import_annotations
-from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workspace.annotations import AnnotationStore
-from dgan_al.workspace.layout import Workspace
-from workspaces import make_workspace, snapshot
+from workspaces import annotated, edit_json, mean_json, snapshot, ws  # noqa: F401 (fixtures)
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def annotated(tmp_path_factory):
-    """A small workspace whose round 000 (the mean image) the oracle annotated and ticked done."""
-    root = tmp_path_factory.mktemp("annotated") / "ws"
-    oracle_annotate(make_workspace(root, pool_size=8), 0)
-    return root
-
-
-@pytest.fixture
-def ws(annotated, tmp_path):
-    shutil.copytree(annotated, tmp_path / "ws")
-    return Workspace.find(tmp_path / "ws")
-
-
-def mean_json(ws):
-    return ws.round_files(0).annotate / "mean.json"
-
-
-def edit_json(path, change):
-    raw = json.loads(path.read_text())
-    change(raw)
-    path.write_text(json.dumps(raw))
 
 
 def next_round_refused(ws) -> str:

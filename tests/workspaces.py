@@ -1,8 +1,13 @@
 """Small toy-faces workspaces for the tests: the shipped generator, a tiny ensemble and pool."""
 
+import json
+import shutil
 from pathlib import Path
 
+import pytest
+
 from dgan_al.workflows.init import init_workspace
+from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workspace.config import CONFIG_NAME, load_config, render_config
 from dgan_al.workspace.layout import Workspace
 
@@ -37,3 +42,30 @@ def after_first_round(path: Path, pool_size: int = 48) -> Workspace:
     oracle_annotate(ws, 0)
     next_round(Workspace.find(path))
     return Workspace.find(path)
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    """A small workspace whose round 000 (the mean image) the oracle annotated and ticked done (import the
+    fixture, and ``ws``, into a test module to use them)."""
+    root = tmp_path_factory.mktemp("annotated") / "ws"
+    oracle_annotate(make_workspace(root, pool_size=8), 0)
+    return root
+
+
+@pytest.fixture
+def ws(annotated, tmp_path):
+    """A copy of ``annotated`` of the test's own."""
+    shutil.copytree(annotated, tmp_path / "ws")
+    return Workspace.find(tmp_path / "ws")
+
+
+def mean_json(ws: Workspace) -> Path:
+    return ws.round_files(0).annotate / "mean.json"
+
+
+def edit_json(path: Path, change) -> None:
+    """Rewrite a JSON file with ``change`` applied to its parsed content."""
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
