@@ -58,6 +58,25 @@ class ToyFacesGenerator(StyleGAN2Generator):
             images = self.synthesize(torch.from_numpy(z)).images.numpy()
         return visible_truth(z, images).masks
 
+    @property
+    def keypoints(self) -> list[str]:
+        """The keypoint names of toy-faces (``keypoints.KEYPOINTS``; left/right are the subject's)."""
+        from dgan_al.generators.toy_faces.keypoints import KEYPOINTS
+
+        return list(KEYPOINTS)
+
+    def oracle_keypoints(self, latents: torch.Tensor, truth: str = "visible",
+                         images: np.ndarray | None = None) -> np.ndarray:
+        """Ground-truth keypoints of the scenes, float [B, K, 3] (x, y, v) in label pixels (pixel centres at
+        integers), K as ``keypoints``; v: 2 visible, 1 occluded by a rare part (glasses, hat, beard,
+        earring) G draws, 0 hidden by the head itself (``keypoints.py``). truth as ``oracle_mask``."""
+        from dgan_al.generators.toy_faces.keypoints import latent_keypoints
+
+        z = np.asarray(torch.as_tensor(latents, dtype=torch.float32).cpu())
+        if truth == "visible" and images is None:
+            images = self.synthesize(torch.from_numpy(z)).images.numpy()
+        return latent_keypoints(z, truth, images)
+
     def render(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The renderer's own (crisp) image and mask of each scene: uint8 [B,128,128,3], [B,128,128]."""
         from dgan_al.generators.toy_faces.render import render_latents

@@ -67,6 +67,21 @@ def part_drawn(fake: np.ndarray, rgb_with: np.ndarray, rgb_without: np.ndarray) 
     return PartTest(drawn=d_with < d_without, pixels=int(region.sum()), d_with=d_with, d_without=d_without)
 
 
+def part_tests(scene: Scene, fake: np.ndarray, rgb: np.ndarray | None = None) -> dict[str, PartTest]:
+    """The drawn test of each thresholded part of ``scene`` against G's image ``fake`` (``rgb``: its render)."""
+    parts = parts_of(scene)
+    if not parts:
+        return {}
+    rgb = render(scene)[0] if rgb is None else rgb
+    return {p: part_drawn(fake, rgb, render(without(scene, [p]))[0]) for p in parts}
+
+
+def visible_scene(scene: Scene, fake: np.ndarray) -> Scene:
+    """The scene as G's image ``fake`` shows it: without the parts G does not draw."""
+    hidden = [p for p, t in part_tests(scene, fake).items() if not t.drawn]
+    return without(scene, hidden) if hidden else scene
+
+
 @dataclass
 class VisibleTruth:
     masks: np.ndarray  # uint8 [B, H, W]: the visible truth
@@ -86,7 +101,7 @@ def visible_truth(latents: np.ndarray, images: np.ndarray) -> VisibleTruth:
     for z, fake in zip(latents, images):
         scene = params_from_latent(z)
         rgb, mask = render(scene)
-        mine = {p: part_drawn(fake, rgb, render(without(scene, [p]))[0]) for p in parts_of(scene)}
+        mine = part_tests(scene, fake, rgb)
         hidden = [p for p, t in mine.items() if not t.drawn]
         renderer.append(mask)
         masks.append(render(without(scene, hidden))[1] if hidden else mask)
