@@ -262,3 +262,45 @@ def _to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tu
     t = np.clip((offset * direction[None]).sum(axis=2) / length2, 0.0, 1.0)
     nearest = starts[None] + t[..., None] * direction[None]
     return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)), t
+
+
+@dataclass(frozen=True)
+class KeypointEdit:
+    kept: int  # pre-filled points already within the tolerance of the truth (0 clicks)
+    moved: int  # pre-filled points dragged to the truth (1 click each)
+    added: int  # points placed where the pre-fill has none (1 click each)
+    deleted: int  # pre-filled points of a keypoint the truth does not place (1 click each)
+    flagged: int  # pre-filled points whose ``occluded`` flag is changed (1 click each)
+
+    @property
+    def clicks(self) -> int:
+        return self.moved + self.added + self.deleted + self.flagged
+
+
+def keypoint_clicks(prefilled: Mapping[str, Sequence[float]], truth: Mapping[str, Sequence[float]],
+                    tolerance: float = TRACE_TOLERANCE) -> KeypointEdit:
+    """Clicks to turn pre-filled keypoints into the truth, both ``name -> (x, y)`` or ``(x, y, v)`` (COCO v:
+    0 = not placed, 1 = occluded, 2 = visible; v absent = 2). Per name: a pre-filled point within
+    ``tolerance`` px of the truth costs 0, farther 1 (dragged); a missing one 1 (placed); one the truth
+    does not place 1 (deleted); a kept or dragged point whose occluded flag is wrong 1 more (the label
+    dialog). From an empty pre-fill it is 1 per point placed; ticking ``occluded`` while placing a point
+    is part of that click, as choosing a label is."""
+    def placed(points: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float, bool]]:
+        out = {}
+        for name, p in points.items():
+            v = p[2] if len(p) > 2 else 2
+            if v:
+                out[name] = (float(p[0]), float(p[1]), v == 1)
+        return out
+
+    have, want = placed(prefilled), placed(truth)
+    kept = moved = flagged = 0
+    for name in have.keys() & want.keys():
+        (x0, y0, occluded0), (x1, y1, occluded1) = have[name], want[name]
+        if np.hypot(x1 - x0, y1 - y0) <= tolerance + 1e-9:
+            kept += 1
+        else:
+            moved += 1
+        flagged += occluded0 != occluded1
+    return KeypointEdit(kept=kept, moved=moved, added=len(want.keys() - have.keys()),
+                        deleted=len(have.keys() - want.keys()), flagged=flagged)
