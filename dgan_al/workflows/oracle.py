@@ -10,6 +10,14 @@ renderer's image of the same scene (a GAN failure renders the scene badly). The 
 counted in clicks (``labelme.clicks``): from scratch, correcting the file's pre-filled polygons by
 re-tracing what is wrong (``prefill``), and by editing them (``edit``); ``clicks.json`` in the round folder
 records all three per image.
+
+In a workspace with ``[keypoints] names`` (toy-faces' ``KEYPOINTS`` or some of them) it also places the
+keypoints (``oracle_keypoints``, same truth): a ``point`` shape for each visible one, with the shape flag
+``occluded`` for one a rare part hides (v = 1), none for one the head hides (v = 0), and ticks the image
+flag ``keypoints``. Their clicks (``keypoint_clicks``: 1 per point from scratch; against the file's
+pre-filled points 0 within ``TRACE_TOLERANCE``, 1 to move, delete or add one) go into clicks.json as
+``"keypoints": {"scratch": n, "edit": m, ...}`` per item, beside the part counts, which stay as they are.
+Without keypoint names nothing of this happens.
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_json
 from dgan_al.generators.protocol import OracleGenerator
 from dgan_al.labelme import count_vertices, write_labelme
-from dgan_al.labelme.clicks import EDIT_MODEL, correction_clicks, edit_clicks, trace
-from dgan_al.labelme.format import TOP_LEVEL_KEYS
+from dgan_al.labelme.clicks import EDIT_MODEL, correction_clicks, edit_clicks, keypoint_clicks, trace
+from dgan_al.labelme.format import KEYPOINTS_FLAG, OCCLUDED, OCCLUDED_FLAG, TOP_LEVEL_KEYS
 from dgan_al.workflows.export import latent_tensor, read_selection
 from dgan_al.workspace.layout import Workspace
 
@@ -41,6 +49,7 @@ class OracleResult:
     prefill_clicks: dict[str, int] = field(default_factory=dict)  # clicks correcting the pre-filled file (re-tracing)
     edit_clicks: dict[str, int] = field(default_factory=dict)  # clicks editing the pre-filled polygons
     realism_mse: dict[str, float] = field(default_factory=dict)
+    keypoint_clicks: dict[str, dict[str, int]] = field(default_factory=dict)  # keypoint workspaces: scratch, edit
     asked: int | None = None  # with as_asked: how many of the round's images it asks a person to annotate
     exported: int = 0  # images the round exported
     done_before: int = 0  # files already ticked done (by a person or an earlier run)
@@ -88,6 +97,13 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
     if list(ws.config.classes) != list(generator.classes):
         raise UserError("the workspace classes differ from toy-faces' own", path=ws.config_path,
                         fix=f"use classes = {generator.classes}")
+    names = list(ws.config.keypoints.names)
+    known = list(getattr(generator, "keypoints", []))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"the oracle cannot place the keypoint {unknown[0]!r}: toy-faces has "
+                        f"{', '.join(known) or 'none'}", path=ws.config_path,
+                        fix="use [keypoints] names from toy-faces' own (or some of them)")
     number = ws.latest_round() if round_number is None else round_number
     folder = ws.round_dir(number) if number is not None else None
     selection = read_selection(folder) if folder is not None and folder.is_dir() else None
@@ -116,29 +132,48 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
     order = np.argsort(errors, kind="stable")
     kept = set(order[: keep if keep is not None else len(todo)].tolist())
     masks = generator.oracle_mask(z, truth=truth, images=fake)
+    points = generator.oracle_keypoints(z, truth=truth, images=fake)[:, [known.index(n) for n in names]] \
+        if names else None  # [B, len(names), 3]
     record_path = folder / CLICKS_FILE
     record = _read_json(record_path) or {"items": {}}
     classes = ws.config.classes
     for k, (item, path, raw) in enumerate(todo):
         extra = {key: value for key, value in raw.items() if key not in TOP_LEVEL_KEYS}
         result.realism_mse[item["id"]] = float(errors[k])
+        prefill, prefill_points = _split_keypoints(raw.get("shapes") or [], names)
         if k in kept:
             shapes = trace(masks[k], classes)
-            correction = correction_clicks(raw.get("shapes") or [], masks[k], classes)
-            write_labelme(path, None, shapes, flags={"done": True, "unrealistic": False}, extra=extra)
+            correction = correction_clicks(prefill, masks[k], classes)
+            flags = {"done": True, "unrealistic": False}
+            if names:
+                truth_points = {n: [float(x), float(y), int(v)] for n, (x, y, v) in zip(names, points[k]) if v > 0}
+                count = len(shapes)
+                shapes = shapes + [_point(n, p) for n, p in truth_points.items()]
+                flags[KEYPOINTS_FLAG] = True
+            write_labelme(path, None, shapes, flags=flags, extra=extra)
             result.annotated.append(item["id"])
-            result.vertices[item["id"]] = count_vertices(shapes)
-            edit = edit_clicks(raw.get("shapes") or [], masks[k], classes)
+            result.vertices[item["id"]] = count_vertices(shapes[:count] if names else shapes)
+            edit = edit_clicks(prefill, masks[k], classes)
             result.prefill_clicks[item["id"]] = correction.clicks
             result.edit_clicks[item["id"]] = edit.clicks
             record["items"][item["id"]] = {
-                "scratch": count_vertices(shapes), "prefill": correction.clicks, "edit": edit.clicks,
-                "prefilled_shapes": len(raw.get("shapes") or []), "deleted": correction.deleted,
+                "scratch": result.vertices[item["id"]], "prefill": correction.clicks, "edit": edit.clicks,
+                "prefilled_shapes": len(prefill), "deleted": correction.deleted,
                 "added_vertices": correction.vertices,
                 "edits": {"deleted": edit.deleted, "moved": edit.moved, "inserted": edit.inserted, "drawn": edit.drawn},
                 "truth": truth}
+            if names:
+                placed, doubles = prefill_points  # a name pre-filled twice: the extra point is deleted
+                moves = keypoint_clicks(placed, truth_points)
+                counts = {"scratch": len(truth_points), "edit": moves.clicks + doubles,
+                          "occluded": sum(p[2] == OCCLUDED for p in truth_points.values()),
+                          "prefilled": len(placed) + doubles, "moved": moves.moved, "added": moves.added,
+                          "deleted": moves.deleted + doubles, "flagged": moves.flagged}
+                record["items"][item["id"]]["keypoints"] = counts
+                result.keypoint_clicks[item["id"]] = {"scratch": counts["scratch"], "edit": counts["edit"]}
         else:
-            write_labelme(path, None, [], flags={"done": False, "unrealistic": True}, extra=extra)
+            flags = {"done": False, "unrealistic": True, **({KEYPOINTS_FLAG: False} if names else {})}
+            write_labelme(path, None, [], flags=flags, extra=extra)
             result.unrealistic.append(item["id"])
     record["model"] = ("dgan_al.labelme.clicks: one click per vertex placed, dragged or inserted, one per pre-filled "
                        "polygon deleted; prefill: correction_clicks (re-trace what is wrong), edit: edit_clicks")
@@ -146,8 +181,35 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
     items = record["items"].values()  # an earlier version's items have no "edit": its total is then None
     record["total"] = {kind: sum(v[kind] for v in items) if all(kind in v for v in items) else None
                        for kind in ("scratch", "prefill", "edit")}
+    if names:
+        record["keypoint_model"] = ("dgan_al.labelme.clicks.keypoint_clicks: scratch 1 per point placed; edit: 0 per "
+                                    "pre-filled point within TRACE_TOLERANCE, 1 per point moved, added, deleted or "
+                                    "re-flagged")
+        record["keypoint_total"] = {kind: sum(v["keypoints"][kind] for v in items)
+                                    if all("keypoints" in v for v in items) else None for kind in ("scratch", "edit")}
     atomic_write_json(record_path, record)
     return result
+
+
+def _split_keypoints(shapes: list, names: list[str]) -> tuple[list, tuple[dict, int]]:
+    """A file's shapes -> (the part shapes, ({name: [x, y, v]} of its keypoint points, names given twice))."""
+    if not names:
+        return list(shapes), ({}, 0)
+    parts, placed, doubles = [], {}, 0
+    for shape in shapes:
+        if shape.get("shape_type") == "point" and shape.get("label") in names:
+            (x, y), flags = shape["points"][0], shape.get("flags") or {}
+            doubles += shape["label"] in placed
+            placed.setdefault(shape["label"], [float(x), float(y), 1 if flags.get(OCCLUDED_FLAG) else 2])
+        else:
+            parts.append(shape)
+    return parts, (placed, doubles)
+
+
+def _point(name: str, p: list) -> dict:
+    """A LabelMe point shape for keypoint ``name`` at ``p`` = [x, y, v] (v 1: the ``occluded`` flag)."""
+    return {"label": name, "points": [[p[0], p[1]]], "group_id": None, "description": "", "shape_type": "point",
+            "flags": {OCCLUDED_FLAG: p[2] == OCCLUDED}, "mask": None}
 
 
 def _read_json(path: Path) -> dict | None:
