@@ -117,12 +117,16 @@ def real_test_command(
     folder: Path = typer.Argument(..., help="New folder for the test images and their LabelMe files."),
     n: int = typer.Option(100, help="Number of test images."),
     seed: int = typer.Option(3000, help="Latent stream of the test scenes (apart from pools and datasets)."),
+    keypoints: bool = typer.Option(
+        False, "--keypoints",
+        help="Also place the toy-faces keypoints (renderer's exact points) and tick the 'keypoints' flag: for a "
+             "workspace with [keypoints] names (without them the points would be refused as unknown classes)."),
 ) -> None:
     """Render a "real" annotated test set: crisp renderer images (not GAN-made) with LabelMe files."""
     from dgan_al.workflows.toy_real_test import make_real_test
 
     with progress_bars() as report:
-        result = make_real_test(folder, n, seed, progress=report)
+        result = make_real_test(folder, n, seed, progress=report, keypoints=keypoints)
     console.print(f"{result.written} test images with LabelMe files in {result.folder}")
     console.print("classes present in: " + ", ".join(f"{c} {p:.0%}" for c, p in result.class_presence.items()))
     console.print(f"Next: [bold]dgan-al evaluate --dataset DATA --test {folder}[/]")
