@@ -41,7 +41,8 @@ def latents(n=6, seed=5, coordinates=None):
 
 
 def test_keypoints_lie_on_their_parts_in_the_renderer_mask():
-    z = np.concatenate([latents(12), latents(4, seed=6, coordinates={4: 2.0}), latents(4, seed=7, coordinates={4: -2.0})])
+    turned = [latents(4, seed=6, coordinates={4: 2.0}), latents(4, seed=7, coordinates={4: -2.0})]
+    z = np.concatenate([latents(12), *turned])
     seen = 0
     for zi in z:
         scene = params_from_latent(zi)
@@ -167,11 +168,13 @@ def test_the_oracle_places_the_keypoints_and_they_import_with_their_clicks(tmp_p
     store = AnnotationStore(ws.annotations_dir)
     assert store.records["mean"].keypoints == {n: placed.get(n, [0, 0, 0]) for n in names}
     assert '"left_eye"' in (ws.annotations_dir / "index.json").read_text()
-    assert np.array_equal(store.mask("mean"), rasterize(annotation.shapes, 128, 128, ws.config.classes))  # points paint nothing
+    # the points paint nothing: the mask is the polygons' alone
+    assert np.array_equal(store.mask("mean"), rasterize(annotation.shapes, 128, 128, ws.config.classes))
 
 
 def test_the_oracle_counts_corrections_of_prefilled_points(tmp_path):
-    ws = init_workspace(tmp_path / "ws", "toy-faces", pool_size=20, keypoints=["left_eye", "right_eye", "nose_tip"]).workspace
+    names = ["left_eye", "right_eye", "nose_tip"]
+    ws = init_workspace(tmp_path / "ws", "toy-faces", pool_size=20, keypoints=names).workspace
     gen = load_toy_faces()
     z = gen.mean_latent()[None]
     points = gen.oracle_keypoints(z)[0]
@@ -182,8 +185,8 @@ def test_the_oracle_counts_corrections_of_prefilled_points(tmp_path):
 
     def point(name, dx=0.0):
         x, y, _ = points[K[name]]
-        return {"label": name, "points": [[x + dx, y]], "group_id": None, "description": "", "shape_type": "point",
-                "flags": {"occluded": False}, "mask": None}
+        return {"label": name, "points": [[x + dx, y]], "group_id": None, "description": "",
+                "shape_type": "point", "flags": {"occluded": False}, "mask": None}
 
     # the right polygons, left_eye exact, nose_tip 5 px off, right_eye missing: 2 clicks, the parts 0
     write_labelme(path, None, trace(truth, ws.config.classes) + [point("left_eye"), point("nose_tip", 5.0)],

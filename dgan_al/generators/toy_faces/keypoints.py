@@ -70,7 +70,7 @@ def head_points(sc: Scene) -> tuple[np.ndarray, np.ndarray]:
         x, y, a, b = eyes[side]
         r = 0.85 * b
         points[f"{name}_eye"] = (x + 0.35 * sy * max(a - r, 0.0), y)
-        thick, arch = 0.06 + 0.06 * sc.brow_thickness, 0.03 + 0.06 * sc.brow_thickness
+        arch = 0.03 + 0.06 * sc.brow_thickness
         points[f"{name}_eyebrow"] = (x + side * a * (-0.95 + 0.5 * 1.9 * 1.05), y - b - 0.13 - arch)
     bulb = 0.09 + 0.03 * sc.nose_size  # half-height of the nose's rounded end, below y = 0.3 H
     points["nose_tip"] = (0.95 * sy, 0.3 * H + 0.5 * bulb)
