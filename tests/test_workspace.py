@@ -43,7 +43,7 @@ def test_config_round_trip_keeps_every_setting_with_comments(tmp_path):
     ({"embedding = \"activations\"": "embedding = \"pixels\""}, "selection.embedding"),
     ({"size = 10000": "size = 10000\nsize = 3"}, "not valid TOML"),
     ({"prefill = true": "prefill = 1"}, "run.prefill"),
-    ({"prefill_min_annotations = 7": "prefill_min_annotations = 0"}, "run.prefill_min_annotations = 0: must be >= 1"),
+    ({"prefill_min_annotations = 1": "prefill_min_annotations = 0"}, "run.prefill_min_annotations = 0: must be >= 1"),
 ])
 def test_config_mistakes_name_the_file_and_the_key(tmp_path, edit, message):
     path = write_config(tmp_path, **edit)

@@ -32,9 +32,9 @@ from dgan_al.workspace.layout import RoundFiles
 META_KEY = "dgan_al"
 # JSON files of ours in a round folder (an earlier version's round folder also holds the LabelMe files)
 OWN_FILES = {"selection.json", "state.json", "clicks.json"}
-# How the pre-fill is traced (mask_to_polygons options), chosen by what correcting it into the truth
-# costs, not by its vertex count: benchmarks/prefill_cost.py, results in docs/labelme.md.
-PREFILL_TRACING = {"tolerance": 0.5, "min_iou": 0.0, "min_pixels": 6}
+# How the pre-fill is traced (mask_to_polygons options), chosen by what editing it into the truth costs
+# (benchmarks/prefill_design.py, docs/effort.md), not by its vertex count.
+PREFILL_TRACING = {"tolerance": 1.0, "min_iou": 0.0, "min_pixels": 6}
 # A pre-filled polygon is flagged ``check`` where its mean JS exceeds this multiple of the image's mean JS
 # (an attention aid for the person; it changes no click count, so it is not measured).
 CHECK_JS_RATIO = 6.0
@@ -42,14 +42,13 @@ CHECK_JS_RATIO = 6.0
 
 def prefill_allowed(enabled: bool, trained_on: int, min_annotations: int) -> tuple[bool, str]:
     """Whether a round's files are pre-filled by an interpreter trained on ``trained_on`` annotated images,
-    and the reason in words (README.txt, selection.json). Correcting the prediction of an interpreter that
-    has seen too few images costs more clicks than drawing: ``[run] prefill_min_annotations``."""
+    and the reason in words (README.txt, selection.json); ``[run] prefill_min_annotations`` holds the
+    pre-fill back until the interpreter has seen that many images."""
     if not enabled:
         return False, "not pre-filled: pre-fill is off ([run] prefill = false)"
     if trained_on < min_annotations:
         return False, (f"not pre-filled: the interpreter was trained on {trained_on} annotated image(s), fewer than "
-                       f"[run] prefill_min_annotations = {min_annotations}; correcting so young a prediction costs "
-                       "more clicks than drawing")
+                       f"[run] prefill_min_annotations = {min_annotations}")
     return True, f"pre-filled with the prediction of the interpreter trained on {trained_on} annotated images"
 
 

@@ -60,7 +60,7 @@ class RunSettings:
     batch: int = 16  # images per generator batch while scoring
     chunk: int = 512  # pool latents per resumable chunk
     prefill: bool = True  # pre-fill exported LabelMe files with the predicted polygons
-    prefill_min_annotations: int = 7  # pre-fill only from an interpreter trained on at least this many images
+    prefill_min_annotations: int = 1  # pre-fill only from an interpreter trained on at least this many images
 
 
 @dataclass
