@@ -21,7 +21,12 @@ def plot_simulation(analysis: dict, path: Path, settings) -> None:
         m, (lo, hi) = np.array(c["miou"]), np.array(c["miou_interval"]).T
         left.plot(c["images"], m, marker="o", color=colour, label=name)
         left.fill_between(c["images"], lo, hi, color=colour, alpha=0.12)
-        middle.plot(c["clicks_prefill"], m, marker="o", color=colour, label=f"{name} (files as exported)")
+        if "clicks_edit" in c:  # the primary count: editing the exported files' polygons
+            middle.plot(c["clicks_edit"], m, marker="o", color=colour, label=f"{name} (editing the files)")
+            middle.plot(c["clicks_prefill"], m, marker="x", ls="--", color=colour, lw=0.8,
+                        label=f"{name} (re-tracing them)")
+        else:
+            middle.plot(c["clicks_prefill"], m, marker="o", color=colour, label=f"{name} (files as exported)")
         middle.plot(c["clicks_scratch"], m, marker=".", ls=":", color=colour, label=f"{name} (from scratch)")
     left.set_xlabel("annotated images")
     left.set_ylabel(f"test mIoU ({settings.truth} truth)")
