@@ -164,24 +164,26 @@ def test_prefill_design_recounts_what_the_run_recorded(tmp_path):
                                    **TINY | {"rounds": 2}))
     recount = tmp_path / "recount.json"
     done = subprocess.run([sys.executable, str(BENCHMARKS / "prefill_design.py"), str(out), "--draws", "50",
-                           "--write-recount", str(recount)], capture_output=True, text=True)
+                           "--retrace", "1px", "--write-recount", str(recount)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "gate  7 shipped" in done.stdout and "from scratch" in done.stdout
+    assert "gate  1 1px" in done.stdout and "gate  7 0.5px" in done.stdout and "from scratch" in done.stdout
     saved = json.loads((out / "simulate.json").read_text())
     rounds = json.loads(recount.read_text())["folders"][str(out.resolve())]
     for run in saved["runs"]:
         for point in run["curve"][1:]:
             clicks = rounds[f"r{run['repeat']}/{run['strategy']}/{point['round']}"]["clicks"]
-            assert clicks["shipped"]["1"] == point["clicks"]["edit"]  # pre-filled every round: gate 1
-            assert clicks["shipped"]["13"] == point["clicks"]["scratch"]  # below the gate: drawn
+            assert clicks["1px"]["1"] == point["clicks"]["edit"]  # exported at 1 px in every round: gate 1
+            assert clicks["1px"]["13"] == point["clicks"]["scratch"]  # below the gate: drawn
+            retraced = rounds[f"r{run['repeat']}/{run['strategy']}/{point['round']}"]["retrace"]["1px"]
+            assert retraced["1"] == point["clicks"]["prefill"]  # the conservative count re-counts exactly too
     pooled = [subprocess.run([sys.executable, str(BENCHMARKS / "simulate_pool.py"), str(out), *extra],
-                             capture_output=True, text=True) for extra in ([], ["--recount", str(recount), "--setting", "shipped"],
-                                                                           ["--recount", str(recount), "--setting", "tol2"])]
+                             capture_output=True, text=True) for extra in ([], ["--recount", str(recount), "--setting", "1px"],
+                                                                           ["--recount", str(recount), "--setting", "2px"])]
     assert all(p.returncode == 0 for p in pooled), [p.stderr for p in pooled]
     assert pooled[0].stdout == pooled[1].stdout and "naive way" in pooled[0].stdout
     assert pooled[2].stdout != pooled[0].stdout  # another pre-fill, other edit clicks
     compared = subprocess.run([sys.executable, str(BENCHMARKS / "simulate_compare.py"), f"{out}:random", f"{out}:typical",
-                               "--recount", str(recount), "--setting", "tol2", "--gate", "1", "--draws", "50"],
+                               "--recount", str(recount), "--setting", "2px", "--gate", "1", "--draws", "50"],
                               capture_output=True, text=True)
     assert compared.returncode == 0 and "clicks_edit" in compared.stdout, compared.stderr
     gates = subprocess.run([sys.executable, str(BENCHMARKS / "prefill_gate.py"), str(out), "--gates", "1,3"],

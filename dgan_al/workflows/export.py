@@ -163,7 +163,9 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
                                                            rule=rule or ""))
     record = dict(selection or {})
     record.update({"round": number, "generator": generator.identity, "classes": classes, "keep": keep,
-                   "prefill": {"used": bool(ensemble is not None and prefill), "why": prefill_note}, "items": records})
+                   "prefill": {"used": bool(ensemble is not None and prefill), "why": prefill_note,
+                               **({"tracing": PREFILL_TRACING} if ensemble is not None and prefill else {})},
+                   "items": records})
     atomic_write_json(files.selection, record)
     return record
 
