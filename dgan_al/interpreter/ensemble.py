@@ -4,6 +4,7 @@
     ensemble.fit([(maps, mask), ...], generator.geometry)    # maps: [C_l, h_l, w_l] per layer, mask uint8 [H, W]
     out = ensemble.predict(synthesis.features)               # maps: [B, C_l, h_l, w_l] per layer
     out.labels, out.js, out.image_score, out.embedding
+    out.keypoints.positions, .confidence, .spread     # with PixelEnsemble(..., keypoints=[names]) (``keypoints``)
     ensemble.save(path);  PixelEnsemble.load(path, expect_generator=..., expect_classes=...)
 
 Hyperparameters live in the constructor (scikit-learn style); learned state in attributes ending in ``_``.
@@ -35,6 +36,7 @@ from dgan_al.interpreter.inference import (
     interpret_pixels,
     plan_layer_groups,
 )
+from dgan_al.interpreter.keypoints import KeypointPrediction
 from dgan_al.interpreter.network import FoldedWeights, StackedMLP, paper_hidden_sizes
 from dgan_al.interpreter.sampling import IGNORE
 from dgan_al.interpreter.training import (
@@ -50,7 +52,9 @@ FILE_FORMAT = "dgan-al pixel ensemble"
 FILE_VERSION = 1
 # the constructor's parameters, in order: get_params() and the saved "hyperparameters" use these names
 PARAMS = ("feature_channels", "classes", "n_members", "hidden", "generator", "pixels_per_image", "class_balance",
-          "batch_size", "lr", "max_epochs", "tol", "seed", "device")
+          "batch_size", "lr", "max_epochs", "tol", "seed", "device",
+          "keypoints", "sigma", "keypoint_pixels", "keypoint_weight")
+KEYPOINT_PARAMS = ("keypoints", "sigma", "keypoint_pixels", "keypoint_weight")  # saved only with keypoints
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Prediction:
     image_score_top10: torch.Tensor  # float64 [B] mean of the top 10% js values (the reference code's)
     embedding: torch.Tensor  # float32 [B, M*h1] pooled first-layer activations (see ``PixelEnsemble``)
     probabilities: torch.Tensor | None = None  # float32 [B, K, H, W] mean over members, if asked for
+    keypoints: KeypointPrediction | None = None  # peaks, confidence, spread: with keypoint heads only
 
 
 @dataclass
@@ -126,6 +131,13 @@ class PixelEnsemble:
                           training loss by ``tol`` (relative) below the best so far, or after max_epochs
         seed              seeds sampling, initialisation and shuffling
         device            "cpu", "cuda", "auto" (CUDA when available)
+        keypoints         keypoint names ([keypoints] names); [] = no heads, the ensemble as it always was.
+                          Each member gets one heatmap output per name (``keypoints`` module: why extra
+                          outputs rather than a separate ensemble); fit items then may carry a third
+                          element, ``AnnotationRecord.keypoints`` (None: not annotated for keypoints)
+        sigma             the Gaussian target's standard deviation, label pixels ([keypoints] sigma)
+        keypoint_pixels   extra training pixels per placed keypoint, from the disc of radius 3 sigma
+        keypoint_weight   weight of the heatmap L2 loss beside the class cross-entropy
 
     Resolved by ``check_params`` (in ``fit`` and ``load``): ``hidden_`` (the widths used), ``device_``.
     Learned attributes: ``net_`` (``StackedMLP``), ``geometry_`` (of the training features),
@@ -152,6 +164,10 @@ class PixelEnsemble:
         tol: float = 0.02,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        keypoints: Sequence[str] = (),
+        sigma: float = 2.0,
+        keypoint_pixels: int = 32,
+        keypoint_weight: float = 1.0,
     ):
         # scikit-learn's convention: the constructor only stores its arguments, under their own names;
         # check_params (called by fit and load) validates and resolves them (hidden_, device_).
@@ -177,8 +193,19 @@ class PixelEnsemble:
         self.classes = [str(c) for c in self.classes]
         for name in ("n_members", "pixels_per_image", "batch_size", "max_epochs", "seed"):
             setattr(self, name, int(getattr(self, name)))
-        for name in ("class_balance", "lr", "tol"):
+        for name in ("class_balance", "lr", "tol", "sigma", "keypoint_weight"):
             setattr(self, name, float(getattr(self, name)))
+        self.keypoints = [str(k) for k in self.keypoints]
+        self.keypoint_pixels = int(self.keypoint_pixels)
+        if len(set(self.keypoints)) != len(self.keypoints) or any(not k for k in self.keypoints):
+            raise ValueError(f"keypoints must be distinct non-empty names, got {self.keypoints}")
+        if set(self.keypoints) & set(self.classes):
+            raise ValueError(f"keypoint names may not be class names: {sorted(set(self.keypoints) & set(self.classes))}")
+        if not self.sigma > 0 or self.keypoint_pixels < 1 or not self.keypoint_weight >= 0:
+            raise ValueError(
+                f"need sigma > 0, keypoint_pixels >= 1 and keypoint_weight >= 0, got {self.sigma}, "
+                f"{self.keypoint_pixels}, {self.keypoint_weight}"
+            )
         if not self.feature_channels or any(c <= 0 for c in self.feature_channels):
             raise ValueError(f"feature_channels must be a non-empty list of positive ints, got {self.feature_channels}")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or any(not c for c in self.classes):
@@ -244,7 +271,10 @@ class PixelEnsemble:
         geometry: LabelGeometry,
         progress: ProgressCallback = silent,
     ) -> "PixelEnsemble":
-        """Train on annotated images. Each item: (feature maps [C_l, h_l, w_l] per layer, mask uint8 [H, W]).
+        """Train on annotated images. Each item: (feature maps [C_l, h_l, w_l] per layer, mask uint8 [H, W]),
+        or with keypoint heads (maps, mask, keypoints): ``{name: [x, y, v]}`` in label pixels (centres at
+        integers), an array [K, 3] in ``self.keypoints`` order, or None (not annotated for keypoints:
+        the image trains the classes only). A 2-tuple counts as None.
 
         Items are read once, one at a time (a generator reading a disk cache is fine; float16 maps are
         fine): only the sampled pixels' features are kept (``pool_bytes_``).
@@ -255,14 +285,17 @@ class PixelEnsemble:
             items, geometry, self.pixels_per_image, self.class_balance, self.seed,
             check_item=lambda i, maps, mask: self._check_training_item(i, maps, mask, geometry),
             progress=progress, total=total,
+            **({"keypoint_names": self.keypoints, "sigma": self.sigma, "keypoint_pixels": self.keypoint_pixels}
+               if self.keypoints else {}),
         )
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        net = StackedMLP(self.n_members, sum(self.feature_channels), self.hidden_, len(self.classes))
+        net = StackedMLP(self.n_members, sum(self.feature_channels), self.hidden_, self._n_outputs())
         net.reset_parameters(generator)
         net.to(self.device_)
         samples = bootstrap_samples(pool, self.n_members, self.batch_size, self.seed)
         self.history_ = train_members(
-            net, pool, samples, self.batch_size, self.lr, self.max_epochs, self.tol, self.seed, progress
+            net, pool, samples, self.batch_size, self.lr, self.max_epochs, self.tol, self.seed, progress,
+            **({"keypoint_weight": self.keypoint_weight} if self.keypoints else {}),
         )
         self.net_ = net
         self.geometry_ = geometry
@@ -270,11 +303,15 @@ class PixelEnsemble:
         self._folded, self._plans = None, {}
         return self
 
+    def _n_outputs(self) -> int:
+        """Outputs per member: the class logits, then one heatmap per keypoint."""
+        return len(self.classes) + len(self.keypoints)
+
     # ------------------------------------------------------------------ inference
 
     def _groups(self, feature_maps, geometry: LabelGeometry) -> tuple[FoldedWeights, list[LayerGroup]]:
         if self._folded is None:
-            self._folded = self.net_.fold()
+            self._folded = self.net_.fold(len(self.keypoints))
         sizes = tuple((int(m.shape[-2]), int(m.shape[-1])) for m in feature_maps)
         key = (sizes, geometry)
         if key not in self._plans:
@@ -287,6 +324,7 @@ class PixelEnsemble:
         geometry: LabelGeometry | None = None,
         chunk_pixels: int | None = None,
         return_probabilities: bool = False,
+        return_heatmaps: bool = False,
     ) -> Prediction:
         """Labels, per-pixel JS, image scores and embeddings of a batch, at full label resolution.
 
@@ -294,12 +332,22 @@ class PixelEnsemble:
         used in ``fit``. ``chunk_pixels`` bounds the label pixels processed at once (memory: about
         chunk_pixels x M*h1 x 4 bytes, plus the low-resolution projections of the batch); by default 4096
         on a CPU and 2^19 on a GPU (``inference.default_chunk_pixels``).
+
+        With keypoint heads, ``keypoints`` holds each name's peak, confidence and spread (computed in the
+        same pass over the features; the averaged heatmaps too with ``return_heatmaps``).
         """
         self._require_fitted()
         self._check_maps(feature_maps)
         geometry = geometry or self.geometry_
         weights, groups = self._groups(feature_maps, geometry)
-        result = interpret_full(list(feature_maps), weights, groups, geometry, chunk_pixels, return_probabilities)
+        result = interpret_full(list(feature_maps), weights, groups, geometry, chunk_pixels, return_probabilities,
+                                keypoint_names=self.keypoints, return_heatmaps=return_heatmaps)
+        keypoints = result.keypoints
+        if keypoints is not None:
+            keypoints = KeypointPrediction(
+                keypoints.names, keypoints.positions.cpu(), keypoints.confidence.cpu(), keypoints.spread.cpu(),
+                None if keypoints.heatmaps is None else keypoints.heatmaps.cpu(),
+            )
         labels_dtype = torch.uint8 if len(self.classes) <= 255 else torch.int64
         return Prediction(
             labels=result.labels.to(labels_dtype).cpu(),
@@ -308,6 +356,7 @@ class PixelEnsemble:
             image_score_top10=image_score_top_fraction(result.js, 0.1).cpu(),
             embedding=self._embedding(result.hidden_mean).cpu(),
             probabilities=None if result.probabilities is None else result.probabilities.cpu(),
+            keypoints=keypoints,
         )
 
     def score_images(
@@ -363,6 +412,11 @@ class PixelEnsemble:
         params = self.get_params()
         del params["device"]  # where it runs is the loader's choice
         params["hidden"] = list(self.hidden_)
+        if not self.keypoints:  # a parts-only file stays as it always was (older dgan-al reads it)
+            for name in KEYPOINT_PARAMS:
+                del params[name]
+        else:
+            params["keypoints"] = list(self.keypoints)
         payload = {
             "format": FILE_FORMAT,
             "format_version": FILE_VERSION,
@@ -431,7 +485,7 @@ class PixelEnsemble:
                             fix="train the interpreter again with this dgan-al")
         ensemble = cls(payload["feature_channels"], payload["classes"], generator=payload["generator"],
                        device=device, **hp).check_params()
-        net = StackedMLP(ensemble.n_members, sum(ensemble.feature_channels), ensemble.hidden_, len(ensemble.classes))
+        net = StackedMLP(ensemble.n_members, sum(ensemble.feature_channels), ensemble.hidden_, ensemble._n_outputs())
         net.load_state_dict(payload["state"])
         ensemble.net_ = net.to(ensemble.device_).eval()
         geometry = payload["geometry"]

@@ -44,6 +44,7 @@ import torch
 
 from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.bilinear import bilinear_taps_1d, bilinear_taps_2d, interpolation_matrix, is_selection
+from dgan_al.interpreter.keypoints import KeypointPrediction, summarise_heatmaps
 from dgan_al.interpreter.network import FoldedWeights
 from dgan_al.interpreter.uncertainty import js_divergence, majority_vote
 
@@ -142,15 +143,21 @@ def _resize_columns(projected: torch.Tensor, group: LayerGroup) -> torch.Tensor:
     return out.reshape(b, h, n_out, k)
 
 
-def _tail(hidden: torch.Tensor, weights: FoldedWeights) -> torch.Tensor:
+def _tail(hidden: torch.Tensor, weights: FoldedWeights, heat_out: list | None = None) -> torch.Tensor:
     """First-layer pre-activations (bias included) [P, M*h1] -> log-probabilities [M, K, P].
 
-    ``hidden`` is ReLU'd in place.
+    ``hidden`` is ReLU'd in place. With keypoint heads (``weights.n_heat``), their outputs [M, n_heat, P]
+    are appended to ``heat_out`` (if given) and the log-softmax covers the class logits only.
     """
     m, h1 = weights.n_members, weights.w2.shape[1]
     x = hidden.relu_().reshape(-1, m, h1).transpose(0, 1)  # [M, P, h1]
     z = torch.baddbmm(weights.b2.unsqueeze(1), x, weights.w2).relu_()  # [M, P, h2]
     logits = torch.baddbmm(weights.b3.unsqueeze(2), weights.w3.transpose(1, 2), z.transpose(1, 2))  # [M, K, P]
+    if weights.n_heat:
+        n_classes = weights.n_classes
+        if heat_out is not None:
+            heat_out.append(logits[:, n_classes:])
+        logits = logits[:, :n_classes]
     return torch.log_softmax(logits, dim=1)
 
 
@@ -162,6 +169,7 @@ class Interpretation:
     js: torch.Tensor  # float32 [B, ...] JS divergence, nats
     probabilities: torch.Tensor | None  # float32 [B, K, ...] mean over members, if asked for
     hidden_mean: torch.Tensor  # float32 [B, M*h1] mean over the pixels of ReLU(first layer)
+    keypoints: object = None  # ``keypoints.KeypointPrediction`` from the heads (interpret_full, n_heat > 0)
 
 
 def _band_rows(chunk_pixels: int, batch: int, width: int) -> int:
@@ -177,12 +185,17 @@ def interpret_full(
     chunk_pixels: int | None = None,
     return_probabilities: bool = False,
     max_cached_bytes: int = 1 << 30,
+    keypoint_names: list[str] | None = None,
+    return_heatmaps: bool = False,
 ) -> Interpretation:
     """Labels, JS and (optionally) mean probabilities at every label pixel of a batch of images.
 
     maps: [B, C_l, h_l, w_l] per layer, any float dtype, any device (moved to the weights' device).
     Works in bands of about ``chunk_pixels`` label pixels (all images of a pass together), and in
     passes of as many images as keep the cached low-resolution projections under ``max_cached_bytes``.
+    With keypoint heads (``weights.n_heat``) the same bands also give the members' heatmaps, kept for
+    one pass of images (counted in ``max_cached_bytes``) and reduced to ``out.keypoints`` (peaks,
+    confidence, spread; the averaged heatmaps too if ``return_heatmaps``).
     """
     device = weights.w1.device
     chunk_pixels = chunk_pixels if chunk_pixels is not None else default_chunk_pixels(device)
@@ -197,21 +210,41 @@ def interpret_full(
         hidden_mean=torch.empty(batch, k_hidden, dtype=torch.float32, device=device),
     )
     cached_per_image = sum(g.size[0] * width * k_hidden * 4 for g in groups if g.mode == "cached")
+    cached_per_image += weights.n_members * weights.n_heat * height * width * 4  # the members' heatmaps
     per_pass = max(1, max_cached_bytes // max(1, cached_per_image))
+    parts = []
     for b0 in range(0, batch, per_pass):
         b1 = min(batch, b0 + per_pass)
-        _interpret_pass([m[b0:b1] for m in maps], weights, groups, geometry, chunk_pixels, out, b0)
+        heat = _interpret_pass([m[b0:b1] for m in maps], weights, groups, geometry, chunk_pixels, out, b0)
+        if heat is not None:
+            parts.append(summarise_heatmaps(heat, keypoint_names or [], return_heatmaps))
+            del heat
+    if parts:
+        out.keypoints = KeypointPrediction(
+            names=parts[0].names,
+            positions=torch.cat([p.positions for p in parts]),
+            confidence=torch.cat([p.confidence for p in parts]),
+            spread=torch.cat([p.spread for p in parts]),
+            heatmaps=torch.cat([p.heatmaps for p in parts]) if return_heatmaps else None,
+        )
     return out
 
 
-def _interpret_pass(maps, weights, groups, geometry, chunk_pixels, out: Interpretation, b0: int) -> None:
-    """``interpret_full`` for images b0 .. b0+B-1, written into ``out``."""
+def _interpret_pass(maps, weights, groups, geometry, chunk_pixels, out: Interpretation, b0: int):
+    """``interpret_full`` for images b0 .. b0+B-1, written into ``out``.
+
+    Returns the members' heatmaps [M, n_heat, B, H, W] when the weights have keypoint heads, else None.
+    """
     device = weights.w1.device
     batch = maps[0].shape[0]
     height, width = geometry.size
     k_hidden, n_classes = weights.w1.shape[1], weights.n_classes
     images = slice(b0, b0 + batch)
     hidden_sum = torch.zeros(batch, k_hidden, dtype=torch.float32, device=device)
+    member_heat = None
+    if weights.n_heat:
+        member_heat = torch.empty(weights.n_members, weights.n_heat, batch, height, width, device=device)
+    heat_out = [] if weights.n_heat else None
 
     cached = {}  # group index -> [B, h, W*K] projected and column-upsampled
     for gi, group in enumerate(groups):
@@ -255,7 +288,9 @@ def _interpret_pass(maps, weights, groups, geometry, chunk_pixels, out: Interpre
                 band_rows[:, s0 - r0 : s1 - r0].baddbmm_(
                     group.rows[s0:s1, a:z].expand(batch, s1 - s0, z - a), source[:, a - first : z - first]
                 )
-        log_probs = _tail(hidden.view(-1, k_hidden), weights)  # [M, K, B*r*W]; hidden is now ReLU'd
+        log_probs = _tail(hidden.view(-1, k_hidden), weights, heat_out)  # [M, K, B*r*W]; hidden is now ReLU'd
+        if heat_out:
+            member_heat[:, :, :, r0:r1] = heat_out.pop().view(weights.n_members, weights.n_heat, batch, rows, width)
         hidden_sum += hidden.sum(1)
         out.js[images, r0:r1] = js_divergence(log_probs).view(batch, rows, width)
         out.labels[images, r0:r1] = majority_vote(log_probs.max(1).indices, n_classes).view(batch, rows, width)
@@ -263,6 +298,7 @@ def _interpret_pass(maps, weights, groups, geometry, chunk_pixels, out: Interpre
             mean_p = log_probs.exp().mean(0).view(n_classes, batch, rows, width)
             out.probabilities[images, :, r0:r1] = mean_p.transpose(0, 1)
     out.hidden_mean[images] = hidden_sum / float(height * width)
+    return member_heat
 
 
 def _bilinear_rows(source: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

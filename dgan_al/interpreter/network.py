@@ -43,6 +43,7 @@ class FoldedWeights:
     b3: torch.Tensor  # [M, K]
     bn1_scale: torch.Tensor  # [M*h1]  BatchNorm 1 as y = scale * x + shift (for the embedding)
     bn1_shift: torch.Tensor  # [M*h1]
+    n_heat: int = 0  # the last n_heat outputs of w3 / b3 are keypoint heatmaps, not class logits
 
     @property
     def n_members(self) -> int:
@@ -50,10 +51,10 @@ class FoldedWeights:
 
     @property
     def n_classes(self) -> int:
-        return self.w3.shape[2]
+        return self.w3.shape[2] - self.n_heat
 
     def to(self, device: torch.device) -> "FoldedWeights":
-        return FoldedWeights(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return FoldedWeights(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()})
 
 
 class StackedMLP(nn.Module):
@@ -95,8 +96,8 @@ class StackedMLP(nn.Module):
         return torch.baddbmm(self.b3.unsqueeze(1), h, self.w3)  # [M, B, K]
 
     @torch.no_grad()
-    def fold(self) -> FoldedWeights:
-        """The eval-mode network as ``FoldedWeights`` (float32)."""
+    def fold(self, n_heat: int = 0) -> FoldedWeights:
+        """The eval-mode network as ``FoldedWeights`` (float32); its last ``n_heat`` outputs are heatmaps."""
         m, (h1, h2) = self.n_members, self.hidden
 
         def affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,5 +115,5 @@ class StackedMLP(nn.Module):
         return FoldedWeights(
             w1=w1.float().contiguous(), b1=self.b1.reshape(-1).float().clone(),
             w2=w2.float().contiguous(), b2=b2.float(), w3=w3.float().contiguous(), b3=b3.float(),
-            bn1_scale=s1.float().clone(), bn1_shift=t1.float().clone(),
+            bn1_scale=s1.float().clone(), bn1_shift=t1.float().clone(), n_heat=int(n_heat),
         )

@@ -15,6 +15,14 @@ at 512px). Here:
    is the sum of the members' mean losses, so each member's gradient is exactly its own). Each epoch
    is one pass over each member's sample in a fresh order.
 
+Keypoint heads (``keypoints``): an item may carry a third element, its keypoint array (``keypoints.
+keypoint_array``; None: not annotated for keypoints). When the ensemble has K keypoints, the pool also
+holds, per pixel, K heatmap targets and weights (0 for a name the image is not annotated for), the pixels
+near each placed point are added to the image's sample (drawn from a stream of their own, so the class
+sample is the one drawn without keypoints; their nearest pixels are bootstrap representatives), and each
+member's loss is its class cross-entropy (mean over the pixels with a class label) plus
+``keypoint_weight`` x the squared heatmap error summed over keypoints, mean over the batch's pixels.
+
 Stopping rule: after each epoch, the members' mean training loss is compared with the best epoch so
 far; training stops at the first epoch that does not improve it by at least ``tol`` (relative), or after
 ``max_epochs`` epochs, whichever comes first. Everything is seeded: same items, same seed, same weights.
@@ -32,8 +40,9 @@ import torch.nn.functional as F
 
 from dgan_al.geometry import LabelGeometry
 from dgan_al.interpreter.bilinear import gather_features
+from dgan_al.interpreter.keypoints import heatmap_targets, keypoint_array, keypoint_disc_pixels
 from dgan_al.interpreter.network import StackedMLP
-from dgan_al.interpreter.sampling import sample_training_pixels
+from dgan_al.interpreter.sampling import IGNORE, sample_training_pixels
 from dgan_al.progress import ProgressCallback, silent
 
 
@@ -45,6 +54,8 @@ class PixelPool:
     labels: torch.Tensor  # int64 [N]
     representative: torch.Tensor  # bool [N]: the pixel stands for its connected region
     pixels_per_image: list[int] = field(default_factory=list)
+    heat_targets: torch.Tensor | None = None  # float32 [N, K] keypoint heatmap targets (None: no heads)
+    heat_weights: torch.Tensor | None = None  # float32 [N, K] 1 where the image is annotated for that name
 
     @property
     def nbytes(self) -> int:
@@ -60,18 +71,43 @@ def build_pixel_pool(
     check_item=None,
     progress: ProgressCallback = silent,
     total: int | None = None,
+    keypoint_names: list[str] | None = None,
+    sigma: float = 2.0,
+    keypoint_pixels: int = 32,
 ) -> PixelPool:
-    """Sample and gather the training pixels of each (feature maps, mask) item; see the module docstring.
+    """Sample and gather the training pixels of each (feature maps, mask[, keypoints]) item.
 
-    ``check_item(index, maps, mask)`` validates an item before it is used (raises on a bad one).
+    See the module docstring. ``check_item(index, maps, mask)`` validates an item before it is used
+    (raises on a bad one). With ``keypoint_names`` the pool carries heatmap targets (``keypoints``).
     """
     features, labels, representative, counts = [], [], [], []
-    for index, (maps, mask) in enumerate(items):
+    heat_targets, heat_weights = [], []
+    n_keypoints = len(keypoint_names or [])
+    for index, item in enumerate(items):
+        maps, mask = item[0], item[1]
         if check_item is not None:
             check_item(index, maps, mask)
         mask = np.asarray(mask)
         rng = np.random.default_rng([seed, 1, index])
         ys, xs, n_regions = sample_training_pixels(mask, pixels_per_image, rng, class_balance)
+        if n_keypoints:
+            keypoints = keypoint_array(item[2] if len(item) > 2 else None, keypoint_names)
+            if keypoints is None:
+                target = np.zeros((len(ys), n_keypoints), np.float32)
+                weight = target.copy()
+            else:
+                taken = np.zeros(mask.size, dtype=bool)
+                taken[ys * mask.shape[1] + xs] = True
+                kys, kxs, n_nearest = keypoint_disc_pixels(
+                    keypoints, mask.shape, sigma, keypoint_pixels, np.random.default_rng([seed, 4, index]), taken
+                )
+                # region representatives, then the keypoints' nearest pixels (also representatives), then the rest
+                ys = np.concatenate([ys[:n_regions], kys[:n_nearest], ys[n_regions:], kys[n_nearest:]])
+                xs = np.concatenate([xs[:n_regions], kxs[:n_nearest], xs[n_regions:], kxs[n_nearest:]])
+                n_regions += n_nearest
+                target, weight = heatmap_targets(ys, xs, keypoints, sigma)
+            heat_targets.append(torch.from_numpy(target))
+            heat_weights.append(torch.from_numpy(weight))
         maps = [torch.as_tensor(m) for m in maps]
         gathered = gather_features(maps, torch.from_numpy(ys), torch.from_numpy(xs), geometry)  # [n, D]
         features.append(gathered.to("cpu", torch.float16))  # the pool lives on the host until training
@@ -84,6 +120,8 @@ def build_pixel_pool(
     if not features:
         raise ValueError("fit needs at least one annotated image, got none")
     pool = PixelPool(torch.cat(features), torch.cat(labels), torch.cat(representative), counts)
+    if n_keypoints:
+        pool.heat_targets, pool.heat_weights = torch.cat(heat_targets), torch.cat(heat_weights)
     if len(pool.labels) == 0:
         raise ValueError("the annotations label no pixel at all (every mask pixel is IGNORE=255)")
     return pool
@@ -134,8 +172,14 @@ def train_members(
     tol: float,
     seed: int,
     progress: ProgressCallback = silent,
+    keypoint_weight: float = 1.0,
 ) -> list[EpochRecord]:
-    """Train all members together until the stopping rule (module docstring) says stop."""
+    """Train all members together until the stopping rule (module docstring) says stop.
+
+    With heatmap targets in the pool, the net's last K outputs are the heads (see the module docstring).
+    """
+    if pool.heat_targets is not None:
+        return _train_with_heads(net, pool, samples, batch_size, lr, max_epochs, tol, seed, progress, keypoint_weight)
     device = net.w1.device
     features = pool.features.to(device)
     labels = pool.labels.to(device)
@@ -169,6 +213,59 @@ def train_members(
             progress("training interpreter", epoch * steps + step + 1, max_epochs * steps)
         loss = float(loss_sum) / (steps * n_members)
         history.append(EpochRecord(epoch + 1, loss, float(correct) / (steps * batch_size * n_members)))
+        if loss > best * (1.0 - tol):
+            break
+        best = loss
+    progress("training interpreter", max_epochs * steps, max_epochs * steps)
+    net.eval()
+    return history
+
+
+def _train_with_heads(net, pool, samples, batch_size, lr, max_epochs, tol, seed, progress, keypoint_weight):
+    """``train_members`` for an ensemble with keypoint heads: class cross-entropy plus heatmap L2."""
+    device = net.w1.device
+    features = pool.features.to(device)
+    labels = pool.labels.to(device)
+    targets = pool.heat_targets.to(device)
+    weights = pool.heat_weights.to(device)
+    n_heat = targets.shape[1]
+    samples = samples.to(device)
+    n_members, size = samples.shape
+    steps = size // batch_size
+    optimizer = _adam(net.parameters(), lr)
+    shuffle = torch.Generator(device="cpu").manual_seed(seed)
+    history: list[EpochRecord] = []
+    best = math.inf
+    net.train()
+    for epoch in range(max_epochs):
+        order = torch.stack([torch.randperm(size, generator=shuffle) for _ in range(n_members)]).to(device)
+        epoch_order = torch.gather(samples, 1, order)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        labelled_sum = torch.zeros((), device=device)
+        for step in range(steps):
+            index = epoch_order[:, step * batch_size : (step + 1) * batch_size]  # [M, b]
+            x = features[index].to(torch.float32)
+            y = labels[index]
+            out = net(x)  # [M, b, K + n_heat]
+            logits, heat = out[..., : out.shape[-1] - n_heat], out[..., out.shape[-1] - n_heat :]
+            labelled = (y != IGNORE).to(torch.float32)
+            ce = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none", ignore_index=IGNORE
+            ).view(n_members, -1)
+            ce = ce.sum(1) / labelled.sum(1).clamp(min=1.0)
+            l2 = ((heat - targets[index]).square() * weights[index]).sum(-1).mean(1)
+            loss_per_member = ce + keypoint_weight * l2
+            optimizer.zero_grad(set_to_none=True)
+            loss_per_member.sum().backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss_per_member.sum()
+                correct += ((logits.argmax(-1) == y).to(torch.float32) * labelled).sum()
+                labelled_sum += labelled.sum()
+            progress("training interpreter", epoch * steps + step + 1, max_epochs * steps)
+        loss = float(loss_sum) / (steps * n_members)
+        history.append(EpochRecord(epoch + 1, loss, float(correct) / max(float(labelled_sum), 1.0)))
         if loss > best * (1.0 - tol):
             break
         best = loss
