@@ -178,13 +178,37 @@ def train_members(
 
     With heatmap targets in the pool, the net's last K outputs are the heads (see the module docstring).
     """
-    if pool.heat_targets is not None:
-        return _train_with_heads(net, pool, samples, batch_size, lr, max_epochs, tol, seed, progress, keypoint_weight)
     device = net.w1.device
     features = pool.features.to(device)
     labels = pool.labels.to(device)
     samples = samples.to(device)
     n_members, size = samples.shape
+    if pool.heat_targets is None:
+        def batch_loss(index):
+            """Per member the class cross-entropy of a batch [M, b] of pixels, correct and counted pixels."""
+            y = labels[index]  # [M, b]
+            logits = net(features[index].to(torch.float32))  # [M, b, K]
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
+            ).view(n_members, -1).mean(1)
+            return loss, (logits.argmax(-1) == y).sum(), y.numel()
+    else:  # keypoint heads: class cross-entropy plus heatmap L2 on the net's last outputs
+        targets, weights = pool.heat_targets.to(device), pool.heat_weights.to(device)
+        n_heat = targets.shape[1]
+
+        def batch_loss(index):
+            y = labels[index]
+            out = net(features[index].to(torch.float32))  # [M, b, K + n_heat]
+            logits, heat = out[..., : out.shape[-1] - n_heat], out[..., out.shape[-1] - n_heat :]
+            labelled = (y != IGNORE).to(torch.float32)
+            ce = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none", ignore_index=IGNORE
+            ).view(n_members, -1)
+            ce = ce.sum(1) / labelled.sum(1).clamp(min=1.0)
+            l2 = ((heat - targets[index]).square() * weights[index]).sum(-1).mean(1)
+            correct = ((logits.argmax(-1) == y).to(torch.float32) * labelled).sum()
+            return ce + keypoint_weight * l2, correct, labelled.sum()
+
     steps = size // batch_size
     optimizer = _adam(net.parameters(), lr)
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
@@ -196,76 +220,20 @@ def train_members(
         epoch_order = torch.gather(samples, 1, order)  # [M, S] this epoch's pixel order per member
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        counted = 0.0
         for step in range(steps):
             index = epoch_order[:, step * batch_size : (step + 1) * batch_size]  # [M, b]
-            x = features[index].to(torch.float32)  # [M, b, D]
-            y = labels[index]  # [M, b]
-            logits = net(x)  # [M, b, K]
-            loss_per_member = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
-            ).view(n_members, -1).mean(1)
+            loss_per_member, right, seen = batch_loss(index)
             optimizer.zero_grad(set_to_none=True)
             loss_per_member.sum().backward()
             optimizer.step()
             with torch.no_grad():
                 loss_sum += loss_per_member.sum()
-                correct += (logits.argmax(-1) == y).sum()
+                correct += right
+                counted += float(seen)
             progress("training interpreter", epoch * steps + step + 1, max_epochs * steps)
         loss = float(loss_sum) / (steps * n_members)
-        history.append(EpochRecord(epoch + 1, loss, float(correct) / (steps * batch_size * n_members)))
-        if loss > best * (1.0 - tol):
-            break
-        best = loss
-    progress("training interpreter", max_epochs * steps, max_epochs * steps)
-    net.eval()
-    return history
-
-
-def _train_with_heads(net, pool, samples, batch_size, lr, max_epochs, tol, seed, progress, keypoint_weight):
-    """``train_members`` for an ensemble with keypoint heads: class cross-entropy plus heatmap L2."""
-    device = net.w1.device
-    features = pool.features.to(device)
-    labels = pool.labels.to(device)
-    targets = pool.heat_targets.to(device)
-    weights = pool.heat_weights.to(device)
-    n_heat = targets.shape[1]
-    samples = samples.to(device)
-    n_members, size = samples.shape
-    steps = size // batch_size
-    optimizer = _adam(net.parameters(), lr)
-    shuffle = torch.Generator(device="cpu").manual_seed(seed)
-    history: list[EpochRecord] = []
-    best = math.inf
-    net.train()
-    for epoch in range(max_epochs):
-        order = torch.stack([torch.randperm(size, generator=shuffle) for _ in range(n_members)]).to(device)
-        epoch_order = torch.gather(samples, 1, order)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        labelled_sum = torch.zeros((), device=device)
-        for step in range(steps):
-            index = epoch_order[:, step * batch_size : (step + 1) * batch_size]  # [M, b]
-            x = features[index].to(torch.float32)
-            y = labels[index]
-            out = net(x)  # [M, b, K + n_heat]
-            logits, heat = out[..., : out.shape[-1] - n_heat], out[..., out.shape[-1] - n_heat :]
-            labelled = (y != IGNORE).to(torch.float32)
-            ce = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none", ignore_index=IGNORE
-            ).view(n_members, -1)
-            ce = ce.sum(1) / labelled.sum(1).clamp(min=1.0)
-            l2 = ((heat - targets[index]).square() * weights[index]).sum(-1).mean(1)
-            loss_per_member = ce + keypoint_weight * l2
-            optimizer.zero_grad(set_to_none=True)
-            loss_per_member.sum().backward()
-            optimizer.step()
-            with torch.no_grad():
-                loss_sum += loss_per_member.sum()
-                correct += ((logits.argmax(-1) == y).to(torch.float32) * labelled).sum()
-                labelled_sum += labelled.sum()
-            progress("training interpreter", epoch * steps + step + 1, max_epochs * steps)
-        loss = float(loss_sum) / (steps * n_members)
-        history.append(EpochRecord(epoch + 1, loss, float(correct) / max(float(labelled_sum), 1.0)))
+        history.append(EpochRecord(epoch + 1, loss, float(correct) / max(counted, 1.0)))
         if loss > best * (1.0 - tol):
             break
         best = loss
