@@ -19,30 +19,18 @@ pre-fill settings; the simulated annotator draws its polygons with the same trac
 So a pre-fill equal to the truth costs 0, an empty one costs exactly ``scratch_clicks``, and one wrong
 polygon costs 1 plus the vertices of the right one.
 
-- Editing a pre-fill (``edit_clicks``), as a person corrects polygons in LabelMe and as the simulated
-  annotators of Polygon-RNN++ and Curve-GCN do: polygons are kept or deleted by rule 1 above. A truth
-  *region* is a 4-connected region of one class with its holes filled, and its *outline* the closed
-  line through the centres of its edge pixels, exactly what ``mask_to_polygons`` traces (the painting
-  convention ``trace`` uses: each polygon is filled, holes come back as later, smaller polygons, so
-  every polygon, pre-filled or true, stands for one filled region).
-  1. Matching: each kept polygon that shows any pixel is paired with the truth region of its class whose
-     filled area has the highest IoU with the polygon's filled area, one to one, best pairs first
-     (greedy, not an optimal assignment). A kept polygon left without a region (it should be merged into
-     another) is deleted, 1 click, unless every pixel it shows already carries its class (a background
-     polygon on background: harmless, left). A polygon that shows no pixel costs nothing.
-  2. A matched polygon is edited, in its own vertex order: each vertex farther than ``TRACE_TOLERANCE``
-     from the outline is dragged to its nearest outline point (1 click); then, while some outline point
-     lies farther than ``TRACE_TOLERANCE`` from the polygon, the farthest is inserted into the polygon
-     edge nearest to it (1 click). When that would cost more than deleting the polygon and drawing the
-     region (1 + its traced vertices), that is charged instead and the region counts as drawn. A vertex
-     pushed off its corner costs 1 when its nearest outline point is that corner, 2 when it is not (the
-     drag lands on an edge and the corner is inserted).
-  3. Every truth region no kept polygon was matched to is drawn from scratch: its traced vertices.
-  A polygon that should be two is edited to the region it overlaps most, and the other is drawn; two
-  that should be one: the better match is edited, the other deleted. Polygon-RNN++'s annotator only
-  drags vertices; this one also inserts, deletes and draws, which LabelMe offers (insertion is what
-  brings a polygon to a region's fine detail). Painting order is not charged: edited polygons stay in
-  file order. ``EDIT_MODEL`` numbers this model's revisions (``clicks.json`` records it).
+- Editing a pre-fill (``edit_clicks``), as in LabelMe and as Polygon-RNN++'s simulated annotator, which
+  only drags; this one also inserts, deletes and draws (the matching and the cases: docs/effort.md).
+  Polygons are kept or deleted by rule 1. A truth *region* is a 4-connected region of one class with its
+  holes filled, its *outline* the line through its edge pixels' centres, as ``mask_to_polygons`` traces.
+  1. Each kept polygon that shows a pixel is matched, one to one and best IoU first (greedy), to a region
+     of its class by filled area. An unmatched one is deleted (1 click) unless all it shows is right.
+  2. A matched polygon, in its own vertex order: each vertex farther than ``TRACE_TOLERANCE`` from the
+     outline is dragged to its nearest outline point (1 click); then the farthest outline point beyond
+     ``TRACE_TOLERANCE`` is inserted into its nearest edge (1 click), until none is. Never more than
+     deleting it and drawing the region (then charged so).
+  3. Every region nothing was matched to is drawn: its traced vertices.
+  ``EDIT_MODEL`` numbers this model's revisions (``clicks.json`` records it).
 """
 
 from __future__ import annotations
