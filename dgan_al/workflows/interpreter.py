@@ -23,11 +23,35 @@ INTERPRETER_FILE = "interpreter.pt"
 
 
 def new_ensemble(ws: Workspace, generator, device: torch.device) -> PixelEnsemble:
-    """An untrained ensemble with the workspace's settings."""
+    """An untrained ensemble with the workspace's settings; with ``[keypoints] names``, one heatmap head per
+    name (sigma from ``[keypoints] sigma``). Without names the ensemble is built exactly as before."""
     cfg = ws.config
+    heads = {"keypoints": list(cfg.keypoints.names), "sigma": cfg.keypoints.sigma} if cfg.keypoints.names else {}
     return PixelEnsemble(generator.feature_channels, cfg.classes, n_members=cfg.ensemble.members,
                          generator=generator.identity, pixels_per_image=cfg.ensemble.pixels_per_image,
-                         max_epochs=cfg.ensemble.epochs, seed=cfg.ensemble.seed, device=device)
+                         max_epochs=cfg.ensemble.epochs, seed=cfg.ensemble.seed, device=device, **heads)
+
+
+class KeypointTrainingItems(TrainingItems):
+    """(maps, mask, keypoints) per annotated image: ``keypoints`` the record's ``{name: [x, y, v]}``, None for an
+    image not annotated for keypoints (it trains the classes only)."""
+
+    def __init__(self, paths: Sequence[Path], masks: Sequence, keypoints: Sequence):
+        super().__init__(paths, masks)
+        self.keypoints = list(keypoints)
+
+    def __iter__(self):
+        for (maps, mask), keypoints in zip(super().__iter__(), self.keypoints):
+            yield maps, mask, keypoints
+
+
+def training_items(ws: Workspace, store: AnnotationStore, ids: Sequence[str], paths: Sequence[Path]) -> TrainingItems:
+    """The fit items of the annotations ``ids`` (cache files ``paths``): (maps, mask), and the record's
+    keypoints as a third element when the workspace has ``[keypoints] names``."""
+    masks = [store.mask(i) for i in ids]
+    if not ws.config.keypoints.names:
+        return TrainingItems(paths, masks)
+    return KeypointTrainingItems(paths, masks, [store.records[i].keypoints for i in ids])
 
 
 def annotation_latents(store: AnnotationStore, ids: Sequence[str]) -> list[torch.Tensor]:
@@ -41,7 +65,7 @@ def train_on_annotations(ws: Workspace, store: AnnotationStore, ids: Sequence[st
     paths = cached_features(generator, ws.cache_dir, ids, annotation_latents(store, ids),
                             batch=ws.config.run.batch, progress=progress)
     ensemble = new_ensemble(ws, generator, device)
-    ensemble.fit(TrainingItems(paths, [store.mask(i) for i in ids]), generator.geometry, progress=progress)
+    ensemble.fit(training_items(ws, store, ids, paths), generator.geometry, progress=progress)
     return ensemble
 
 

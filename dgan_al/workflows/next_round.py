@@ -31,9 +31,9 @@ from dgan_al.progress import ProgressCallback, silent
 from dgan_al.strategies import choose, exported, image_ranks, needs, round_strategy
 from dgan_al.workflows.embedding import annotated_embeddings, w_embedding
 from dgan_al.workflows.export import ExportItem, export_round, prefill_allowed, read_selection
-from dgan_al.workflows.features import TrainingItems, cache_bytes, cached_features
+from dgan_al.workflows.features import cache_bytes, cached_features
 from dgan_al.workflows.importing import ImportReport, import_annotations
-from dgan_al.workflows.interpreter import INTERPRETER_FILE, annotation_latents, new_ensemble
+from dgan_al.workflows.interpreter import INTERPRETER_FILE, annotation_latents, new_ensemble, training_items
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace, latent_id, parse_latent_id
 from dgan_al.workspace.lock import WorkspaceLock
@@ -160,8 +160,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
         result.interpreter_reused = True
     if ensemble is None:
         ensemble = new_ensemble(ws, generator, device)
-        masks = [store.mask(i) for i in ids]
-        ensemble.fit(TrainingItems(paths, masks), generator.geometry, progress=progress)
+        ensemble.fit(training_items(ws, store, ids, paths), generator.geometry, progress=progress)
         ensemble.save(weights)
         state.update({"stage": "trained", "interpreter_sha256": sha256_file(weights), "annotations": ids})
         write_round_state(folder, state)
