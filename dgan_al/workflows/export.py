@@ -23,7 +23,7 @@ import torch
 from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
-from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS, KEYPOINT_EXPORT_FLAGS, shape_from_mapping
+from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS, KEYPOINT_EXPORT_FLAGS, OCCLUDED_FLAG, shape_from_mapping
 from dgan_al.labelme.rasterize import visible_pixels
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, heatmap, overlay
@@ -89,14 +89,18 @@ its uncertainty), interpreter.pt, state.json and scores/ (the round's model and 
 def export_round(folder: Path, number: int, generator: Generator, items: list[ExportItem], classes: list[str],
                  ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
                  selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent,
-                 prefill_note: str = "", keep_prediction: bool = False, keypoints: Sequence[str] = ()) -> dict:
+                 prefill_note: str = "", keep_prediction: bool = False, keypoints: Sequence[str] = (),
+                 prefill_confidence: float = 0.5) -> dict:
     """Write the round's files; returns the selection record (also written to selection.json).
 
     ``prefill``: write the ensemble's predicted polygons into the JSON files (``prefill_allowed`` decides);
     ``prefill_note`` says why or why not (recorded in selection.json as ``prefill``); ``keep_prediction``
     writes the ensemble's labels and JS of every image to ``RoundFiles.prediction``, so that the pre-fill can
     be re-counted under other settings (``benchmarks/prefill_design.py``); ``keypoints``: the workspace's
-    keypoint names, offered as labels beside the classes, with the image flag ``keypoints``."""
+    keypoint names, offered as labels beside the classes, with the image flag ``keypoints`` (left unticked:
+    the person ticks it when the points are done); with an ensemble that has keypoint heads, the pre-fill
+    also writes a ``point`` shape per predicted keypoint whose confidence is at least ``prefill_confidence``
+    (``[keypoints] prefill_confidence``), after the polygons."""
     files = RoundFiles(folder)
     annotate = files.annotate
     annotate.mkdir(parents=True, exist_ok=True)
@@ -115,21 +119,24 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
         for j, item in enumerate(chunk):
             image = out.images[j].numpy()
             json_path = annotate / f"{item.id}.json"
-            shapes = []
+            shapes, points = [], []
             if pred is not None and prefill:
                 shapes = prefill_shapes(pred.labels[j].numpy(), classes, pred.js[j].numpy())
+                if keypoints and pred.keypoints is not None:
+                    points = prefill_points(pred.keypoints, j, keypoints, prefill_confidence, pred.labels.shape[-2:])
             meta = {"id": item.id, "round": number, "latent": item.latent,
                     "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
                     "score": item.score, "rank": item.rank}
             if not _touched_by_a_person(json_path):
-                write_labelme(json_path, image, shapes, flags=image_flags, extra={META_KEY: meta})
+                write_labelme(json_path, image, shapes + points, flags=image_flags, extra={META_KEY: meta})
             png = json_path.with_suffix(".png")
             records.append({**{k: v for k, v in meta.items() if k not in ("z", "generator", "round")},
                             "coreset_order": item.coreset_order, "coreset_distance": item.coreset_distance,
                             "image": png.name, "image_sha256": sha256_file(png), "json": json_path.name,
                             "json_sha256": sha256_file(json_path),
                             "z": meta["z"], "prefilled_shapes": len(shapes),
-                            "prefilled_vertices": sum(len(shape["points"]) for shape in shapes), **item.extra})
+                            "prefilled_vertices": sum(len(shape["points"]) for shape in shapes),
+                            **({"prefilled_points": len(points)} if keypoints else {}), **item.extra})
             panels = [image]
             if pred is not None:
                 labels = pred.labels[j].numpy()
@@ -180,6 +187,25 @@ def prefill_shapes(mask: np.ndarray, classes: list[str], js: np.ndarray | None =
         for shape, disagreement in zip(shapes, shape_disagreement(shapes, js)):
             if disagreement > limit:
                 shape["flags"] = {CHECK_FLAG: True}
+    return shapes
+
+
+def prefill_points(predicted, j: int, names: Sequence[str], confidence: float, size) -> list[dict]:
+    """The pre-filled keypoints of image ``j`` of a ``KeypointPrediction``: a LabelMe ``point`` shape (label
+    pixels, centres at integers, as LabelMe uses; kept inside the image) for each of ``names`` the heads
+    predict with a confidence of at least ``confidence``, in ``names`` order."""
+    height, width = int(size[0]), int(size[1])
+    shapes = []
+    for name in names:
+        if name not in predicted.names:
+            continue
+        k = predicted.names.index(name)
+        if float(predicted.confidence[j, k]) < confidence:
+            continue
+        x, y = (float(v) for v in predicted.positions[j, k])
+        x, y = round(min(max(x, 0.0), width - 1.0), 2), round(min(max(y, 0.0), height - 1.0), 2)
+        shapes.append({"label": name, "points": [[x, y]], "group_id": None, "description": "",
+                       "shape_type": "point", "flags": {OCCLUDED_FLAG: False}, "mask": None})
     return shapes
 
 

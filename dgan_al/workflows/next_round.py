@@ -184,7 +184,8 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     prefill, prefill_note = prefill_allowed(cfg.run.prefill, len(ids), cfg.run.prefill_min_annotations)
     record = export_round(folder, number, generator, chosen, cfg.classes, ensemble=ensemble, prefill=prefill,
                           keep=cfg.selection.annotate, selection=selection, batch=cfg.run.batch, progress=progress,
-                          rule=_rule(cfg.selection, len(ids)), prefill_note=prefill_note, keypoints=cfg.keypoints.names)
+                          rule=_rule(cfg.selection, len(ids)), prefill_note=prefill_note, keypoints=cfg.keypoints.names,
+                          prefill_confidence=cfg.keypoints.prefill_confidence)
     result.times["export"] = time.perf_counter() - t0
     result.chosen = record["items"]
     result.prefill_note = prefill_note
