@@ -15,6 +15,15 @@ label pixels; random float16 maps: the cost does not depend on the values), 10 m
    parts + heads (peaks, confidence and spread included), and parts + a separate ensemble (= the parts
    prediction plus a second full prediction: its first layer, the expensive part, is not shared).
    Runs alternate and the median of ``--repeats`` is printed, per image, with the ratios.
+3. ``--round N``: instead of 1 and 2, a whole pool round through the real ``next-round`` (import, train,
+   score the pool, select, export with the pre-fill), on two toy-faces workspaces with an N-image pool and
+   the default settings, parts only and with toy-faces' 10 keypoint names ([keypoints] prefill_confidence
+   0, so every point is pre-filled), each after the oracle annotated round 000 (the mean image, with its
+   points in the keypoint workspace). Each repeat copies the annotated workspace and runs next-round on
+   it (feature cache and pool scores computed afresh); runs alternate, and the median per stage is printed
+   with the ratio heads / parts.
+
+    python benchmarks/bench_keypoints.py --round 512 --repeats 3
 """
 
 from __future__ import annotations
@@ -73,15 +82,69 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def pool_round(pool: int, repeats: int) -> None:
+    """A next-round on a ``pool``-image toy-faces pool, parts only against parts + keypoint heads."""
+    import shutil
+    import tempfile
+
+    from dgan_al.generators.toy_faces import KEYPOINTS as TOY_KEYPOINTS
+    from dgan_al.workflows.init import init_workspace
+    from dgan_al.workflows.next_round import next_round
+    from dgan_al.workflows.oracle import oracle_annotate
+    from dgan_al.workspace.config import CONFIG_NAME, load_config, render_config
+    from dgan_al.workspace.layout import Workspace
+
+    root = Path(tempfile.mkdtemp(prefix="bench_keypoints_"))
+    try:
+        for name in ("parts", "heads"):
+            ws = init_workspace(root / name, pool_size=pool,
+                                keypoints=list(TOY_KEYPOINTS) if name == "heads" else None).workspace
+            if name == "heads":
+                config = load_config(ws.config_path)
+                config.keypoints.prefill_confidence = 0.0
+                (ws.config_path).write_text(render_config(config.validate()))
+            oracle_annotate(Workspace.find(root / name), 0)
+        config = Workspace.find(root / "heads").config
+        print(f"next-round on a {pool}-image toy-faces pool, defaults ({config.ensemble.members} members, "
+              f"{config.ensemble.epochs} epochs, score_pixels {config.selection.score_pixels}); heads: "
+              f"{len(TOY_KEYPOINTS)} keypoints, all pre-filled")
+        stages = ("train", "score", "select", "export", "total")
+        times = {"parts": {k: [] for k in stages}, "heads": {k: [] for k in stages}}
+        for repeat in range(repeats):
+            for name in ("parts", "heads"):
+                run = root / f"{name}_run{repeat}"
+                shutil.copytree(root / name, run)
+                start = time.perf_counter()
+                result = next_round(Workspace.find(run))
+                total = time.perf_counter() - start
+                for k in stages[:-1]:
+                    times[name][k].append(result.times[k])
+                times[name]["total"].append(total)
+                shutil.rmtree(run)
+        print(f"median of {repeats} (runs alternate), seconds:")
+        for k in stages:
+            parts, heads = (statistics.median(times[n][k]) for n in ("parts", "heads"))
+            print(f"  {k:7s} parts {parts:7.2f}   heads {heads:7.2f}   ratio {heads / parts:.3f}")
+        print(f"  all totals: parts {[round(t, 2) for t in times['parts']['total']]}, "
+              f"heads {[round(t, 2) for t in times['heads']['total']]}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="prediction batch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--round", type=int, default=0, metavar="N",
+                        help="instead: time a whole next-round on an N-image toy-faces pool, parts vs heads")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.round:
+        pool_round(args.round, args.repeats)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; D = {sum(CHANNELS)}, 128 x 128, "
           f"10 members (128, 32), {len(CLASSES)} classes, {len(KEYPOINTS)} keypoints")
 
