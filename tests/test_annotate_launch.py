@@ -15,6 +15,7 @@ import pytest
 
 from dgan_al.labelme import write_labelme, write_labels_file
 from dgan_al.labelme.launch import XCB_PACKAGES, labelme_failure
+from processes import children_of
 
 pytest.importorskip("labelme", reason="these tests run the real LabelMe (pip install labelme)")
 
@@ -75,18 +76,6 @@ def test_a_labelme_that_cannot_start_ends_in_one_line_exit_2(workspace, qt, expe
                                 "instead)") or "cannot connect to the display DISPLAY=':99'" in ours[0]
     assert "Qt platform plugin" in done.stderr.split(ours[0])[0]  # LabelMe's own message still shows
     assert "Opening LabelMe" in done.stdout and "error" not in done.stdout
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds LabelMe's process in /proc")

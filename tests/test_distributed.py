@@ -17,6 +17,7 @@ from dgan_al.workflows.next_round import RoundOverrides, next_round
 from dgan_al.workflows.oracle import oracle_annotate
 from dgan_al.workspace.layout import Workspace
 from dgan_al.workspace.lock import WorkspaceLock
+from processes import children_of
 from workspaces import make_workspace, snapshot
 
 SIZE, CHUNK = 16, 2  # 8 chunks: 4 per rank
@@ -71,18 +72,6 @@ def build_args(workspace: Path, out: Path) -> list[str]:
             "--filter", "0.25", "--device", "cpu"]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _local_rank(pid: int) -> int | None:
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -98,7 +87,7 @@ def test_build_on_two_ranks_with_one_killed_and_restarted_is_byte_identical(work
     while not (out / "parts" / "chunk_00001.json").is_file():  # rank 1 finished its first chunk
         assert job.poll() is None and time.monotonic() < deadline, job.communicate()[0]
         time.sleep(0.05)
-    rank1 = [pid for pid in _children(job.pid) if _local_rank(pid) == 1]
+    rank1 = [pid for pid in children_of(job.pid) if _local_rank(pid) == 1]
     assert len(rank1) == 1
     os.kill(rank1[0], signal.SIGKILL)
     code, output = finish(job)
