@@ -184,3 +184,34 @@ def test_save_load_keeps_heads_and_names_and_parts_only_files_stay_as_before(gen
     back = PixelEnsemble.load(parts_path)
     assert back.keypoints == [] and back.predict(features).keypoints is None
     assert torch.equal(back.predict(features).labels, parts.predict(features).labels)
+
+
+@pytest.mark.parametrize("pixels", ["full", "grid:2", "subset:300"])
+def test_score_images_keypoint_uncertainty_matches_the_plain_network(generator, trained, pixels):
+    """``score_images(keypoints=True)``: per image, mean over keypoints of confidence x spread of the members'
+    peaks among the scored pixels, computed here from the plain network at every pixel then restricted."""
+    from dgan_al.interpreter.ensemble import scoring_pixels
+
+    features, _ = images(generator, 3, seed=11)
+    scored = trained.score_images(features, pixels=pixels, seed=5, keypoints=True)
+    plain = trained.score_images(features, pixels=pixels, seed=5)
+    assert plain.keypoint_uncertainty is None
+    assert torch.equal(scored.image_score, plain.image_score)  # the JS score is untouched
+    if pixels == "full":  # the sub-pixel peaks of predict
+        kp = trained.predict(features).keypoints
+        expected = (kp.spread.double() * kp.confidence.double()).mean(1)
+        assert torch.allclose(scored.keypoint_uncertainty, expected, atol=1e-5)
+        return
+    kind, ys, xs = scoring_pixels(pixels, (32, 32), 5)
+    if kind == "grid":
+        ys, xs = ys.repeat_interleave(len(xs)), xs.repeat(len(ys))
+    for b in range(3):
+        x = upsampled_features([f[b : b + 1] for f in features], generator.geometry)
+        with torch.no_grad():
+            out = trained.net_(x.expand(trained.n_members, *x.shape))[..., len(CLASSES):]  # [M, H*W, K]
+        heat = out.reshape(trained.n_members, 32, 32, 2)[:, ys, xs]  # [M, n, K]
+        peak = heat.argmax(1)  # [M, K]
+        px, py = xs[peak].double(), ys[peak].double()
+        spread = (px.var(0, unbiased=False) + py.var(0, unbiased=False)).sqrt()
+        confidence = heat.mean(0).amax(0).clamp(0, 1).double()
+        assert scored.keypoint_uncertainty[b].item() == pytest.approx((spread * confidence).mean().item(), abs=1e-5)

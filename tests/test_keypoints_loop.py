@@ -187,3 +187,32 @@ def test_without_names_the_export_writes_no_points_and_no_count(tmp_path):
     selection = json.loads((ws.round_dir(1) / "selection.json").read_text())
     assert all("prefilled_points" not in item for item in selection["items"])
     assert all(s["shape_type"] == "polygon" for raw in exported(ws, 1).values() for s in raw["shapes"])
+
+
+def test_keypoint_score_setting_ranks_the_pool_by_both_uncertainties(tmp_path, looped):
+    """``[keypoints] score = true``: the pool chunks hold each latent's keypoint uncertainty and selection
+    uses the mean of the JS and keypoint percentile ranks; off (the default), the chunks and selection.json
+    are as in a parts-only round."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    def chunks(ws, number):
+        parts = [np.load(p) for p in sorted((ws.round_dir(number) / "scores").glob("chunk_*.npz"))]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0].files if k != "key"}
+
+    off = chunks(looped, 2)
+    assert "keypoint_uncertainty" not in off
+    assert "keypoint_score" not in json.loads((looped.round_dir(2) / "selection.json").read_text())["settings"]
+
+    ws = make_workspace(tmp_path / "ws", pool_size=48, settings={"keypoints.names": NAMES, "keypoints.score": True})
+    oracle_annotate(ws, 0)
+    next_round(Workspace.find(tmp_path / "ws"))
+    on = chunks(ws, 1)
+    u = on["keypoint_uncertainty"]
+    assert u.shape == (48,) and np.isfinite(u).all() and (u >= 0).all() and u.std() > 0
+    selection = json.loads((ws.round_dir(1) / "selection.json").read_text())
+    assert selection["settings"]["keypoint_score"]
+    assert selection["pool"]["candidates"] == 48  # round 0's image is the mean latent's, not a pool one
+    expected = (rankdata(on["score_sum"]) + rankdata(u)) / (2 * 48)
+    items = selection["items"]
+    assert items and all(item["score"] == pytest.approx(expected[item["latent"]["index"]]) for item in items)

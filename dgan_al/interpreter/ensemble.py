@@ -36,7 +36,7 @@ from dgan_al.interpreter.inference import (
     interpret_pixels,
     plan_layer_groups,
 )
-from dgan_al.interpreter.keypoints import KeypointPrediction
+from dgan_al.interpreter.keypoints import KeypointPrediction, keypoint_uncertainty, pixel_set_keypoints
 from dgan_al.interpreter.network import FoldedWeights, StackedMLP, paper_hidden_sizes
 from dgan_al.interpreter.sampling import IGNORE
 from dgan_al.interpreter.training import (
@@ -79,6 +79,7 @@ class ImageScores:
     embedding: torch.Tensor  # float32 [B, M*h1] pooled first-layer activations over the scored pixels
     pixels: str  # the pixel set used: "full", "grid:S" or "subset:N"
     labels: torch.Tensor | None = None  # int64 [B, P] majority vote at those pixels (row-major; see scoring_pixels)
+    keypoint_uncertainty: torch.Tensor | None = None  # float64 [B] (``keypoints.keypoint_uncertainty``), if asked
 
 
 def parse_pixel_spec(pixels: str) -> tuple[str, int]:
@@ -366,35 +367,45 @@ class PixelEnsemble:
         pixels: str = "full",
         chunk_pixels: int | None = None,
         seed: int = 0,
+        keypoints: bool = False,
     ) -> ImageScores:
         """Image scores (and embeddings) only, from every pixel or a cheaper pixel set.
 
         pixels: "full" (same as ``predict``), "grid:S" (centre of every S x S cell) or "subset:N" (N
         pixels drawn once from ``seed``). For a pixel set the score is the mean JS over it times H*W, an
         estimate of the full sum. Use ``uncertainty.rank_agreement`` to check such a score against the
-        full one on a pool before relying on it.
+        full one on a pool before relying on it. ``keypoints`` (an ensemble with heads): also each image's
+        keypoint uncertainty from the heads at the same pixels (``keypoints.pixel_set_keypoints``).
         """
         self._require_fitted()
+        keypoints = keypoints and bool(self.keypoints)
         self._check_maps(feature_maps)
         geometry = geometry or self.geometry_
         weights, groups = self._groups(feature_maps, geometry)
         kind, ys, xs = scoring_pixels(pixels, geometry.size, seed)
         maps = list(feature_maps)
         if kind == "full":
-            result = interpret_full(maps, weights, groups, geometry, chunk_pixels)
+            result = interpret_full(maps, weights, groups, geometry, chunk_pixels, keypoint_names=self.keypoints)
             score = image_score_sum(result.js)
+            if keypoints:
+                uncertainty = keypoint_uncertainty(result.keypoints.spread.cpu(), result.keypoints.confidence.cpu())
         else:
             interpret = interpret_grid if kind == "grid" else interpret_pixels
-            result = interpret(maps, ys, xs, weights, groups, geometry, chunk_pixels)
+            result = interpret(maps, ys, xs, weights, groups, geometry, chunk_pixels, heat=keypoints)
             height, width = geometry.size
             js = result.js.reshape(result.js.shape[0], -1)
             score = js.to(torch.float64).mean(1) * (height * width)
+            if keypoints:
+                if kind == "grid":  # the grid's pixels, row-major
+                    ys, xs = ys.repeat_interleave(len(xs)), xs.repeat(len(ys))
+                uncertainty = keypoint_uncertainty(*pixel_set_keypoints(result.member_heat, ys, xs))
         return ImageScores(
             image_score=score.cpu(),
             image_score_top10=image_score_top_fraction(result.js, 0.1).cpu(),
             embedding=self._embedding(result.hidden_mean).cpu(),
             pixels=pixels,
             labels=result.labels.reshape(result.labels.shape[0], -1).cpu(),
+            keypoint_uncertainty=uncertainty if keypoints else None,
         )
 
     def _embedding(self, hidden_mean: torch.Tensor) -> torch.Tensor:

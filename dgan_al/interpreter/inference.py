@@ -170,6 +170,7 @@ class Interpretation:
     probabilities: torch.Tensor | None  # float32 [B, K, ...] mean over members, if asked for
     hidden_mean: torch.Tensor  # float32 [B, M*h1] mean over the pixels of ReLU(first layer)
     keypoints: object = None  # ``keypoints.KeypointPrediction`` from the heads (interpret_full, n_heat > 0)
+    member_heat: torch.Tensor | None = None  # float32 [M, n_heat, B, p] heads at the pixels (grid / pixels, if asked)
 
 
 def _band_rows(chunk_pixels: int, batch: int, width: int) -> int:
@@ -309,10 +310,15 @@ def _bilinear_rows(source: torch.Tensor, index: torch.Tensor, weight: torch.Tens
     return out
 
 
-def _finish(hidden: torch.Tensor, weights: FoldedWeights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tail of [B, p, K] first-layer pre-activations -> (labels [B, p], js [B, p], ReLU'd hidden sum [B, K])."""
+def _finish(hidden: torch.Tensor, weights: FoldedWeights,
+            heat_out: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tail of [B, p, K] first-layer pre-activations -> (labels [B, p], js [B, p], ReLU'd hidden sum [B, K]);
+    keypoint heads' outputs, if ``heat_out`` is a list, appended to it as [M, n_heat, B, p]."""
     batch, p, k_hidden = hidden.shape
-    log_probs = _tail(hidden.view(-1, k_hidden), weights)  # [M, K, B*p]; hidden is ReLU'd in place
+    heads = [] if heat_out is not None and weights.n_heat else None
+    log_probs = _tail(hidden.view(-1, k_hidden), weights, heads)  # [M, K, B*p]; hidden is ReLU'd in place
+    if heads:
+        heat_out.append(heads[0].reshape(weights.n_members, weights.n_heat, batch, p))
     js = js_divergence(log_probs).view(batch, p)
     labels = majority_vote(log_probs.max(1).indices, weights.n_classes).view(batch, p)
     return labels, js, hidden.sum(1)
@@ -327,12 +333,14 @@ def interpret_pixels(
     groups: list[LayerGroup],
     geometry: LabelGeometry,
     chunk_pixels: int | None = None,
+    heat: bool = False,
 ) -> Interpretation:
     """Labels and JS at label pixels (ys, xs) (int64 [n], the same for every image) of a batch.
 
     Each group is either projected at native resolution and the projection gathered at the pixels (when
     it has fewer native pixels than the set), or gathered at the pixels and then projected. Returns
-    labels / js of shape [B, n]; ``hidden_mean`` is the mean over these pixels.
+    labels / js of shape [B, n]; ``hidden_mean`` is the mean over these pixels; with ``heat`` (and keypoint
+    heads) ``member_heat`` [M, n_heat, B, n].
     """
     device = weights.w1.device
     chunk_pixels = chunk_pixels if chunk_pixels is not None else default_chunk_pixels(device)
@@ -353,6 +361,7 @@ def interpret_pixels(
     js = torch.empty(batch, n, dtype=torch.float32, device=device)
     hidden_sum = torch.zeros(batch, k_hidden, dtype=torch.float32, device=device)
     step = max(1, chunk_pixels // batch)
+    heat_parts = [] if heat else None
     for p0 in range(0, n, step):
         p1 = min(n, p0 + step)
         hidden = torch.empty(batch, p1 - p0, k_hidden, device=device).copy_(weights.b1)  # [B, p, K]
@@ -364,9 +373,10 @@ def interpret_pixels(
                 hidden += gathered
             else:
                 hidden.baddbmm_(gathered, group.w1.expand(batch, *group.w1.shape))
-        labels[:, p0:p1], js[:, p0:p1], chunk_sum = _finish(hidden, weights)
+        labels[:, p0:p1], js[:, p0:p1], chunk_sum = _finish(hidden, weights, heat_parts)
         hidden_sum += chunk_sum
-    return Interpretation(labels, js, None, hidden_sum / float(n))
+    member_heat = torch.cat(heat_parts, dim=3) if heat_parts else None
+    return Interpretation(labels, js, None, hidden_sum / float(n), member_heat=member_heat)
 
 
 @torch.no_grad()
@@ -378,12 +388,14 @@ def interpret_grid(
     groups: list[LayerGroup],
     geometry: LabelGeometry,
     chunk_pixels: int | None = None,
+    heat: bool = False,
 ) -> Interpretation:
     """Labels and JS on the grid of label pixels rows ``ys`` x columns ``xs`` (int64 [ny], [nx]).
 
     Bilinear resizing to a grid is separable: rows ``U_y`` [ny, h] and columns ``U_x`` [nx, w]. Per
     group, whichever is cheaper: project at native resolution then resize the M*h1-channel projection,
-    or resize the C-channel maps to the grid then project. Returns labels / js [B, ny*nx] (row-major).
+    or resize the C-channel maps to the grid then project. Returns labels / js [B, ny*nx] (row-major);
+    with ``heat`` (and keypoint heads) ``member_heat`` [M, n_heat, B, ny*nx].
     """
     device = weights.w1.device
     chunk_pixels = chunk_pixels if chunk_pixels is not None else default_chunk_pixels(device)
@@ -401,6 +413,7 @@ def interpret_grid(
         for g in groups
     ]
     per_pass = max(1, chunk_pixels // n)
+    heat_parts = [] if heat else None
     for b0 in range(0, batch, per_pass):
         b1 = min(batch, b0 + per_pass)
         b = b1 - b0
@@ -419,6 +432,7 @@ def interpret_grid(
                 x = x.to(device=device, dtype=torch.float32)  # [b, C, h, w]
                 on_grid = torch.matmul(uy, torch.matmul(x, ux.t()))  # [b, C, ny, nx]
                 hidden.baddbmm_(on_grid.reshape(b, c, n).transpose(1, 2), group.w1.expand(b, c, k_hidden))
-        labels[b0:b1], js[b0:b1], hidden_sum = _finish(hidden, weights)
+        labels[b0:b1], js[b0:b1], hidden_sum = _finish(hidden, weights, heat_parts)
         hidden_mean[b0:b1] = hidden_sum / float(n)
-    return Interpretation(labels, js, None, hidden_mean)
+    member_heat = torch.cat(heat_parts, dim=2) if heat_parts else None
+    return Interpretation(labels, js, None, hidden_mean, member_heat=member_heat)

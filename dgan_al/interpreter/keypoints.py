@@ -161,3 +161,25 @@ def summarise_heatmaps(member_heat: torch.Tensor, names: Sequence[str], keep_hea
         spread=spread.t().contiguous(),
         heatmaps=mean.transpose(0, 1).contiguous() if keep_heatmaps else None,
     )
+
+
+def keypoint_uncertainty(spread: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """An image's keypoint uncertainty from [B, K] spreads (pixels) and confidences: the mean over keypoints of
+    confidence x spread, float64 [B]. Weighting by confidence keeps absent keypoints out: where every member's
+    heatmap is flat near 0 their argmax positions scatter at random, a spread that means nothing."""
+    return (spread.to(torch.float64) * confidence.to(torch.float64)).mean(1)
+
+
+def pixel_set_keypoints(member_heat: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spread [B, K], confidence [B, K]) from the members' heads at a set of n label pixels.
+
+    member_heat [M, K, B, n]; ys, xs int64 [n] the pixels' rows and columns. Each member's peak is its
+    highest pixel of the set (no sub-pixel step: the set is a grid or a scatter, not a neighbourhood), the
+    spread sqrt(var x + var y) of those peaks over members, the confidence the averaged heads' highest value
+    clamped to [0, 1]. On a grid of step S positions are multiples of S: a coarser but like-for-like spread.
+    """
+    index = member_heat.argmax(dim=-1).cpu()  # [M, K, B]
+    px, py = xs.cpu()[index].to(torch.float64), ys.cpu()[index].to(torch.float64)
+    spread = (px.var(0, unbiased=False) + py.var(0, unbiased=False)).sqrt()  # [K, B]
+    confidence = member_heat.mean(0).amax(dim=-1).clamp(0.0, 1.0).cpu()  # [K, B]
+    return spread.t().contiguous(), confidence.t().contiguous()

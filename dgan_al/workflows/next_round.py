@@ -248,7 +248,8 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
     cfg = ws.config
     chunk, n = cfg.run.chunk, len(pool)
     pixels = score_pixels(cfg.selection.score_pixels, ensemble.device_)
-    key = f"{interpreter_sha[:16]}|{cfg.pool.seed}|{chunk}|{pixels}"
+    with_keypoints = keypoint_score_on(cfg)
+    key = f"{interpreter_sha[:16]}|{cfg.pool.seed}|{chunk}|{pixels}" + ("|keypoints" if with_keypoints else "")
     out_dir = folder / "scores"
     starts = range(0, n, chunk)
     parts: dict[int, dict[str, np.ndarray]] = {}
@@ -257,17 +258,21 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
         start = starts[c]
         path = out_dir / f"chunk_{c:05d}.npz"
         stop = min(start + chunk, n)
-        part = _read_chunk(path, key, stop - start)
+        part = _read_chunk(path, key, stop - start, with_keypoints)
         if part is not None:
             result.chunks_reused += 1
             tally.add(stop - start)
         else:
             rows = {"score_sum": [], "score_top10": [], "activations": [], "w": []}
+            if with_keypoints:
+                rows["keypoint_uncertainty"] = []
             for s in range(start, stop, cfg.run.batch):
                 z = pool[s:min(s + cfg.run.batch, stop)]
                 out = generator.synthesize(z)
-                scored = ensemble.score_images(out.features, pixels=pixels, seed=cfg.pool.seed)
+                scored = ensemble.score_images(out.features, pixels=pixels, seed=cfg.pool.seed, keypoints=with_keypoints)
                 rows["score_sum"].append(scored.image_score.numpy())
+                if with_keypoints:
+                    rows["keypoint_uncertainty"].append(scored.keypoint_uncertainty.numpy())
                 rows["score_top10"].append(scored.image_score_top10.numpy())
                 rows["activations"].append(scored.embedding.numpy())
                 rows["w"].append(w_embedding(generator, z))
@@ -284,7 +289,7 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
     result.chunks_computed, result.chunks_reused = (sum(c) for c in zip(*counts))  # every rank's
     for c, start in enumerate(starts):  # the other ranks' chunks (none when alone)
         if c not in parts:
-            parts[c] = _read_chunk(out_dir / f"chunk_{c:05d}.npz", key, min(start + chunk, n) - start)
+            parts[c] = _read_chunk(out_dir / f"chunk_{c:05d}.npz", key, min(start + chunk, n) - start, with_keypoints)
             if parts[c] is None:
                 raise UserError(f"pool score chunk {c} is missing after every rank finished", path=out_dir,
                                 fix="under torchrun the workspace must be on a file system all nodes share")
@@ -298,14 +303,31 @@ def score_pixels(setting: str, device: torch.device) -> str:
     return "full" if torch.device(device).type == "cuda" else CPU_SCORE_PIXELS
 
 
-def _read_chunk(path: Path, key: str, expected_rows: int) -> dict[str, np.ndarray] | None:
+def keypoint_score_on(cfg) -> bool:
+    """Whether keypoint uncertainty enters the image score: ``[keypoints] score`` in a keypoint workspace."""
+    return bool(cfg.keypoints.score and cfg.keypoints.names)
+
+
+def combined_scores(js_scores: np.ndarray, keypoint_uncertainty: np.ndarray) -> np.ndarray:
+    """The image score with ``[keypoints] score``: the mean of the two scores' percentile ranks over the
+    candidates, in (0, 1], higher = more uncertain. Ranks, because JS summed over pixels (nats) and the
+    keypoints' spread (pixels) have no common unit; each counts the same and neither's scale matters.
+    Ties share the mean of their ranks."""
+    from scipy.stats import rankdata
+
+    n = len(js_scores)
+    return (rankdata(js_scores) + rankdata(keypoint_uncertainty)) / (2.0 * n)
+
+
+def _read_chunk(path: Path, key: str, expected_rows: int, keypoints: bool = False) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
     try:  # derived data: a chunk that cannot be read whole (truncated, garbled, foreign) is recomputed
         with np.load(path) as data:
             if str(data["key"]) != key:
                 return None
-            part = {k: data[k] for k in ("score_sum", "score_top10", "activations", "w")}
+            part = {k: data[k] for k in ("score_sum", "score_top10", "activations", "w",
+                                         *(("keypoint_uncertainty",) if keypoints else ()))}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
     n = {len(v) for v in part.values()}
@@ -323,6 +345,8 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
         raise UserError(f"only {len(candidates)} pool latents left to choose from ({len(excluded)} used)",
                         path=ws.config_path, fix="grow the pool: [pool] size")
     image_scores = scores["score_sum" if s.score == "sum" else "score_top10"][candidates]
+    if keypoint_score_on(cfg):
+        image_scores = combined_scores(image_scores, scores["keypoint_uncertainty"][candidates])
     pixels = score_pixels(s.score_pixels, ensemble.device_)
     wanted = needs(s.strategy)
     seeds = embeddings = cjs = share = None
@@ -355,7 +379,9 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
         "annotations": ids,
         "settings": {"strategy": s.strategy, "skip_top": s.skip_top, "band": s.band, "centers": s.centers,
                      "score": s.score, "score_pixels": s.score_pixels, "embedding": s.embedding,
-                     **({"switch_at": s.switch_at} if s.strategy == "typical-al" else {})},
+                     **({"switch_at": s.switch_at} if s.strategy == "typical-al" else {}),
+                     **({"keypoint_score": "mean rank of the JS score and the keypoint uncertainty"}
+                        if keypoint_score_on(cfg) else {})},
         "pool": {"seed": cfg.pool.seed, "size": len(pool), "candidates": int(len(candidates)),
                  "excluded": len(pool) - int(len(candidates)),
                  "score_quantiles": {k: float(v) for k, v in zip(("min", "p10", "median", "p80", "p90", "max"), q)}},

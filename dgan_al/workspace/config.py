@@ -69,7 +69,7 @@ class KeypointSettings:
     sigma: float = 2.0  # standard deviation of the Gaussian heatmap target around each keypoint, in label pixels
     skeleton: list[list[str]] = field(default_factory=list)  # pairs of names joined in pictures and in COCO's skeleton, e.g. [["left_eye", "nose_tip"]]
     prefill_confidence: float = 0.5  # the pre-fill writes a predicted point only above this confidence (0..1)
-    score: bool = False  # whether keypoint uncertainty (spread of the members' peaks) enters the image score
+    score: bool = False  # true: selection ranks by the mean of the JS score's rank and the keypoints' uncertainty rank (confidence x spread of the members' peaks)
 
 
 # a keypoint name: a letter, then letters, digits or underscores (left_eye, nose_tip)
