@@ -75,19 +75,80 @@ def _cross_validation(ws, all_rounds: bool, folds: int, force: bool, device):
         runs = history(ws)
         plot = plot_history(runs, evaluation_dir(ws) / "cv_history.png", ws.config.classes)
     current = results[-1]
+    names = list(ws.config.keypoints.names)
+    parts = len(ws.config.classes) > 1  # a keypoint-only workspace's one class, the background, has IoU 1 trivially
     table = Table(title="interpreter cross-validation history")
-    for col in ("round", "annotations", "folds", "mIoU", "± std", ""):
+    columns = ["round", "annotations", "folds"] + (["mIoU", "± std"] if parts else []) \
+        + (["PCK@0.1", "± std"] if names else []) + [""]
+    for col in columns:
         table.add_column(col, justify="right")
     for run in runs:
         note = "now" if run.annotation_set == current.annotation_set else ""
-        table.add_row(f"{run.round:03d}" if run.round is not None else "-", str(run.n_annotations),
-                      str(len(run.folds)), f"{run.summary.miou_mean:.3f}", f"{run.summary.miou_std:.3f}", note)
+        row = [f"{run.round:03d}" if run.round is not None else "-", str(run.n_annotations), str(len(run.folds))]
+        if parts:
+            row += [f"{run.summary.miou_mean:.3f}", f"{run.summary.miou_std:.3f}"]
+        if names:
+            row += _history_pck(run)
+        table.add_row(*row, note)
     console.print(table)
-    console.print(class_iou_table(current, store.class_totals(ws.config.classes)))
+    if parts:
+        console.print(class_iou_table(current, store.class_totals(ws.config.classes)))
+    else:
+        console.print("keypoint-only workspace (classes: the background alone): no part IoU to measure, "
+                      "the keypoints' PCK below", highlight=False)
+    if names and current.keypoints is not None:
+        console.print(keypoint_pck_table(current, store.keypoint_totals(names)))
     console.print(f"current set: {'on record' if current.reused else f'computed in {current.seconds:.0f} s'}"
                   f" -> {current.path}", highlight=False, soft_wrap=True)
     console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
     return current
+
+
+def _history_pck(run) -> list[str]:
+    """A history row's mean PCK@0.1 and its spread over folds; '-' for a run that did not score the keypoints."""
+    kp = run.keypoints
+    if kp is None:
+        return ["-", "-"]
+    t = list(kp.total.thresholds).index(0.1) if 0.1 in kp.total.thresholds else len(kp.total.thresholds) - 1
+    return [_fmt(kp.total.mean_pck()[t]), _fmt(kp.mean_pck_spread()[t])]
+
+
+def keypoint_pck_table(cv, totals: dict | None = None) -> Table:
+    """Per keypoint: cross-validated PCK at each threshold (over every held-out visible truth) ± its spread over
+    the folds that measured it; visible truths; missed (visible, predicted absent); false positives over absent
+    truths; images annotated for it (``totals``: ``AnnotationStore.keypoint_totals``). A 'mean' row over all
+    visible truths. '-' where nothing was measured."""
+    kp = cv.keypoints
+    counts = kp.total
+    pck, spread = counts.pck(), kp.pck_spread()
+    mean, mean_spread = counts.mean_pck(), kp.mean_pck_spread()
+    table = Table(title=f"per-keypoint PCK, {kp.images} of {cv.n_annotations} annotations scored, "
+                        f"{len(cv.folds)} folds", pad_edge=False,
+                  caption=f"PCK@a: visible truths within a x the image's longer side (± std over folds); missed: "
+                          f"visible, predicted under confidence {kp.prefill_confidence:g}; false+: predicted present "
+                          f"/ truths absent; -: none visible")
+    table.add_column("keypoint")
+    for threshold in counts.thresholds:
+        table.add_column(f"PCK@{threshold:g}", justify="right")
+    for col in ("visible", "missed", "false+", "images"):
+        table.add_column(col, justify="right")
+    totals = totals or {}
+    for k, name in enumerate(counts.names):
+        cells = [_with_spread(pck[t, k], spread[t, k]) for t in range(len(counts.thresholds))]
+        low = counts.visible[k] > 0 and pck[-1, k] < 0.5
+        table.add_row(name, *cells, str(counts.visible[k]), str(counts.missed[k]),
+                      f"{counts.false_positive[k]}/{counts.absent[k]}",
+                      str(totals.get(name, {}).get("annotated", "-")), style="red" if low else None)
+    table.add_row("mean", *[_with_spread(mean[t], mean_spread[t]) for t in range(len(counts.thresholds))],
+                  str(counts.visible.sum()), str(counts.missed.sum()),
+                  f"{counts.false_positive.sum()}/{counts.absent.sum()}", str(kp.images), style="bold")
+    return table
+
+
+def _with_spread(value: float, spread: float) -> str:
+    if value != value:
+        return "-"
+    return f"{value:.3f}" + (f"±{spread:.3f}" if spread == spread else "")
 
 
 def class_iou_table(cv, totals: dict) -> Table:
