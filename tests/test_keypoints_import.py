@@ -26,6 +26,7 @@ from dgan_al.workspace.config import KeypointSettings, WorkspaceConfig, load_con
 from dgan_al.workspace.layout import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
+OLD_SEED = Path(__file__).resolve().parent / "data" / "seed-2026-12-03"  # the seed set before keypoints
 CLASSES = ["background", "skin", "eye"]
 NAMES = ["left_eye", "right_eye", "nose_tip"]
 H, W = 24, 32
@@ -203,44 +204,65 @@ def test_without_keypoint_names_points_are_discs_and_the_flag_means_nothing(tmp_
     assert "unknown label 'nose_tip' (not a class of this workspace)" in refused(ws)
 
 
-def _round_from_the_seed(root: Path) -> None:
-    """The shipped seed annotations put back where they were imported from (the round folders of the
-    layout they were exported in), with each round's selection.json rebuilt from the index."""
-    index = json.loads((REPO / "annotations" / "index.json").read_text())
+def _round_from_the_seed(root: Path, seed: Path) -> None:
+    """A seed folder's annotations put back where they were imported from (the round folders of the layout
+    they were exported in: beside labels.txt, or in the round's annotate/), with each round's selection.json
+    rebuilt from the index."""
+    index = json.loads((seed / "index.json").read_text())
     items: dict[Path, list] = {}
     for id, record in index["annotations"].items():
         source = root / record["source"]
         source.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / "annotations" / f"{id}.json", source)
-        shutil.copyfile(REPO / "annotations" / f"{id}.png", source.with_suffix(".png"))
+        shutil.copyfile(seed / f"{id}.json", source)
+        shutil.copyfile(seed / f"{id}.png", source.with_suffix(".png"))
         items.setdefault(source.parent, []).append({"id": id, "image": f"{id}.png", "latent": record["latent"],
                                                     "z": record["z"], "image_sha256": record["image_sha256"]})
     for folder, listed in items.items():
-        (folder / "labels.txt").write_text("__ignore__\n")  # the earlier layout: files beside labels.txt
-        (folder / "selection.json").write_text(json.dumps({"items": listed}))
+        (folder / "labels.txt").write_text("__ignore__\n")
+        round_folder = folder.parent if folder.name == "annotate" else folder
+        (round_folder / "selection.json").write_text(json.dumps({"items": listed}))
 
 
-@pytest.mark.parametrize("names", [[], ["nose_tip", "chin"]])
-def test_the_seed_annotations_import_as_before(tmp_path, names):
-    """A fresh import of the shipped seed files gives byte-identical masks and the same index records (only
-    the import time differs), with or without keypoint names (old files: parts only)."""
+def _import_seed(tmp_path: Path, seed: Path, names: list[str], skeleton: list | None = None) -> dict:
+    """Import ``seed``'s files afresh into a workspace with the repository's settings and these keypoint
+    names; checks masks and index records against the seed's own (only the import time may differ)."""
     config = load_config(REPO / "dgan-al.toml")
     config.keypoints.names = names
+    config.keypoints.skeleton = skeleton or []
     (tmp_path / "dgan-al.toml").write_text(render_config(config.validate()))
-    _round_from_the_seed(tmp_path)
+    _round_from_the_seed(tmp_path, seed)
     ws = Workspace.find(tmp_path)
     report = import_annotations(ws, AnnotationStore(ws.annotations_dir))
-    shipped = json.loads((REPO / "annotations" / "index.json").read_text())["annotations"]
+    shipped = json.loads((seed / "index.json").read_text())["annotations"]
     assert sorted(report.imported) == sorted(shipped)
     for id in shipped:
-        assert (ws.annotations_dir / "masks" / f"{id}.png").read_bytes() == \
-            (REPO / "annotations" / "masks" / f"{id}.png").read_bytes()
+        assert (ws.annotations_dir / "masks" / f"{id}.png").read_bytes() == (seed / "masks" / f"{id}.png").read_bytes()
 
     def without_times(text: str) -> str:
         return re.sub(r'"imported_at": "[^"]*"', "", text)
 
     ours = json.loads((ws.annotations_dir / "index.json").read_text())["annotations"]
     assert without_times(json.dumps(ours, indent=2)) == without_times(json.dumps(shipped, indent=2))
+    return ours
+
+
+@pytest.mark.parametrize("names", [[], ["nose_tip", "chin"]])
+def test_the_seed_annotations_from_before_keypoints_import_as_before(tmp_path, names):
+    """The seed set shipped before keypoints (kept in tests/data): a fresh import gives byte-identical masks
+    and the same index records, with or without keypoint names (old files: parts only, no keypoints)."""
+    records = _import_seed(tmp_path, OLD_SEED, names)
+    assert all("keypoints" not in record for record in records.values())
+
+
+def test_the_shipped_seed_annotations_import_with_their_keypoints(tmp_path):
+    """Today's seed set, made with toy-faces' keypoints through the loop: re-imported with the repository's
+    settings it gives the shipped masks and records, keypoints included (every name of every image)."""
+    config = load_config(REPO / "dgan-al.toml")
+    records = _import_seed(tmp_path, REPO / "annotations", config.keypoints.names, config.keypoints.skeleton)
+    assert len(records) == 7
+    for record in records.values():
+        assert sorted(record["keypoints"]) == sorted(config.keypoints.names)
+        assert any(v == 2 for _, _, v in record["keypoints"].values())
 
 
 def test_the_seed_index_and_masks_stay_byte_identical_through_a_mask_rebuild(tmp_path):
