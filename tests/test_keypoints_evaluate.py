@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from dgan_al.cli import app
 from dgan_al.generators.toy_faces import KEYPOINTS
-from dgan_al.interpreter import PixelEnsemble
 from dgan_al.interpreter.keypoints import keypoint_array
 from dgan_al.keypoint_metrics import PCKCounts
 from dgan_al.labelme import write_labelme
@@ -143,19 +142,10 @@ def test_evaluate_prints_the_per_keypoint_table_and_plots_pck(keypointed, tmp_pa
     assert Image.open(root / "rounds" / "evaluation" / "cv_history.png").size[0] > 1500  # the third panel
 
 
-def single_class_ensembles() -> bool:
-    try:
-        PixelEnsemble([8], ["background"], keypoints=["nose_tip"]).check_params()
-    except ValueError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not single_class_ensembles(), reason="the interpreter does not train a keypoint-only (background "
-                    "alone) ensemble yet: PixelEnsemble needs 2 classes")
 def test_cross_validation_in_a_keypoint_only_workspace(tmp_path):
     """classes = the background alone (init --classes background --keypoints ...): the toy oracle refuses such a
-    workspace, so its points (the oracle's truth) are written here as LabelMe would, and imported."""
+    workspace, so its points (the oracle's truth) are written here as LabelMe would, and imported. next-round
+    trains the one-class interpreter with its heads and selects by keypoint uncertainty (JS is 0 everywhere)."""
     from dgan_al.workflows.init import init_workspace
     from dgan_al.workspace.config import CONFIG_NAME, load_config, render_config
     from workspaces import SMALL
@@ -175,10 +165,13 @@ def test_cross_validation_in_a_keypoint_only_workspace(tmp_path):
     place_points(ws, 1, names)
     import_annotations(ws, AnnotationStore(ws.annotations_dir))
     store = AnnotationStore(ws.annotations_dir)
-    assert len(store.ids()) == 3
+    selection = read_selection(ws.round_dir(1))
+    assert selection["settings"]["keypoint_score"]
+    exported = len(selection["items"])  # every exported file was placed and ticked
+    assert len(store.ids()) == 1 + exported
     cv = cross_validate(ws)
     assert cv.summary.classes == ["background"] and cv.summary.miou_mean == 1.0  # trivially
-    assert cv.keypoints.images == 3 and cv.keypoints.total.visible.sum() == sum(
+    assert cv.keypoints.images == 1 + exported and cv.keypoints.total.visible.sum() == sum(
         v == 2 for i in store.ids() for _, _, v in store.records[i].keypoints.values())
     result = runner.invoke(app, ["evaluate", "-w", str(root)], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output

@@ -209,8 +209,9 @@ class PixelEnsemble:
             )
         if not self.feature_channels or any(c <= 0 for c in self.feature_channels):
             raise ValueError(f"feature_channels must be a non-empty list of positive ints, got {self.feature_channels}")
-        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or any(not c for c in self.classes):
-            raise ValueError(f"classes must be at least 2 distinct non-empty names, got {self.classes}")
+        fewest = 1 if self.keypoints else 2  # keypoints alone: the background is the one class (the paper's cars)
+        if len(self.classes) < fewest or len(set(self.classes)) != len(self.classes) or any(not c for c in self.classes):
+            raise ValueError(f"classes must be at least {fewest} distinct non-empty names, got {self.classes}")
         if len(self.classes) > IGNORE:
             raise ValueError(
                 f"at most {IGNORE} classes (mask value {IGNORE} means unlabelled), got {len(self.classes)}"

@@ -304,8 +304,9 @@ def score_pixels(setting: str, device: torch.device) -> str:
 
 
 def keypoint_score_on(cfg) -> bool:
-    """Whether keypoint uncertainty enters the image score: ``[keypoints] score`` in a keypoint workspace."""
-    return bool(cfg.keypoints.score and cfg.keypoints.names)
+    """Whether keypoint uncertainty enters the image score: ``[keypoints] score`` in a keypoint workspace, and
+    always in a keypoint-only one (classes = the background alone), whose JS is 0 everywhere."""
+    return bool(cfg.keypoints.names and (cfg.keypoints.score or len(cfg.classes) < 2))
 
 
 def combined_scores(js_scores: np.ndarray, keypoint_uncertainty: np.ndarray) -> np.ndarray:
