@@ -155,3 +155,17 @@ def test_names_differing_between_dataset_and_test_set(data, tmp_path):
     fewer = write_coco_dataset(tmp_path / "fewer", n=3, names=NAMES[:-1])
     with pytest.raises(UserError, match="'right_ear'"):  # the test set places a name the dataset lacks
         evaluate_keypoint_downstream(fewer, test, TINY)
+
+
+def test_on_a_dataset_build_dataset_wrote(data, tmp_path):
+    from dgan_al.workflows import build_dataset as build
+
+    if getattr(build, "KEYPOINTS_FILE", None) != "keypoints.json":
+        pytest.skip("build-dataset writes no keypoints.json yet")
+    _, test, ws = data
+    built = tmp_path / "built"
+    build.build_dataset(ws, built, size=12, chunk=6)
+    result = evaluate_keypoint_downstream(built, test, TINY, workspace=ws)
+    kept = (built / "train.txt").read_text().split()
+    assert result.generated.n_train == len(kept) and result.baseline.n_train == 1
+    assert read_keypoint_downstream(built)["names"] == NAMES

@@ -149,7 +149,7 @@ class KeypointDownstreamResult:
                             "the rest is scored; PCK relative to the image's longer side",
                 "names": self.names, "n_test": len(self.test_files), "generated": self.generated.to_dict(),
                 "baseline": self.baseline.to_dict() if self.baseline else None, "baseline_note": self.baseline_note,
-                "difference": self.difference(), "settings": self.settings}
+                "difference": self.difference(), "test_folds": self.folds, "settings": self.settings}
 
 
 def _num(x) -> float | None:
