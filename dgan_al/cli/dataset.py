@@ -69,8 +69,12 @@ def _print_merge(out: Path, merged) -> None:
     q = merged.score_quantiles
     table.add_row("image score (JS)", f"median {q['median']:.4g}, p90 {q['p90']:.4g}")
     table.add_row("score range", f"{q['min']:.4g} to {q['max']:.4g}")
+    if merged.keypoint_share is not None:
+        labelled = merged.keypoint_share.values()
+        table.add_row("keypoints labelled", f"{sum(labelled):.1f} of {len(labelled)} per image on average "
+                      "(the others: predicted below [keypoints] prefill_confidence)")
     for name, path in merged.files.items():
-        table.add_row(name.replace("_", " "), _inside(Path(path), Path(out)))
+        table.add_row(name.replace("_", " ") + (" (COCO)" if name == "keypoints" else ""), _inside(Path(path), Path(out)))
     console.print(table)
     shares = Table(title="pixel share per class")  # a row each: a class and its share are never split
     shares.add_column("class")

@@ -10,6 +10,15 @@
       train.txt             the training list: ids of the kept samples
       contact_sheet.png     kept samples and the most uncertain rejected ones, with mask overlays
       parts/chunk_NNNNN.json  per-chunk records (scores), written after the chunk's PNGs
+      keypoints.json        with [keypoints] names only: every sample's predicted keypoints in the COCO
+                            keypoint format (``coco_keypoints``: ids, visibility, bbox rule), kept 0/1 per image
+
+Keypoints (a workspace with ``[keypoints] names``): the interpreter has one heatmap head per name; each chunk
+row records the sample's peaks [x, y, confidence] per name (2 and 4 decimals, so that resumes, shards and
+ranks write the same bytes) and its object box, and dataset.json records names, skeleton and threshold (a
+resume or shard with other ones is refused). Images, masks and keypoints share one pixel frame: the
+generator's label geometry (``[generator] label_resolution`` and crop are applied to the image before it is
+written, and the interpreter labels at that geometry). Without names nothing of this is written.
 
 Latents: sample i of seed S is z ~ N(0, I) from ``default_rng([DATASET_STREAM, S, i])`` — a stream of its
 own, never a pool latent (pools use ``[seed, i]``), and a larger ``--size`` extends a smaller one.
@@ -43,6 +52,7 @@ from dgan_al.device import resolve_device
 from dgan_al.interpreter import PixelEnsemble
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.report import contact_sheet, overlay, save_mask_png
+from dgan_al.workflows.coco_keypoints import BBOX_RULE, COORDINATES, coco_keypoints, keypoint_rows, object_box
 from dgan_al.workflows.interpreter import INTERPRETER_FILE, round_interpreter, train_on_annotations
 from dgan_al.workflows.status import workspace_status
 from dgan_al.workspace.annotations import AnnotationStore
@@ -54,6 +64,7 @@ DATASET_VERSION = 1
 DATASET_STREAM = 0x64617461  # "data": the first entropy word of every dataset latent
 CHUNK = 64
 SETTINGS_FILE = "dataset.json"
+KEYPOINTS_FILE = "keypoints.json"
 
 
 def dataset_latents(z_dim: int, seed: int, start: int, n: int) -> torch.Tensor:
@@ -92,6 +103,7 @@ class MergeResult:
     score_quantiles: dict = field(default_factory=dict)
     class_share: dict = field(default_factory=dict)  # class -> share of pixels among kept masks
     files: dict = field(default_factory=dict)
+    keypoint_share: dict | None = None  # keypoint name -> share of samples where it is labelled (v 2); None: no keypoints
 
 
 @dataclass
@@ -161,9 +173,13 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     store = AnnotationStore(ws.annotations_dir)
     ensemble, source, trained = distributed.rank0_first(  # under torchrun rank 0 pins it, the others load it
         lambda: _interpreter(ws, store, out, generator, device, progress))
+    _check_heads(ws, out, ensemble)
     interpreter_sha = sha256_file(out / INTERPRETER_FILE)
+    names = list(cfg.keypoints.names)
+    keypoints = {"names": names, "skeleton": [list(pair) for pair in cfg.keypoints.skeleton],
+                 "prefill_confidence": float(cfg.keypoints.prefill_confidence)} if names else None
     settings = _settings(out, generator, cfg.classes, size, seed, interpreter_sha, cfg.selection.score,
-                         ws.generator_spec(), chunk)
+                         ws.generator_spec(), chunk, keypoints)
     result = BuildResult(out, shard, source, trained)
     if settings.get("annotation_set", store.set_hash()) != store.set_hash():
         result.messages.append("the annotations changed since this dataset was started: it goes on with the "
@@ -185,7 +201,7 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     mine = [c for c in range(n_chunks) if c % n == i]
     result.chunks_total = len(mine)
     key = _chunk_key(settings)
-    todo = [c for c in mine if _read_chunk(out, c, key, _chunk_rows(c, size, chunk)) is None]
+    todo = [c for c in mine if _read_chunk(out, c, key, _chunk_rows(c, size, chunk), len(names)) is None]
     result.chunks_reused = len(mine) - len(todo)
     whole = shard or (0, 1)  # what the progress counts: under torchrun every rank's chunks
     tally = distributed.Tally(progress, "generating samples",
@@ -206,11 +222,18 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
                     pred = ensemble.predict(synthesis.features)
                 images = synthesis.images.numpy()
                 labels = pred.labels.numpy()
+                if images.shape[1:3] != labels.shape[1:]:  # one pixel frame for images, masks and keypoints
+                    raise RuntimeError(f"image {images.shape[1:3]} and label {labels.shape[1:]} sizes differ")
                 for j in range(len(zb)):
                     index = start + s + j
                     id = sample_id(seed, index)
                     rows.append({"id": id, "index": index, "score_sum": float(pred.image_score[j]),
                                  "score_top10": float(pred.image_score_top10[j])})
+                    if names:
+                        bbox, area = object_box(labels[j])
+                        rows[-1] |= {"keypoints": keypoint_rows(pred.keypoints.positions[j], pred.keypoints.confidence[j],
+                                                                labels.shape[2], labels.shape[1]),
+                                     "bbox": bbox, "area": area}
                     futures.append(pool.submit(_write_pair, out, id, images[j].copy(), labels[j].copy()))
                 tally.add(len(zb))
             if pending is not None:  # the previous chunk's PNGs were encoded while this one was computed
@@ -229,7 +252,8 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     result.chunks_computed, result.chunks_reused, result.samples_computed = (sum(c) for c in zip(*counts))
     result.chunks_total = result.chunks_computed + result.chunks_reused
     result.seconds = time.perf_counter() - t0
-    if shard is None or all(_read_chunk(out, c, key, _chunk_rows(c, size, chunk)) is not None for c in range(n_chunks)):
+    if shard is None or all(_read_chunk(out, c, key, _chunk_rows(c, size, chunk), len(names)) is not None
+                            for c in range(n_chunks)):
         result.merge = merge_dataset(out, filter_fraction, progress=progress)
     return result
 
@@ -256,21 +280,36 @@ def _interpreter(ws: Workspace, store: AnnotationStore, out: Path, generator, de
         number, path = found
         ensemble = PixelEnsemble.load(path, expect_generator=generator.identity, expect_classes=cfg.classes,
                                       device=device)
-        atomic_copy(path, weights)
-        return ensemble, f"round {number:03d}'s (trained on these {len(store.records)} annotations)", False
+        # with [keypoints] names, a round trained before they were set (or changed) lacks these heads: train
+        if not cfg.keypoints.names or ensemble.keypoints == list(cfg.keypoints.names):
+            atomic_copy(path, weights)
+            return ensemble, f"round {number:03d}'s (trained on these {len(store.records)} annotations)", False
+    why = "no round was trained on exactly them" if found is None else f"round {found[0]:03d}'s has other keypoint heads"
     ensemble = train_on_annotations(ws, store, store.ids(), generator, device, progress)
     ensemble.save(weights)
-    return ensemble, f"trained now on all {len(store.records)} annotations (no round was trained on exactly them)", True
+    return ensemble, f"trained now on all {len(store.records)} annotations ({why})", True
+
+
+def _check_heads(ws: Workspace, out: Path, ensemble: PixelEnsemble) -> None:
+    """With [keypoints] names the dataset's interpreter must have exactly these heads."""
+    names = list(ws.config.keypoints.names)
+    if names and ensemble.keypoints != names:
+        has = f"the keypoint heads {_short(ensemble.keypoints)}" if ensemble.keypoints else "no keypoint heads"
+        raise UserError(f"this dataset's interpreter has {has}, the workspace's [keypoints] names are {_short(names)}",
+                        path=out / INTERPRETER_FILE,
+                        fix=f"set [keypoints] names in {ws.config_path.name} back, or build into a new folder")
 
 
 def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_sha: str, score: str,
-              spec: str, chunk: int) -> dict:
+              spec: str, chunk: int, keypoints: dict | None = None) -> dict:
     """dataset.json: the settings a resume or another shard must share; refuses a mismatch."""
     path = out / SETTINGS_FILE
     wanted = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "generator": generator.identity,
               "generator_spec": spec, "classes": list(classes), "seed": seed, "chunk": chunk,
               "interpreter_sha256": interpreter_sha, "score": score,
               "resolution": list(generator.geometry.size)}
+    if keypoints is not None:  # a keypoint workspace only: a parts-only dataset.json stays as it was
+        wanted["keypoints"] = keypoints
     if not path.is_file():
         return wanted | {"size": size}
     try:
@@ -278,9 +317,11 @@ def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_s
     except ValueError as error:
         raise UserError(f"dataset.json is not valid JSON ({error})", path=path,
                         fix="restore it, or build into a new folder") from None
-    for name, value in wanted.items():
+    for name, value in (wanted | {"keypoints": keypoints}).items():
         if found.get(name) != value:
-            what = {"seed": f"seed {found.get(name)}"}.get(name, f"its {name}")
+            what = {"seed": f"seed {found.get(name)}",
+                    "keypoints": "the [keypoints] names, skeleton and prefill_confidence it was built with"
+                    }.get(name, f"its {name}")
             raise UserError(f"this folder holds a dataset built with another {name} "
                             f"({_short(found.get(name))} here, {_short(value)} now)", path=path,
                             fix=f"rerun with {what}, or build into a new folder")
@@ -308,8 +349,9 @@ def _chunk_path(out: Path, c: int) -> Path:
     return out / "parts" / f"chunk_{c:05d}.json"
 
 
-def _read_chunk(out: Path, c: int, key: str, rows: int) -> list[dict] | None:
-    """The chunk's records if the chunk is complete (record valid and every PNG present), else None."""
+def _read_chunk(out: Path, c: int, key: str, rows: int, n_keypoints: int = 0) -> list[dict] | None:
+    """The chunk's records if the chunk is complete (record valid, ``n_keypoints`` recorded per row and every
+    PNG present), else None."""
     try:
         record = json.loads(_chunk_path(out, c).read_text())
     except (OSError, ValueError):
@@ -317,6 +359,8 @@ def _read_chunk(out: Path, c: int, key: str, rows: int) -> list[dict] | None:
     if record.get("key") != key or len(record.get("rows", [])) != rows:
         return None
     for row in record["rows"]:
+        if n_keypoints and len(row.get("keypoints") or ()) != n_keypoints:
+            return None
         if not (out / "images" / f"{row['id']}.png").is_file() or not (out / "masks" / f"{row['id']}.png").is_file():
             return None
     return record["rows"]
@@ -350,10 +394,12 @@ def merge_dataset(out: Path, filter_fraction: float | None = None, progress: Pro
         filter_fraction = float(settings.get("merged", {}).get("filter", 0.10))
     _check_filter(filter_fraction)
     size, chunk, key = int(settings["size"]), int(settings["chunk"]), _chunk_key(settings)
+    keypoints = settings.get("keypoints")
+    n_keypoints = len(keypoints["names"]) if keypoints else 0
     n_chunks = (size + chunk - 1) // chunk
     rows, missing = [], []
     for c in range(n_chunks):
-        part = _read_chunk(out, c, key, _chunk_rows(c, size, chunk))
+        part = _read_chunk(out, c, key, _chunk_rows(c, size, chunk), n_keypoints)
         if part is None:
             missing.append(c)
         else:
@@ -382,20 +428,45 @@ def merge_dataset(out: Path, filter_fraction: float | None = None, progress: Pro
     atomic_write_text(out / "manifest.csv", lines.getvalue())
     atomic_write_text(out / "train.txt", "".join(f"{row['id']}\n" for row, k in zip(rows, kept) if k))
     atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+    files = {"manifest": str(out / "manifest.csv"), "train_list": str(out / "train.txt"),
+             "contact_sheet": str(out / "contact_sheet.png")}
+    labelled = None
+    if keypoints:
+        document = _keypoints_document(settings, rows, kept)
+        atomic_write_text(out / KEYPOINTS_FILE, json.dumps(document, separators=(",", ":")) + "\n")
+        files["keypoints"] = str(out / KEYPOINTS_FILE)
+        labelled = {name: sum(a["keypoints"][3 * k + 2] > 0 for a in document["annotations"]) / len(rows)
+                    for k, name in enumerate(keypoints["names"])}
     share = _class_share(out, [row["id"] for row, k in zip(rows, kept) if k][:200], len(classes))
     _contact_sheet(out, rows, kept, order, scores, classes)
     q = np.quantile(scores, [0.0, 0.5, 0.9, 1.0])
     result = MergeResult(size=len(rows), kept=int(kept.sum()), rejected=int((~kept).sum()), filter=filter_fraction,
                          threshold=float(scores[order[n_drop - 1]]) if n_drop else float("inf"),
                          score_quantiles={k: float(v) for k, v in zip(("min", "median", "p90", "max"), q)},
-                         class_share={c: float(s) for c, s in zip(classes, share)},
-                         files={"manifest": str(out / "manifest.csv"), "train_list": str(out / "train.txt"),
-                                "contact_sheet": str(out / "contact_sheet.png")})
+                         class_share={c: float(s) for c, s in zip(classes, share)}, files=files,
+                         keypoint_share=labelled)
     settings["merged"] = {"filter": filter_fraction, "kept": result.kept, "rejected": result.rejected,
                           "threshold": None if n_drop == 0 else result.threshold,
                           "score_quantiles": result.score_quantiles}
     atomic_write_json(path, settings)
     return result
+
+
+def _keypoints_document(settings: dict, rows: list[dict], kept: np.ndarray) -> dict:
+    """keypoints.json (``coco_keypoints``) from the dataset's settings and its chunk rows in manifest order."""
+    keypoints = settings["keypoints"]
+    height, width = settings["resolution"]
+    info = {"description": "dgan-al build-dataset: generated images, keypoints predicted by the interpreter's "
+                           "heatmap heads", "contributor": "dgan-al", "version": f"{DATASET_FORMAT} {DATASET_VERSION}",
+            "generator": settings["generator"], "generator_spec": settings["generator_spec"],
+            "latent_seed": settings["seed"], "interpreter_sha256": settings["interpreter_sha256"],
+            "coordinates": COORDINATES, "image_id": "the sample's latent index (manifest.csv latent_index)",
+            "annotation_id": "image_id + 1",
+            "visibility": f"2 where the predicted confidence is at least {keypoints['prefill_confidence']} "
+                          "([keypoints] prefill_confidence), else 0 with x = y = 0",
+            "prefill_confidence": keypoints["prefill_confidence"], "bbox": BBOX_RULE}
+    return coco_keypoints(rows, kept.tolist(), names=keypoints["names"], skeleton=keypoints["skeleton"],
+                          threshold=keypoints["prefill_confidence"], width=int(width), height=int(height), info=info)
 
 
 def _class_share(out: Path, ids: list[str], n_classes: int) -> np.ndarray:
