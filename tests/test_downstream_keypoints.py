@@ -157,15 +157,23 @@ def test_names_differing_between_dataset_and_test_set(data, tmp_path):
         evaluate_keypoint_downstream(fewer, test, TINY)
 
 
-def test_on_a_dataset_build_dataset_wrote(data, tmp_path):
+def test_evaluate_on_a_dataset_build_dataset_wrote(data, tmp_path):
+    """The command a user runs: ``evaluate --dataset --test`` on a real build-dataset folder with keypoints.json
+    runs the segmentation test (the test files' points read apart) and the keypoint test with its baseline."""
+    from typer.testing import CliRunner
+
+    from dgan_al.cli import app
     from dgan_al.workflows import build_dataset as build
 
-    if getattr(build, "KEYPOINTS_FILE", None) != "keypoints.json":
-        pytest.skip("build-dataset writes no keypoints.json yet")
     _, test, ws = data
     built = tmp_path / "built"
     build.build_dataset(ws, built, size=12, chunk=6)
-    result = evaluate_keypoint_downstream(built, test, TINY, workspace=ws)
+    result = CliRunner().invoke(app, ["evaluate", "-w", str(ws.root), "--dataset", str(built), "--test", str(test),
+                                      "--epochs", "2", "--batch", "4", "--threads", "1"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "downstream: compact trained on" in result.output and "downstream keypoints" in result.output
     kept = (built / "train.txt").read_text().split()
-    assert result.generated.n_train == len(kept) and result.baseline.n_train == 1
-    assert read_keypoint_downstream(built)["names"] == NAMES
+    saved = read_keypoint_downstream(built)
+    assert saved["names"] == NAMES and saved["generated"]["n_train"] == len(kept)
+    assert saved["baseline"]["n_train"] == 1
+    assert json.loads((built / "evaluation" / "downstream.json").read_text())["n_test"] == 5

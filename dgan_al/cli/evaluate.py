@@ -47,7 +47,7 @@ def evaluate_command(
         console.print("[yellow]note:[/] not in a workspace: no cross-validation, only the downstream test")
     cv = _cross_validation(ws, all_rounds, folds, force, device) if ws is not None else None
     if dataset is not None:
-        _downstream(dataset, test, model, epochs, batch, lr, seed, device, threads, cv)
+        _downstream(dataset, test, model, epochs, batch, lr, seed, device, threads, cv, ws)
         console.print("Next: more annotations ([bold]dgan-al next-round[/]) or another dataset "
                       "([bold]dgan-al build-dataset --size / --filter[/]), then evaluate again to compare.")
     elif cv is not None:
@@ -171,13 +171,34 @@ def class_iou_table(cv, totals: dict) -> Table:
 
 
 def _downstream(dataset: Path, test: Path, model: str, epochs: int, batch: int, lr: float, seed: int,
-                device, threads, cv) -> None:
+                device, threads, cv, ws=None) -> None:
+    """The segmentation test (unless the dataset is keypoint-only) and, for a dataset with keypoints.json, the
+    keypoint test against the baseline trained on ``ws``'s annotations alone (none without a workspace)."""
     from dgan_al.device import resolve_device
     from dgan_al.segmenter.train import SegmenterSettings
-    from dgan_al.workflows.downstream import evaluate_downstream
+    from dgan_al.workflows.build_dataset import KEYPOINTS_FILE
 
     settings = SegmenterSettings(model=model, epochs=epochs, batch=batch, lr=lr, seed=seed,
                                  device=str(resolve_device(device or "auto")), threads=threads)
+    if (Path(dataset) / "labels.txt").is_file() and len(read_dataset_classes(dataset)) < 2:
+        console.print("[yellow]note:[/] a keypoint-only dataset (the background alone): no segmentation test")
+    else:
+        _segmentation_downstream(dataset, test, model, settings, cv)
+    if (Path(dataset) / KEYPOINTS_FILE).is_file():
+        from dgan_al.cli.evaluate_keypoints import keypoint_downstream
+        from dgan_al.segmenter.heatmaps import HeatmapSettings
+
+        keypoint_downstream(dataset, test, HeatmapSettings(model=model, epochs=epochs, batch=batch, lr=lr, seed=seed,
+                                                           device=settings.device, threads=threads), ws)
+
+
+def read_dataset_classes(dataset: Path) -> list[str]:
+    return [line for line in (Path(dataset) / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _segmentation_downstream(dataset: Path, test: Path, model: str, settings, cv) -> None:
+    from dgan_al.workflows.downstream import evaluate_downstream
+
     with progress_bars() as report:
         result = evaluate_downstream(dataset, test, settings, progress=report)
     classes = list(result.summary.classes)

@@ -82,9 +82,19 @@ def read_dataset(folder: Path, progress: ProgressCallback = silent) -> tuple[lis
     return classes, np.stack(images), np.stack(masks)
 
 
-def read_test_set(folder: Path, classes: list[str],
-                  progress: ProgressCallback = silent) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """Names, images and class-id masks of every LabelMe file in ``folder``; all problems in one error."""
+def dataset_keypoint_names(folder: Path) -> list[str]:
+    """The keypoint names a built dataset was made with (``dataset.json``), [] for a parts-only one."""
+    try:
+        settings = json.loads((Path(folder) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list((settings.get("keypoints") or {}).get("names") or [])
+
+
+def read_test_set(folder: Path, classes: list[str], progress: ProgressCallback = silent,
+                  keypoints: list[str] = ()) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """Names, images and class-id masks of every LabelMe file in ``folder``; all problems in one error.
+    ``keypoints``: the dataset's keypoint names, whose points are read apart and paint nothing."""
     folder = Path(folder)
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not paths:
@@ -93,7 +103,7 @@ def read_test_set(folder: Path, classes: list[str],
     names, images, masks, problems = [], [], [], []
     for k, path in enumerate(paths):
         try:
-            annotation = read_labelme(path, classes)
+            annotation = read_labelme(path, classes, keypoints=keypoints)
             image = read_image(annotation)
             mask = rasterize(annotation.shapes, annotation.height, annotation.width, classes)
         except LabelMeError as error:
@@ -117,7 +127,7 @@ def evaluate_downstream(dataset: Path, test: Path, settings: SegmenterSettings, 
     dataset, test = Path(dataset), Path(test)
     out = Path(out) if out is not None else dataset / "evaluation"
     classes, images, masks = read_dataset(dataset, progress)
-    names, test_images, test_masks = read_test_set(test, classes, progress)
+    names, test_images, test_masks = read_test_set(test, classes, progress, keypoints=dataset_keypoint_names(dataset))
     t0 = time.perf_counter()
     run = train_segmenter(images, masks, len(classes), settings, test_images, test_masks, progress=progress)
     folds = k_folds(len(names), TEST_FOLDS, seed=settings.seed)
