@@ -24,6 +24,16 @@ label pixels; random float16 maps: the cost does not depend on the values), 10 m
    with the ratio heads / parts.
 
     python benchmarks/bench_keypoints.py --round 512 --repeats 3
+
+4. ``--build N``: instead, ``build-dataset`` of N samples on two toy-faces workspaces (default settings; parts
+   only, and toy-faces' 10 keypoint names, whose dataset also gets keypoints.json), each after the oracle
+   annotated round 000 (imported; a first 1-sample build trains and pins the interpreter, timed once). Each
+   repeat builds into a new folder holding that interpreter; runs alternate; per stage (generate: the
+   samples, their PNGs and chunk records; merge: the filter, manifest, contact sheet and keypoints.json) the
+   median wall and process-CPU seconds (CPU: less disturbed by other processes on a shared machine) are
+   printed with the ratio heads / parts.
+
+    python benchmarks/bench_keypoints.py --build 512 --repeats 3
 """
 
 from __future__ import annotations
@@ -131,6 +141,73 @@ def pool_round(pool: int, repeats: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def dataset_build(size: int, repeats: int) -> None:
+    """build-dataset of ``size`` samples, parts only against parts + 10 keypoint heads (keypoints.json too)."""
+    import shutil
+    import tempfile
+
+    from dgan_al.generators.toy_faces import KEYPOINTS as TOY_KEYPOINTS
+    from dgan_al.workflows.build_dataset import build_dataset
+    from dgan_al.workflows.importing import import_annotations
+    from dgan_al.workflows.init import init_workspace
+    from dgan_al.workflows.interpreter import INTERPRETER_FILE
+    from dgan_al.workflows.oracle import oracle_annotate
+    from dgan_al.workspace.annotations import AnnotationStore
+    from dgan_al.workspace.layout import Workspace
+
+    def build(name: str, out: Path, n: int) -> dict:
+        """One build; wall and process-CPU seconds per stage (marked by the first progress call of each)."""
+        marks = {}
+
+        def progress(task, done, total):
+            stage = {"generating samples": "generate", "merging": "merge"}.get(task)
+            if stage:
+                marks.setdefault(stage, (time.perf_counter(), time.process_time()))
+
+        begin = (time.perf_counter(), time.process_time())
+        result = build_dataset(Workspace.find(root / name), out, n, progress=progress)
+        end = (time.perf_counter(), time.process_time())
+        assert result.merge is not None and (out / "keypoints.json").is_file() == (name == "heads")
+        edges = {"train": (begin, marks["generate"]), "generate": (marks["generate"], marks["merge"]),
+                 "merge": (marks["merge"], end), "total": (begin, end)}
+        return {k: (b[0] - a[0], b[1] - a[1]) for k, (a, b) in edges.items()}
+
+    root = Path(tempfile.mkdtemp(prefix="bench_keypoints_build_"))
+    try:
+        trained = {}
+        for name in ("parts", "heads"):
+            init_workspace(root / name, pool_size=16, keypoints=list(TOY_KEYPOINTS) if name == "heads" else None)
+            ws = Workspace.find(root / name)
+            oracle_annotate(ws, 0)
+            import_annotations(ws, AnnotationStore(ws.annotations_dir))
+            trained[name] = build(name, root / f"{name}_pinned", 1)["train"]  # trains and pins the interpreter
+        config = Workspace.find(root / "heads").config
+        print(f"build-dataset of {size} toy-faces samples, defaults ({config.ensemble.members} members, "
+              f"{config.ensemble.epochs} epochs, batch {config.run.batch}, 4 PNG threads); heads: "
+              f"{len(TOY_KEYPOINTS)} keypoints, keypoints.json written; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads")
+        print(f"training the interpreter on the one annotation (once): parts {trained['parts'][0]:.2f} s, heads "
+              f"{trained['heads'][0]:.2f} s (process CPU {trained['parts'][1]:.2f} vs {trained['heads'][1]:.2f} s)")
+        stages = ("generate", "merge", "total")
+        times = {"parts": [], "heads": []}
+        for repeat in range(repeats):
+            for name in ("parts", "heads"):
+                out = root / f"{name}_data{repeat}"
+                out.mkdir()
+                shutil.copy(root / f"{name}_pinned" / INTERPRETER_FILE, out / INTERPRETER_FILE)  # as a resume finds it
+                times[name].append(build(name, out, size))
+                shutil.rmtree(out)
+        print(f"median of {repeats} (runs alternate, each into a new folder with the pinned interpreter), seconds:")
+        for k in stages:
+            for clock, what in ((0, "wall"), (1, "CPU ")):
+                parts, heads = (statistics.median(t[k][clock] for t in times[n]) for n in ("parts", "heads"))
+                print(f"  {k:8s} {what} parts {parts:7.2f}   heads {heads:7.2f}   ratio {heads / parts:.3f}")
+        print(f"  all wall totals: parts {[round(t['total'][0], 2) for t in times['parts']]}, "
+              f"heads {[round(t['total'][0], 2) for t in times['heads']]}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="prediction batch")
@@ -139,11 +216,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--round", type=int, default=0, metavar="N",
                         help="instead: time a whole next-round on an N-image toy-faces pool, parts vs heads")
+    parser.add_argument("--build", type=int, default=0, metavar="N",
+                        help="instead: time build-dataset of N toy-faces samples, parts vs heads (+ keypoints.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.round:
         pool_round(args.round, args.repeats)
+        return
+    if args.build:
+        dataset_build(args.build, args.repeats)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; D = {sum(CHANNELS)}, 128 x 128, "
           f"10 members (128, 32), {len(CLASSES)} classes, {len(KEYPOINTS)} keypoints")
