@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from dgan_al.device import resolve_device
-from dgan_al.interpreter.keypoints import heatmap_peaks
+from dgan_al.peaks import heatmap_peaks
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.segmenter.network import build_segmenter
 from dgan_al.segmenter.train import _batches, _to_input
