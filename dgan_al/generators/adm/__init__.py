@@ -1,0 +1,9 @@
+"""guided-diffusion (ADM) UNets as a feature source: the network, its checkpoint reader, and
+ddpm-segmentation's decoder features (noise a real image to step t, read chosen ``output_blocks``)."""
+
+from dgan_al.generators.adm.checkpoint import ADMCheckpoint, load_adm_checkpoint
+from dgan_al.generators.adm.features import alphas_cumprod, beta_schedule, extract_features, fixed_noise, q_sample
+from dgan_al.generators.adm.unet import UNetConfig, UNetModel
+
+__all__ = ["ADMCheckpoint", "UNetConfig", "UNetModel", "alphas_cumprod", "beta_schedule", "extract_features",
+           "fixed_noise", "load_adm_checkpoint", "q_sample"]

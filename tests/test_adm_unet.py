@@ -1,0 +1,221 @@
+"""The ADM UNet's state-dict layout against guided-diffusion's, and the checkpoint reader with its refusals.
+
+The expected key list below is derived by hand from upstream's ``UNetModel.__init__`` for one tiny config
+(32 px, num_channels 32, num_res_blocks 1, channel_mult 1,2, attention at 16 px = ds 2), not from our
+module; the checkpoints written here carry those upstream names with random tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from dgan_al.errors import UserError
+from dgan_al.generators.adm import UNetConfig, UNetModel, load_adm_checkpoint
+from dgan_al.generators.adm.unet import AttentionBlock
+
+EMB = 4 * 32  # time_embed_dim = 4 * model_channels
+
+
+def resblock(prefix: str, cin: int, cout: int, scale_shift: bool) -> dict[str, tuple[int, ...]]:
+    """Upstream ResBlock: in_layers = [GroupNorm, SiLU, conv], emb_layers = [SiLU, linear],
+    out_layers = [GroupNorm, SiLU, Dropout, conv], skip_connection a 1x1 conv when cin != cout."""
+    keys = {
+        f"{prefix}.in_layers.0.weight": (cin,), f"{prefix}.in_layers.0.bias": (cin,),
+        f"{prefix}.in_layers.2.weight": (cout, cin, 3, 3), f"{prefix}.in_layers.2.bias": (cout,),
+        f"{prefix}.emb_layers.1.weight": (2 * cout if scale_shift else cout, EMB),
+        f"{prefix}.emb_layers.1.bias": (2 * cout if scale_shift else cout,),
+        f"{prefix}.out_layers.0.weight": (cout,), f"{prefix}.out_layers.0.bias": (cout,),
+        f"{prefix}.out_layers.3.weight": (cout, cout, 3, 3), f"{prefix}.out_layers.3.bias": (cout,),
+    }
+    if cin != cout:
+        keys |= {f"{prefix}.skip_connection.weight": (cout, cin, 1, 1), f"{prefix}.skip_connection.bias": (cout,)}
+    return keys
+
+
+def attention(prefix: str, ch: int) -> dict[str, tuple[int, ...]]:
+    """Upstream AttentionBlock: norm, qkv = conv1d(ch, 3ch, 1), proj_out = conv1d(ch, ch, 1)."""
+    return {f"{prefix}.norm.weight": (ch,), f"{prefix}.norm.bias": (ch,),
+            f"{prefix}.qkv.weight": (3 * ch, ch, 1), f"{prefix}.qkv.bias": (3 * ch,),
+            f"{prefix}.proj_out.weight": (ch, ch, 1), f"{prefix}.proj_out.bias": (ch,)}
+
+
+def upstream_layout(*, scale_shift=True, updown=False, learn_sigma=False) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes guided-diffusion writes for the tiny config (comments: upstream's loop state)."""
+    s = scale_shift
+    keys = {"time_embed.0.weight": (EMB, 32), "time_embed.0.bias": (EMB,),
+            "time_embed.2.weight": (EMB, EMB), "time_embed.2.bias": (EMB,),
+            "input_blocks.0.0.weight": (32, 3, 3, 3), "input_blocks.0.0.bias": (32,)}
+    keys |= resblock("input_blocks.1.0", 32, 32, s)                     # level 0, ds 1: no attention
+    if updown:                                                           # downsampler, ds 1 -> 2
+        keys |= resblock("input_blocks.2.0", 32, 32, s)
+    else:
+        keys |= {"input_blocks.2.0.op.weight": (32, 32, 3, 3), "input_blocks.2.0.op.bias": (32,)}
+    keys |= resblock("input_blocks.3.0", 32, 64, s) | attention("input_blocks.3.1", 64)  # level 1, ds 2
+    # input_block_chans = [32, 32, 32, 64]
+    keys |= resblock("middle_block.0", 64, 64, s) | attention("middle_block.1", 64) | resblock("middle_block.2", 64, 64, s)
+    keys |= resblock("output_blocks.0.0", 64 + 64, 64, s) | attention("output_blocks.0.1", 64)   # level 1, i 0
+    keys |= resblock("output_blocks.1.0", 64 + 32, 64, s) | attention("output_blocks.1.1", 64)   # level 1, i 1
+    if updown:                                                           # upsampler, ds 2 -> 1
+        keys |= resblock("output_blocks.1.2", 64, 64, s)
+    else:
+        keys |= {"output_blocks.1.2.conv.weight": (64, 64, 3, 3), "output_blocks.1.2.conv.bias": (64,)}
+    keys |= resblock("output_blocks.2.0", 64 + 32, 32, s)               # level 0, i 0
+    keys |= resblock("output_blocks.3.0", 32 + 32, 32, s)               # level 0, i 1
+    out = 6 if learn_sigma else 3
+    keys |= {"out.0.weight": (32,), "out.0.bias": (32,), "out.2.weight": (out, 32, 3, 3), "out.2.bias": (out,)}
+    return keys
+
+
+def tiny(**kw) -> UNetConfig:
+    base = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_resolutions=(16,),
+                num_head_channels=32, use_scale_shift_norm=True)
+    return UNetConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("scale_shift,updown,learn_sigma", [(True, False, False), (False, True, True)])
+def test_state_dict_equals_upstream_layout(scale_shift, updown, learn_sigma):
+    model = UNetModel(tiny(use_scale_shift_norm=scale_shift, resblock_updown=updown, learn_sigma=learn_sigma))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == upstream_layout(scale_shift=scale_shift, updown=updown, learn_sigma=learn_sigma)
+
+
+def reference_attention(qkv: torch.Tensor, heads: int, new_order: bool) -> torch.Tensor:
+    """Upstream's QKVAttention / QKVAttentionLegacy, written out with its einsums."""
+    bs, width, length = qkv.shape
+    ch = width // (3 * heads)
+    if new_order:
+        q, k, v = (p.reshape(bs * heads, ch, length) for p in qkv.chunk(3, dim=1))
+    else:
+        q, k, v = qkv.reshape(bs * heads, ch * 3, length).split(ch, dim=1)
+    scale = 1 / math.sqrt(math.sqrt(ch))
+    weight = torch.softmax(torch.einsum("bct,bcs->bts", q * scale, k * scale), dim=-1)
+    return torch.einsum("bts,bcs->bct", weight, v).reshape(bs, -1, length)
+
+
+@pytest.mark.parametrize("new_order", [False, True])
+def test_attention_orders_match_upstream_formulas(new_order):
+    torch.manual_seed(0)
+    block = AttentionBlock(64, num_heads=4, num_head_channels=-1, new_order=new_order)
+    torch.nn.init.normal_(block.proj_out.weight)
+    x = torch.randn(2, 64, 4, 4)
+    flat = x.reshape(2, 64, 16)
+    expected = flat + block.proj_out(reference_attention(block.qkv(block.norm(flat)), 4, new_order))
+    assert torch.allclose(block(x), expected.reshape(2, 64, 4, 4), atol=1e-5)
+    other = AttentionBlock(64, num_heads=4, num_head_channels=-1, new_order=not new_order)
+    other.load_state_dict(block.state_dict())
+    assert not torch.allclose(other(x), block(x), atol=1e-3)  # the two orders are different models
+
+
+# --- the checkpoint reader -------------------------------------------------------------------------
+
+FLAGS = {"image_size": 32, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,2",
+         "attention_resolutions": "16", "num_head_channels": 32, "learn_sigma": False,
+         "use_scale_shift_norm": True, "resblock_updown": False, "diffusion_steps": 1000, "noise_schedule": "linear"}
+
+
+def write_checkpoint(tmp_path, state, flags=FLAGS, name="adm.pt"):
+    path = tmp_path / name
+    torch.save(state, path)
+    if flags is not None:
+        (tmp_path / f"{name}.json").write_text(json.dumps(flags))
+    return path
+
+
+def random_state(**layout) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return {k: torch.randn(shape, generator=gen) * 0.1 for k, shape in upstream_layout(**layout).items()}
+
+
+@pytest.mark.parametrize("scale_shift,updown,learn_sigma", [(True, False, False), (False, True, True)])
+def test_reads_upstream_named_checkpoint_and_infers_architecture(tmp_path, scale_shift, updown, learn_sigma):
+    state = random_state(scale_shift=scale_shift, updown=updown, learn_sigma=learn_sigma)
+    flags = {"image_size": 32, "num_head_channels": 32, "use_new_attention_order": "True",
+             "attention_resolutions": "16,8"}  # 8 px is past the deepest level: no effect, as upstream
+    config, model = load_adm_checkpoint(write_checkpoint(tmp_path, state, flags))
+    u = config.unet
+    assert (u.num_channels, u.num_res_blocks, tuple(u.channel_mult)) == (32, 1, (1, 2))
+    assert (u.learn_sigma, u.use_scale_shift_norm, u.resblock_updown) == (learn_sigma, scale_shift, updown)
+    assert u.attention_ds == {2, 4} and u.use_new_attention_order is True
+    assert (config.diffusion_steps, config.noise_schedule, config.rescale_timesteps) == (1000, "linear", False)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert model(torch.zeros(1, 3, 32, 32), torch.tensor([10])).shape == (1, 6 if learn_sigma else 3, 32, 32)
+
+
+def test_default_channel_mult_for_image_size(tmp_path):
+    model = UNetModel(UNetConfig(image_size=64, num_channels=32, num_res_blocks=1, channel_mult=(1, 2, 3, 4),
+                                 attention_resolutions=(8,), num_heads=2))
+    flags = {"image_size": 64, "channel_mult": "", "attention_resolutions": "8", "num_heads": 2}
+    config, _ = load_adm_checkpoint(write_checkpoint(tmp_path, model.state_dict(), flags))
+    assert config.unet.channel_mult == (1, 2, 3, 4) and config.unet.attention_ds == {8}
+    bad = flags | {"image_size": 128}  # "" at 128 px means 1,1,2,3,4: the tensors say otherwise
+    with pytest.raises(UserError, match="channel_mult"):
+        load_adm_checkpoint(write_checkpoint(tmp_path, model.state_dict(), bad | {"attention_resolutions": "16"}))
+
+
+@pytest.mark.parametrize("key,value", [
+    ("num_channels", 64), ("num_res_blocks", 2), ("channel_mult", "1,1"), ("learn_sigma", True),
+    ("use_scale_shift_norm", False), ("resblock_updown", "True"), ("attention_resolutions", "32,16"),
+])
+def test_json_contradicting_tensors_is_refused_naming_key(tmp_path, key, value):
+    path = write_checkpoint(tmp_path, random_state(), FLAGS | {key: value})
+    with pytest.raises(UserError, match=key) as err:
+        load_adm_checkpoint(path)
+    assert "tensors say" in str(err.value) and str(err.value).count("\n") == 0
+
+
+@pytest.mark.parametrize("flags,match", [
+    (None, "missing"),
+    ({k: v for k, v in FLAGS.items() if k != "image_size"}, "image_size"),
+    ({k: v for k, v in FLAGS.items() if k != "num_head_channels"}, "num_head_channels"),
+    (FLAGS | {"num_channel": 32}, "unknown key 'num_channel'"),
+    (FLAGS | {"class_cond": True}, "class-conditional"),
+    (FLAGS | {"timestep_respacing": "250"}, "timestep_respacing"),
+    (FLAGS | {"learn_sigma": "maybe"}, "learn_sigma"),
+    (FLAGS | {"noise_schedule": "sqrt"}, "noise_schedule"),
+    (FLAGS | {"num_head_channels": 24}, "num_head_channels 24"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_json_is_refused(tmp_path, flags, match):
+    path = write_checkpoint(tmp_path, random_state(), flags)
+    with pytest.raises(UserError, match=match):
+        load_adm_checkpoint(path)
+
+
+class NotData:
+    pass
+
+
+@pytest.mark.parametrize("content,match", [
+    ("text", "not a PyTorch checkpoint"),
+    ([torch.zeros(1)], "not a state dict"),
+    ({"g_ema": {"style.1.weight": torch.zeros(1)}, "latent_avg": torch.zeros(1)}, "StyleGAN"),
+    ({"conv1.weight": torch.zeros(1)}, "not a guided-diffusion UNet state dict"),
+    ({"model": {"input_blocks.0.0.weight": torch.zeros(1)}}, "not a bare state dict"),
+    ("pickle", "beyond tensors"),
+    ("label_emb", "class-conditional"),
+])
+def test_foreign_files_are_refused(tmp_path, content, match):
+    path = tmp_path / "adm.pt"
+    if content == "text":
+        path.write_text("not a checkpoint")
+    elif content == "pickle":
+        torch.save({"x": NotData()}, path)
+    elif content == "label_emb":
+        torch.save(random_state() | {"label_emb.weight": torch.zeros(1000, EMB)}, path)
+    else:
+        torch.save(content, path)
+    (tmp_path / "adm.pt.json").write_text(json.dumps(FLAGS))
+    with pytest.raises(UserError, match=match) as err:
+        load_adm_checkpoint(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_incomplete_state_dict_is_refused(tmp_path):
+    state = random_state()
+    del state["output_blocks.0.1.qkv.bias"]
+    with pytest.raises(UserError, match="do not form one guided-diffusion UNet"):
+        load_adm_checkpoint(write_checkpoint(tmp_path, state))
