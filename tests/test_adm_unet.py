@@ -56,7 +56,8 @@ def upstream_layout(*, scale_shift=True, updown=False, learn_sigma=False) -> dic
         keys |= {"input_blocks.2.0.op.weight": (32, 32, 3, 3), "input_blocks.2.0.op.bias": (32,)}
     keys |= resblock("input_blocks.3.0", 32, 64, s) | attention("input_blocks.3.1", 64)  # level 1, ds 2
     # input_block_chans = [32, 32, 32, 64]
-    keys |= resblock("middle_block.0", 64, 64, s) | attention("middle_block.1", 64) | resblock("middle_block.2", 64, 64, s)
+    keys |= resblock("middle_block.0", 64, 64, s) | attention("middle_block.1", 64)
+    keys |= resblock("middle_block.2", 64, 64, s)
     keys |= resblock("output_blocks.0.0", 64 + 64, 64, s) | attention("output_blocks.0.1", 64)   # level 1, i 0
     keys |= resblock("output_blocks.1.0", 64 + 32, 64, s) | attention("output_blocks.1.1", 64)   # level 1, i 1
     if updown:                                                           # upsampler, ds 2 -> 1

@@ -45,7 +45,6 @@ DEFAULTS: dict[str, Any] = dict(
 BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
 INT_KEYS = {"image_size", "num_channels", "num_res_blocks", "num_heads", "num_heads_upsample",
             "num_head_channels", "diffusion_steps"}
-IGNORED = ("dropout", "use_checkpoint", "use_fp16", "use_kl", "predict_xstart", "rescale_learned_sigmas")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,7 +220,8 @@ def read_flags(path: Path) -> dict[str, Any]:
         raise UserError(f"unknown key {quote(unknown[0])}", path=path,
                         fix="use guided-diffusion's argument names (model_and_diffusion_defaults)")
     if "image_size" not in data:
-        raise UserError("required key 'image_size' is missing", path=path, fix="add the image_size the model was trained at")
+        raise UserError("required key 'image_size' is missing", path=path,
+                        fix="add the image_size the model was trained at")
     if "num_heads" not in data and "num_head_channels" not in data:  # the middle block always attends
         raise UserError("required key 'num_head_channels' (or 'num_heads') is missing: the tensors do not say how "
                         "attention splits into heads", path=path, fix="copy it from the model's MODEL_FLAGS")

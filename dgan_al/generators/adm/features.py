@@ -71,7 +71,9 @@ def extract_features(model: UNetModel, images: torch.Tensor, steps: list[int], b
     """Features of ``images`` [B,3,H,W] in [-1, 1]: a step-major list of float32 [B, C, h, w] maps.
 
     ``noise`` [1 or B, 3, H, W] is the same for every step (and every image when its batch is 1).
-    ``rescale_timesteps`` passes t * 1000 / diffusion_steps to the model, as upstream's flag does.
+    ``rescale_timesteps`` passes t * 1000 / diffusion_steps to the model, as in its training; ddpm-segmentation
+    passes t unscaled whatever the flag (SpacedDiffusion._scale_timesteps is the identity): the same for
+    the flag's default, False, which its checkpoints use.
     Blocks are taken in ascending index order (duplicates refused), steps in the given order.
     """
     if images.ndim != 4 or images.shape[1] != 3:
