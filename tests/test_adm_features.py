@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgan_al.generators.adm import UNetConfig, UNetModel, alphas_cumprod, beta_schedule, extract_features, fixed_noise
+from dgan_al.generators.adm import DEFAULT_BLOCKS, DEFAULT_STEPS, UNetConfig, UNetModel, alphas_cumprod, beta_schedule, extract_features, fixed_noise
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,13 @@ def test_bad_arguments_are_refused(model):
         extract_features(model, images, [10], [4], fixed_noise(0, 32))
     with pytest.raises(ValueError, match="outside"):
         extract_features(model, images, [1000], [1], fixed_noise(0, 32))
+
+
+def test_default_blocks_give_ddpm_segmentations_8448_channels_at_256_px():
+    with torch.device("meta"):  # shapes only: the FFHQ-256 ADM of ddpm-segmentation's MODEL_FLAGS
+        net = UNetModel(UNetConfig(image_size=256, num_channels=256, num_res_blocks=2, channel_mult=(1, 1, 2, 2, 4, 4),
+                                   attention_resolutions=(32, 16, 8), num_head_channels=64, learn_sigma=True,
+                                   use_scale_shift_norm=True, resblock_updown=True))
+    shapes = net.output_block_shapes()
+    assert [shapes[b] for b in DEFAULT_BLOCKS] == [(1024, 32), (512, 32), (512, 32), (512, 64), (256, 128)]
+    assert len(DEFAULT_STEPS) * sum(shapes[b][0] for b in DEFAULT_BLOCKS) == 8448

@@ -21,6 +21,12 @@ import torch
 from dgan_al.generators.adm.unet import UNetModel
 
 SCHEDULES = ("linear", "cosine")
+# ddpm-segmentation's experiment files since 2022-03-08 (README "Updates 3/9/2022"; FFHQ-34, Bedroom-28,
+# Cat-15, Horse-21, CelebA-19, ADE-Bedroom-30 alike): 8448 channels per pixel for its 256 px ADM
+# (num_channels 256; blocks 5-8 and 12 are 1024 + 3 x 512 + 256 wide, at 32, 32, 32, 64 and 128 px).
+# Before, steps (50, 150, 250, 350) and blocks (6, 7, 8, 9): 8192 channels.
+DEFAULT_STEPS = (50, 150, 250)
+DEFAULT_BLOCKS = (5, 6, 7, 8, 12)
 
 
 def beta_schedule(name: str, num_steps: int) -> np.ndarray:
