@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from dgan_al.generators.adm import DEFAULT_BLOCKS, DEFAULT_STEPS, UNetConfig, UNetModel, alphas_cumprod, beta_schedule, extract_features, fixed_noise
+from dgan_al.generators.adm import (
+    DEFAULT_BLOCKS,
+    DEFAULT_STEPS,
+    UNetConfig,
+    UNetModel,
+    alphas_cumprod,
+    beta_schedule,
+    extract_features,
+    fixed_noise,
+)
 
 
 @pytest.fixture(scope="module")

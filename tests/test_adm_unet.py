@@ -215,8 +215,14 @@ def test_foreign_files_are_refused(tmp_path, content, match):
     assert str(err.value).startswith(str(path))
 
 
-def test_incomplete_state_dict_is_refused(tmp_path):
+@pytest.mark.parametrize("key,match", [("output_blocks.0.1.qkv.bias", "do not form one guided-diffusion UNet"),
+                                       ("input_blocks.3.0.emb_layers.1.weight", "no tensor"),
+                                       ("output_blocks.3.0.in_layers.0.weight", "do not form levels")])
+def test_incomplete_state_dict_is_refused(tmp_path, key, match):
     state = random_state()
-    del state["output_blocks.0.1.qkv.bias"]
-    with pytest.raises(UserError, match="do not form one guided-diffusion UNet"):
+    if key.startswith("output_blocks.3"):
+        state = {k: v for k, v in state.items() if not k.startswith("output_blocks.3.")}
+    else:
+        del state[key]
+    with pytest.raises(UserError, match=match):
         load_adm_checkpoint(write_checkpoint(tmp_path, state))

@@ -139,7 +139,15 @@ def infer_architecture(state: dict[str, torch.Tensor], path: Path) -> dict[str, 
     num_res = ups[0] if ups else n_out - 1
     levels = n_out // (num_res + 1) if num_res + 1 else 0
     if num_res < 1 or levels * (num_res + 1) != n_out or n_in != n_out or len(ups) != levels - 1:
-        raise bad(f"{n_in} input and {n_out} output blocks do not fit num_res_blocks levels")
+        raise bad(f"{n_in} input and {n_out} output blocks do not form levels of num_res_blocks each")
+    try:
+        return _levels(state, mc, num_res, levels, out_ch, bad)
+    except KeyError as err:
+        raise bad(f"no tensor {err.args[0]}") from None
+
+
+def _levels(state: dict[str, torch.Tensor], mc: int, num_res: int, levels: int, out_ch: int, bad) -> dict[str, Any]:
+    """Per level: its width (channel_mult), attention, the FiLM width and the downsampler's kind."""
     mult: list[float] = []
     attention_ds, resblock_updown, scale_shift = set(), None, None
     for level in range(levels):
