@@ -32,6 +32,7 @@ class PCKCounts:
     missed:          int64 [K] visible truths predicted absent (confidence below the setting)
     absent:          int64 [K] truths with v = 0
     false_positive:  int64 [K] absent truths predicted present
+    error_sum:       float64 [K] summed distance (pixels) of the visible truths' predictions, for the mean error
     """
 
     names: list[str]
@@ -41,6 +42,7 @@ class PCKCounts:
     missed: np.ndarray = field(default=None)
     absent: np.ndarray = field(default=None)
     false_positive: np.ndarray = field(default=None)
+    error_sum: np.ndarray = field(default=None)
 
     def __post_init__(self) -> None:
         k, t = len(self.names), len(self.thresholds)
@@ -48,18 +50,28 @@ class PCKCounts:
                             ("false_positive", (k,))):
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(shape, dtype=np.int64))
+        if self.error_sum is None:
+            self.error_sum = np.zeros(k, dtype=np.float64)
 
     def __add__(self, other: "PCKCounts") -> "PCKCounts":
         if list(other.names) != list(self.names) or tuple(other.thresholds) != tuple(self.thresholds):
             raise ValueError("PCK counts of different keypoints or thresholds cannot be added")
         return PCKCounts(list(self.names), tuple(self.thresholds), self.hits + other.hits,
                          self.visible + other.visible, self.missed + other.missed, self.absent + other.absent,
-                         self.false_positive + other.false_positive)
+                         self.false_positive + other.false_positive, self.error_sum + other.error_sum)
 
     def pck(self) -> np.ndarray:
         """float64 [T, K]: PCK per threshold and name; NaN where no truth is visible."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.visible > 0, self.hits / np.maximum(self.visible, 1), np.nan)
+
+    def mean_error(self) -> np.ndarray:
+        """float64 [K + 1]: mean distance in pixels of each name's visible truths' predictions, then over all
+        visible truths; NaN where none. PCK saturates when a threshold is loose; this does not."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_name = np.where(self.visible > 0, self.error_sum / np.maximum(self.visible, 1), np.nan)
+        total = self.visible.sum()
+        return np.append(per_name, self.error_sum.sum() / total if total else np.nan)
 
     def mean_pck(self) -> np.ndarray:
         """float64 [T]: over all visible truths of all names (each point weighs the same); NaN if none."""
@@ -73,13 +85,16 @@ class PCKCounts:
                         for i, t in enumerate(self.thresholds)},
                 "mean_pck": {f"{t:g}": _round(m) for t, m in zip(self.thresholds, self.mean_pck())},
                 "hits": self.hits.tolist(), "visible": self.visible.tolist(), "missed": self.missed.tolist(),
-                "absent": self.absent.tolist(), "false_positive": self.false_positive.tolist()}
+                "absent": self.absent.tolist(), "false_positive": self.false_positive.tolist(),
+                "error_sum": [round(float(e), 4) for e in self.error_sum],
+                "mean_error": {n: _round(e) for n, e in zip([*self.names, "all"], self.mean_error())}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PCKCounts":
         return cls(list(data["names"]), tuple(data["thresholds"]), np.array(data["hits"], dtype=np.int64),
                    np.array(data["visible"], dtype=np.int64), np.array(data["missed"], dtype=np.int64),
-                   np.array(data["absent"], dtype=np.int64), np.array(data["false_positive"], dtype=np.int64))
+                   np.array(data["absent"], dtype=np.int64), np.array(data["false_positive"], dtype=np.int64),
+                   np.array(data["error_sum"], dtype=np.float64) if "error_sum" in data else None)
 
 
 def _round(x: float) -> float | None:
@@ -99,6 +114,7 @@ def pck_counts(positions: np.ndarray, present: np.ndarray, truth: np.ndarray, si
     absent = v == 0
     distance = np.linalg.norm(positions - truth[..., :2], axis=-1)
     hits = np.stack([(visible & (distance <= t * sizes[:, None])).sum(0) for t in thresholds])
+    error_sum = np.where(visible, distance, 0.0).sum(0)
     return PCKCounts(list(names), tuple(thresholds), hits.astype(np.int64), visible.sum(0).astype(np.int64),
                      (visible & ~present).sum(0).astype(np.int64), absent.sum(0).astype(np.int64),
-                     (absent & present).sum(0).astype(np.int64))
+                     (absent & present).sum(0).astype(np.int64), error_sum.astype(np.float64))

@@ -30,6 +30,8 @@ def test_pck_by_hand():
     assert pck[0, 0] == pytest.approx(1 / 3) and pck[1, 0] == pytest.approx(2 / 3)
     assert math.isnan(pck[0, 1])
     assert counts.mean_pck().tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert counts.mean_error()[0] == pytest.approx((5 + 7 + 20) / 3) and math.isnan(counts.mean_error()[1])
+    assert counts.mean_error()[2] == pytest.approx((5 + 7 + 20) / 3)
 
 
 def test_sizes_per_image_and_adding_folds():
@@ -42,5 +44,6 @@ def test_sizes_per_image_and_adding_folds():
     assert both.visible.tolist() == [4] and both.hits.tolist() == (one.hits * 2).tolist()
     again = PCKCounts.from_dict(both.to_dict())
     assert again.hits.tolist() == both.hits.tolist() and again.names == ["a"]
+    assert again.error_sum.tolist() == pytest.approx([32.0]) and both.mean_error().tolist() == pytest.approx([8.0, 8.0])
     with pytest.raises(ValueError):
         one + pck_counts(positions, np.ones((2, 1), bool), truth, 100, ["b"])

@@ -124,7 +124,8 @@ def keypoint_pck_table(cv, totals: dict | None = None) -> Table:
     mean, mean_spread = counts.mean_pck(), kp.mean_pck_spread()
     table = Table(title=f"per-keypoint PCK, {kp.images} of {cv.n_annotations} annotations scored, "
                         f"{len(cv.folds)} folds", pad_edge=False,
-                  caption=f"PCK@a: visible truths within a x the image's longer side (± std over folds); missed: "
+                  caption=f"PCK@a: visible truths within a x the image's longer side (± std over folds); mean "
+                          f"error {_fmt_px(counts.mean_error()[-1])} px; missed: "
                           f"visible, predicted under confidence {kp.prefill_confidence:g}; false+: predicted present "
                           f"/ truths absent; -: none visible")
     table.add_column("keypoint")
@@ -143,6 +144,10 @@ def keypoint_pck_table(cv, totals: dict | None = None) -> Table:
                   str(counts.visible.sum()), str(counts.missed.sum()),
                   f"{counts.false_positive.sum()}/{counts.absent.sum()}", str(kp.images), style="bold")
     return table
+
+
+def _fmt_px(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"
 
 
 def _with_spread(value: float, spread: float) -> str:

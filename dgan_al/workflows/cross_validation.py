@@ -203,7 +203,7 @@ def _read(path: Path, classes: list[str], names: list[str] | None = None,
         if data.get("classes") != list(classes):
             return None
         keypoints = None
-        if names and isinstance(data.get("keypoints"), dict):
+        if names and isinstance(data.get("keypoints"), dict) and "error_sum" in data["keypoints"]:
             keypoints = KeypointCV.from_dict(data["keypoints"])
             if keypoints.names != list(names) or len(keypoints.folds) != len(data["folds"]) or (
                     prefill_confidence is not None and keypoints.prefill_confidence != float(prefill_confidence)):
