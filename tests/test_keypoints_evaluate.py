@@ -96,7 +96,7 @@ def test_held_out_keypoints_are_scored_per_fold_and_in_total(keypointed, tmp_pat
     assert not redone.reused and redone.keypoints is not None and "keypoints" in json.loads(cv.path.read_text())
     assert cv.path.read_text() != old
     # another pre-fill confidence changes missed / false positives: recomputed too
-    (ws.config_path).write_text(ws.config_path.read_text().replace("prefill_confidence = 0.5",
+    (ws.config_path).write_text(ws.config_path.read_text().replace("prefill_confidence = 0.2",
                                                                    "prefill_confidence = 0.0"))
     ws = Workspace.find(ws.root)
     assert ws.config.keypoints.prefill_confidence == 0.0

@@ -90,7 +90,7 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
                  ensemble=None, prefill: bool = True, keep: int | None = None, rule: str = "",
                  selection: dict | None = None, batch: int = 16, progress: ProgressCallback = silent,
                  prefill_note: str = "", keep_prediction: bool = False, keypoints: Sequence[str] = (),
-                 prefill_confidence: float = 0.5) -> dict:
+                 prefill_confidence: float = 0.2) -> dict:
     """Write the round's files; returns the selection record (also written to selection.json).
 
     ``prefill``: write the ensemble's predicted polygons into the JSON files (``prefill_allowed`` decides);

@@ -68,7 +68,7 @@ class KeypointSettings:
     names: list[str] = field(default_factory=list)  # LabelMe point labels, e.g. ["left_eye", "nose_tip"] (left/right: the subject's, as in COCO); [] = no keypoints
     sigma: float = 2.0  # standard deviation of the Gaussian heatmap target around each keypoint, in label pixels
     skeleton: list[list[str]] = field(default_factory=list)  # pairs of names joined in pictures and in COCO's skeleton, e.g. [["left_eye", "nose_tip"]]
-    prefill_confidence: float = 0.5  # the pre-fill writes a predicted point only above this confidence (0..1)
+    prefill_confidence: float = 0.2  # a predicted point counts as present (pre-fill, build-dataset v = 2) at this heatmap peak or above (0..1)
     score: bool = False  # true: selection ranks by the mean of the JS score's rank and the keypoints' uncertainty rank (confidence x spread of the members' peaks)
 
 
