@@ -226,3 +226,22 @@ def test_incomplete_state_dict_is_refused(tmp_path, key, match):
         del state[key]
     with pytest.raises(UserError, match=match):
         load_adm_checkpoint(write_checkpoint(tmp_path, state))
+
+
+def test_inspect_generator_prints_what_was_read(tmp_path):
+    """``dgan-al inspect-generator adm.pt`` (flags in adm.pt.json): the architecture, the diffusion settings and
+    the decoder blocks' shapes; a contradicting flag ends in one line, exit 2."""
+    from typer.testing import CliRunner
+
+    from dgan_al.cli import app
+
+    path = write_checkpoint(tmp_path, random_state())
+    result = CliRunner().invoke(app, ["inspect-generator", str(path)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "guided-diffusion (ADM) UNet adm.pt" in result.output
+    assert "num_res_blocks" in result.output and "noise_schedule" in result.output
+    assert "decoder blocks" in result.output and "default features" in result.output
+    bad = write_checkpoint(tmp_path, random_state(), flags=FLAGS | {"learn_sigma": not FLAGS.get("learn_sigma", False)},
+                           name="bad.pt")
+    result = CliRunner().invoke(app, ["inspect-generator", str(bad)])
+    assert result.exit_code == 2 and "learn_sigma" in result.output and "Traceback" not in result.output

@@ -29,7 +29,8 @@ def parse_crop(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
 @handles_user_errors
 def inspect_generator(
     spec: str = typer.Argument(..., help="toy-faces, or the path of a StyleGAN2 (.pt / .pkl) or datasetGAN "
-                               "StyleGAN1 (.for_g_all.pt) checkpoint."),
+                               "StyleGAN1 (.for_g_all.pt) checkpoint, or of a guided-diffusion (ADM) UNet "
+                               "state dict with its flags in <checkpoint>.json."),
     label_resolution: Optional[int] = typer.Option(
         None, help="Label at this resolution (e.g. 512 for a 1024px generator)."),
     crop: Optional[str] = typer.Option(
@@ -37,9 +38,14 @@ def inspect_generator(
     truncation_psi: float = typer.Option(1.0, help="Truncation towards the mean w (1 = none)."),
 ) -> None:
     """Print a generator's format, resolution, mapping depth, channels, feature width, conv clamp and where
-    its average w comes from."""
+    its average w comes from; for an ADM UNet, its architecture and diffusion settings as read."""
+    from pathlib import Path
+
     from dgan_al.generators import load_generator
 
+    if Path(f"{spec}.json").is_file() and Path(spec).is_file():
+        _inspect_adm(Path(spec))
+        return
     generator = load_generator(spec, truncation_psi=truncation_psi, label_resolution=label_resolution,
                                crop=parse_crop(crop))
     table = Table(title=f"generator {spec}", show_header=False)
@@ -49,3 +55,33 @@ def inspect_generator(
         table.add_row(key, str(value))
     console.print(table)
     console.print(f"Next: [bold]dgan-al init DIR --generator {spec}[/] makes a workspace on it.", highlight=False)
+
+
+def _inspect_adm(path) -> None:
+    """What ``load_adm_checkpoint`` read from an ADM state dict and ``<checkpoint>.json``, and its decoder blocks'
+    feature shapes (what ddpm-segmentation's features are read from)."""
+    from dgan_al.generators.adm import load_adm_checkpoint
+    from dgan_al.generators.adm.features import DEFAULT_BLOCKS, DEFAULT_STEPS
+
+    checkpoint, model = load_adm_checkpoint(path)
+    unet = checkpoint.unet
+    table = Table(title=f"guided-diffusion (ADM) UNet {path.name}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in vars(unet).items():
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, (tuple, list, frozenset)) else str(value))
+    table.add_row("diffusion_steps", str(checkpoint.diffusion_steps))
+    table.add_row("noise_schedule", checkpoint.noise_schedule)
+    table.add_row("rescale_timesteps", str(checkpoint.rescale_timesteps))
+    table.add_row("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M")
+    shapes = model.output_block_shapes()
+    chosen = [b for b in DEFAULT_BLOCKS if b < len(shapes)]
+    table.add_row("decoder blocks (channels @ size)", "; ".join(f"{i}: {c} @ {s}" for i, (c, s) in enumerate(shapes)))
+    if chosen:
+        table.add_row("default features", f"blocks {', '.join(map(str, chosen))} at steps "
+                      f"{', '.join(map(str, DEFAULT_STEPS))}: {sum(shapes[b][0] for b in chosen) * len(DEFAULT_STEPS)} channels")
+    else:
+        table.add_row("default features", f"none: this UNet has {len(shapes)} decoder blocks, the defaults read "
+                      f"blocks {', '.join(map(str, DEFAULT_BLOCKS))}")
+    console.print(table)
+    console.print("Workspaces on diffusion features (pools of real images) are not available yet.")
