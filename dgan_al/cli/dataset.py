@@ -72,7 +72,7 @@ def _print_merge(out: Path, merged) -> None:
     if merged.keypoint_share is not None:
         labelled = merged.keypoint_share.values()
         table.add_row("keypoints labelled", f"{sum(labelled):.1f} of {len(labelled)} per image on average "
-                      "(the others: predicted below [keypoints] prefill_confidence)")
+                      "(the others: predicted below \\[keypoints] prefill_confidence)")
     for name, path in merged.files.items():
         table.add_row(name.replace("_", " ") + (" (COCO)" if name == "keypoints" else ""), _inside(Path(path), Path(out)))
     console.print(table)
