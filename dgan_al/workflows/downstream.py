@@ -91,6 +91,12 @@ def dataset_keypoint_names(folder: Path) -> list[str]:
     return list((settings.get("keypoints") or {}).get("names") or [])
 
 
+def problems_error(problems: list[str], folder: Path, fix: str) -> UserError:
+    """One error for every problem of a test folder's LabelMe files (the first five listed)."""
+    listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return UserError(f"{len(problems)} test file(s) have problems: {listed}", path=folder, fix=fix)
+
+
 def read_test_set(folder: Path, classes: list[str], progress: ProgressCallback = silent,
                   keypoints: list[str] = ()) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """Names, images and class-id masks of every LabelMe file in ``folder``; all problems in one error.
@@ -114,9 +120,7 @@ def read_test_set(folder: Path, classes: list[str], progress: ProgressCallback =
         masks.append(mask)
         progress("reading test set", k + 1, len(paths))
     if problems:
-        listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise UserError(f"{len(problems)} test file(s) have problems: {listed}", path=folder,
-                        fix="fix them in LabelMe (labels must be the dataset's labels.txt classes)")
+        raise problems_error(problems, folder, "fix them in LabelMe (labels must be the dataset's labels.txt classes)")
     if len(paths) < 2:
         raise UserError("the test protocol needs at least 2 test images", path=folder, fix="annotate more")
     return names, images, masks

@@ -41,7 +41,7 @@ from dgan_al.metrics import k_folds
 from dgan_al.progress import ProgressCallback, prefixed, silent
 from dgan_al.report.figures import pyplot, save_figure
 from dgan_al.segmenter.heatmaps import DEFAULT_SIGMA, HeatmapRun, HeatmapSettings, train_heatmap_network
-from dgan_al.workflows.downstream import TEST_FOLDS
+from dgan_al.workflows.downstream import TEST_FOLDS, problems_error
 
 KEYPOINTS_FILE = "keypoints.json"
 RESULT_FILE = "downstream_keypoints.json"
@@ -245,9 +245,8 @@ def read_keypoint_test_set(folder: Path, names: list[str], classes: list[str],
             problems.append(str(error))
         progress("reading test set", k + 1, len(paths))
     if problems:
-        listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise UserError(f"{len(problems)} test file(s) have problems: {listed}", path=folder,
-                        fix="fix them in LabelMe (labels must be the dataset's classes and keypoint names)")
+        raise problems_error(problems, folder,
+                                 "fix them in LabelMe (labels must be the dataset's classes and keypoint names)")
     if len(kept) < 2:
         raise UserError(f"{len(kept)} of {len(paths)} test file(s) are annotated for keypoints (image flag "
                         "'keypoints' ticked, points placed); the test protocol needs at least 2", path=folder,

@@ -267,15 +267,20 @@ class UNetModel(nn.Module):
     def _embed(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.time_embed(timestep_embedding(timesteps, self.config.num_channels))
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """The model output [B, 3 or 6, H, W] (eps, then the variance interpolation with learn_sigma)."""
-        emb = self._embed(timesteps)
+    def _encode(self, x: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder and the middle block: (the middle block's output, every input block's output in order,
+        the skips the decoder pops from the end)."""
         hs = []
         h = x
         for block in self.input_blocks:
             h = block(h, emb)
             hs.append(h)
-        h = self.middle_block(h, emb)
+        return self.middle_block(h, emb), hs
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The model output [B, 3 or 6, H, W] (eps, then the variance interpolation with learn_sigma)."""
+        emb = self._embed(timesteps)
+        h, hs = self._encode(x, emb)
         for block in self.output_blocks:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h)
@@ -289,12 +294,7 @@ class UNetModel(nn.Module):
         if not wanted or wanted[0] < 0 or wanted[-1] >= len(self.output_blocks):
             raise ValueError(f"blocks must lie in 0..{len(self.output_blocks) - 1}, got {blocks}")
         emb = self._embed(timesteps)
-        hs = []
-        h = x
-        for block in self.input_blocks:
-            h = block(h, emb)
-            hs.append(h)
-        h = self.middle_block(h, emb)
+        h, hs = self._encode(x, emb)
         found = []
         for index, block in enumerate(self.output_blocks[: wanted[-1] + 1]):
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
