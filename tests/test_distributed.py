@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from dgan_al.workflows.build_dataset import build_dataset
+from dgan_al.workflows.importing import import_annotations
 from dgan_al.workflows.next_round import RoundOverrides, next_round
 from dgan_al.workflows.oracle import oracle_annotate
+from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import Workspace
 from dgan_al.workspace.lock import WorkspaceLock
 from processes import children_of
@@ -140,3 +142,21 @@ def test_a_failing_rank_stops_the_job_with_its_one_line_error(workspace, tmp_pat
     assert "exitcode  : 2" in output and "rank      : 1" in output  # torchrun's own summary names the rank
     assert "dgan_al" not in "".join(line for line in output.splitlines() if line.strip().startswith("File "))
     assert not (out / "parts").exists() or not any((out / "parts").iterdir())
+
+
+def test_build_with_keypoints_on_two_ranks_is_byte_identical_to_one_process(tmp_path):
+    """With [keypoints] names: the chunk rows carry the points and merge writes keypoints.json; two ranks
+    write exactly the files one process writes."""
+    from dgan_al.generators.toy_faces import KEYPOINTS
+
+    root = tmp_path / "kp"
+    oracle_annotate(make_workspace(root, pool_size=8, settings={"keypoints.names": list(KEYPOINTS)}), 0)
+    ws = Workspace.find(root)
+    import_annotations(ws, AnnotationStore(ws.annotations_dir))
+    reference = tmp_path / "ref"
+    build_dataset(Workspace.find(root), reference, SIZE, filter_fraction=0.25, chunk=CHUNK)
+    assert (reference / "keypoints.json").is_file()
+    out = tmp_path / "data"
+    code, output = finish(torchrun(*build_args(root, out)))
+    assert code == 0, output
+    assert relative(snapshot(out), out) == relative(snapshot(reference), reference)
