@@ -190,11 +190,12 @@ def _downstream(dataset: Path, test: Path, model: str, epochs: int, batch: int, 
     else:
         _segmentation_downstream(dataset, test, model, settings, cv)
     if (Path(dataset) / KEYPOINTS_FILE).is_file():
+        from dataclasses import asdict
+
         from dgan_al.cli.evaluate_keypoints import keypoint_downstream
         from dgan_al.segmenter.heatmaps import HeatmapSettings
 
-        keypoint_downstream(dataset, test, HeatmapSettings(model=model, epochs=epochs, batch=batch, lr=lr, seed=seed,
-                                                           device=settings.device, threads=threads), ws)
+        keypoint_downstream(dataset, test, HeatmapSettings(**asdict(settings)), ws)  # the segmenter's, plus defaults
 
 
 def read_dataset_classes(dataset: Path) -> list[str]:

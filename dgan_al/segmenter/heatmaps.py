@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -38,7 +38,7 @@ from dgan_al.device import resolve_device
 from dgan_al.peaks import heatmap_peaks
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.segmenter.network import build_segmenter
-from dgan_al.segmenter.train import _batches, _to_input
+from dgan_al.segmenter.train import SegmenterSettings, _batches, _to_input
 
 DEFAULT_SIGMA = 2.0  # label pixels, as ``[keypoints] sigma``
 
@@ -88,28 +88,19 @@ def flip_keypoints(keypoints: np.ndarray, width: int, perm: np.ndarray) -> np.nd
 
 
 @dataclass
-class HeatmapSettings:
-    """How to train the downstream keypoint network (the segmenter's settings, plus the heatmaps').
+class HeatmapSettings(SegmenterSettings):
+    """How to train the downstream keypoint network: the segmenter's settings (``SegmenterSettings``: model,
+    epochs = checkpoints, each a candidate for the fold selection, batch, lr, seed, device, test_batch,
+    threads, model_options), plus the heatmaps'.
 
-    epochs:           checkpoints (each a candidate for the fold selection).
     steps_per_epoch:  optimizer steps per checkpoint; None: one pass over the training images.
     sigma:            Gaussian target's standard deviation, image pixels; None: ``DEFAULT_SIGMA``.
     flip:             random horizontal flips with the left/right pairs swapped.
-    model, batch, lr, seed, device, test_batch, threads, model_options: as ``SegmenterSettings``.
     """
 
-    model: str = "compact"
-    epochs: int = 20
-    batch: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "cpu"
     steps_per_epoch: int | None = None
     sigma: float | None = None
     flip: bool = True
-    test_batch: int = 16
-    threads: int | None = None
-    model_options: dict = field(default_factory=dict)
 
 
 @dataclass
