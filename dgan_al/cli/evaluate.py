@@ -32,8 +32,10 @@ def evaluate_command(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads for the downstream training (1 is fastest on a busy machine)."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
-    """How good are the labels: k-fold CV of the interpreter on the annotations; with --dataset and --test,
-    a segmentation network trained on the generated dataset and tested on real images (5-fold protocol)."""
+    """How good are the labels: k-fold CV of the interpreter on the annotations (per-class IoU; PCK per keypoint
+    in a keypoint workspace); with --dataset and --test, a segmentation network trained on the generated dataset and
+    tested on real images (5-fold protocol), and for a dataset with keypoints.json a heatmap network against
+    the same network trained on the workspace's annotations alone."""
     from dgan_al.workspace.layout import Workspace
 
     if (dataset is None) != (test is None):
