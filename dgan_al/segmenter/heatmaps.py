@@ -38,7 +38,7 @@ from dgan_al.device import resolve_device
 from dgan_al.peaks import heatmap_peaks
 from dgan_al.progress import ProgressCallback, silent
 from dgan_al.segmenter.network import build_segmenter
-from dgan_al.segmenter.train import SegmenterSettings, _batches, _to_input
+from dgan_al.segmenter.train import SegmenterSettings, _batches, _to_input, same_size_batches
 
 DEFAULT_SIGMA = 2.0  # label pixels, as ``[keypoints] sigma``
 
@@ -144,16 +144,11 @@ def predict_keypoints(model: nn.Module, images: Sequence[np.ndarray], device: st
     model.eval()
     n, k = len(images), model.n_classes
     positions, confidence = np.zeros((n, k, 2), np.float32), np.zeros((n, k), np.float32)
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, image in enumerate(images):
-        by_size.setdefault(tuple(image.shape[:2]), []).append(i)
-    for indices in by_size.values():
-        for start in range(0, len(indices), batch):
-            chunk = indices[start:start + batch]
-            heat = model(_to_input(torch.from_numpy(np.stack([images[i] for i in chunk])).to(device)))
-            where, value = heatmap_peaks(heat)  # [b, K, 2], [b, K]
-            positions[chunk] = where.cpu().numpy()
-            confidence[chunk] = value.clamp(0.0, 1.0).cpu().numpy()
+    for chunk in same_size_batches(images, batch):
+        heat = model(_to_input(torch.from_numpy(np.stack([images[i] for i in chunk])).to(device)))
+        where, value = heatmap_peaks(heat)  # [b, K, 2], [b, K]
+        positions[chunk] = where.cpu().numpy()
+        confidence[chunk] = value.clamp(0.0, 1.0).cpu().numpy()
     model.train(was_training)
     return positions, confidence
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -73,6 +73,16 @@ class SegmenterRun:
     losses: list[float]
     confusions: np.ndarray
     seconds: float
+
+
+def same_size_batches(images: Sequence[np.ndarray], batch: int) -> Iterator[list[int]]:
+    """Indices of ``images`` in batches of at most ``batch``, each of one image size (test images may differ)."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape[:2]), []).append(i)
+    for indices in by_size.values():
+        for start in range(0, len(indices), batch):
+            yield indices[start:start + batch]
 
 
 def check_pairs(images: np.ndarray, masks: np.ndarray, n_classes: int) -> None:
@@ -138,16 +148,11 @@ def predict_segmenter(model: nn.Module, images: Sequence[np.ndarray], device: st
     was_training = model.training
     model.eval()
     out: list[np.ndarray | None] = [None] * len(images)
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, image in enumerate(images):
-        by_size.setdefault(tuple(image.shape[:2]), []).append(i)
-    for indices in by_size.values():
-        for start in range(0, len(indices), batch):
-            chunk = indices[start:start + batch]
-            x = _to_input(torch.from_numpy(np.stack([images[i] for i in chunk])).to(device))
-            labels = model(x).argmax(1).to(torch.uint8).cpu().numpy()  # [b, h, w]
-            for i, label in zip(chunk, labels):
-                out[i] = label
+    for chunk in same_size_batches(images, batch):
+        x = _to_input(torch.from_numpy(np.stack([images[i] for i in chunk])).to(device))
+        labels = model(x).argmax(1).to(torch.uint8).cpu().numpy()  # [b, h, w]
+        for i, label in zip(chunk, labels):
+            out[i] = label
     model.train(was_training)
     return out  # type: ignore[return-value]
 
