@@ -54,6 +54,63 @@ def distill_command(
     console.print("Copy the weights into dgan_al/generators/toy_faces/ to ship them.")
 
 
+@toy_app.command("diffusion")
+@handles_user_errors
+def diffusion_command(
+    out: Path = typer.Option(Path("runs/toy-diffusion"), help="Folder for checkpoints, loss.png and adm.pt (+ adm.pt.json)."),
+    steps: int = typer.Option(4000, min=1, help="Training steps."),
+    batch: int = typer.Option(16, min=1, help="Renders per step."),
+    lr: float = typer.Option(3e-4, help="Adam learning rate (after a linear warm-up)."),
+    image_size: int = typer.Option(64, help="Training resolution: the 128 px renders box-downscaled (128, 64, 32 or 16)."),
+    num_channels: int = typer.Option(32, min=32, help="The UNet's base width (guided-diffusion's num_channels)."),
+    num_res_blocks: int = typer.Option(1, min=1, help="ResBlocks per level (guided-diffusion's num_res_blocks)."),
+    minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training (then --resume)."),
+    seed: int = typer.Option(0, help="Initialisation and draw seed."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (1 is fastest when the cores are busy)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+) -> None:
+    """Train a small guided-diffusion (ADM) UNet on toy-faces renders: the offline test bed of the diffusion
+    features (epsilon-prediction DDPM loss, linear schedule, 1000 steps). Writes OUT/adm.pt and adm.pt.json."""
+    from dgan_al.errors import UserError
+    from dgan_al.generators.adm.train import RENDER_SIZE, ADMTrainSettings, train_adm
+
+    if image_size < 16 or RENDER_SIZE % image_size:
+        raise UserError(f"--image-size must be 128, 64, 32 or 16, got {image_size}", fix="e.g. --image-size 64")
+    if num_channels % 32:
+        raise UserError(f"--num-channels must be a multiple of 32 (GroupNorm's 32 groups), got {num_channels}",
+                        fix="e.g. --num-channels 32")
+    mult = (1, 2, 2, 2) if image_size >= 32 else (1, 2)
+    settings = ADMTrainSettings(image_size=image_size, num_channels=num_channels, num_res_blocks=num_res_blocks,
+                                channel_mult=mult, attention_resolutions=(8,), steps=steps, batch=batch, lr=lr,
+                                minutes=minutes, seed=seed, threads=threads)
+    with progress_bars() as report:
+        info = train_adm(out, settings, resume=resume, progress=report)
+    table = Table(title="toy-faces diffusion model", show_header=False)
+    table.add_row("steps", str(info["steps"]))
+    table.add_row("final loss (smoothed)", f"{info['final_loss']:.4f}")
+    table.add_row("training time", f"{info['train_minutes']:.1f} min (all runs)")
+    table.add_row("weights", f"{out / 'adm.pt'} (+ .json)")
+    table.add_row("loss curve", str(out / "loss.png"))
+    console.print(table)
+
+
+@toy_app.command("renders")
+@handles_user_errors
+def renders_command(
+    folder: Path = typer.Argument(..., help="New (or PNG-free) folder for the renders."),
+    n: int = typer.Option(200, help="Number of renders."),
+    seed: int = typer.Option(0, help="Latent stream of the scenes (render i is latent i of it)."),
+) -> None:
+    """Write toy-faces renders as PNG files, a "photo pool" whose exact masks can be re-rendered (the toy
+    oracle for photo pools); the seed and each file's index go to FOLDER/toy-renders.json."""
+    from dgan_al.generators.toy_faces.render_pool import RECORD, write_render_pool
+
+    with progress_bars() as report:
+        result = write_render_pool(folder, n, seed, progress=report)
+    console.print(f"{len(result.files)} renders ({result.files[0]} .. {result.files[-1]}) and {RECORD} "
+                  f"in {result.folder} (seed {result.seed})", highlight=False)
+
+
 @toy_app.command("oracle")
 @handles_user_errors
 def oracle_command(
