@@ -273,18 +273,20 @@ def test_a_used_latent_is_never_offered_again_under_its_pool_id(round1, tmp_path
     import torch
 
     from dgan_al.workflows.next_round import _already_used, pool_rows_of
+    from dgan_al.workflows.pool import workspace_pool
     from dgan_al.workspace.layout import latent_id
 
     ws = copy_of(round1, tmp_path)
     store = AnnotationStore(ws.annotations_dir)
     generator = ws.load_generator()
-    pool = ws.pool_latents(generator.z_dim).clone()
-    assert "mean" in store.records and pool_rows_of(pool, [generator.mean_latent()]) == []
-    pool[5] = generator.mean_latent()  # as in a pool of seed 0 with 958 latents or more
+    pool = workspace_pool(ws, generator)
+    pool.keys = pool.keys.clone()
+    assert "mean" in store.records and pool_rows_of(pool.keys, [generator.mean_latent()]) == []
+    pool.keys[5] = generator.mean_latent()  # as in a pool of seed 0 with 958 latents or more
     exported = json.loads((ws.round_dir(1) / "selection.json").read_text())["items"]
     used = _already_used(ws, store, 2, pool)
     assert latent_id(ws.config.pool.seed, 5) in used  # the annotated first image, under its pool id
     assert {item["id"] for item in exported} <= used  # round 001's exports, by id
     others = [i for i in range(len(pool)) if latent_id(ws.config.pool.seed, i) not in used]
-    assert others and all(not torch.equal(pool[i], generator.mean_latent()) for i in others)
-    assert pool_rows_of(pool, [[0.0] * 3]) == []  # another length: not a z of this pool
+    assert others and all(not torch.equal(pool.keys[i], generator.mean_latent()) for i in others)
+    assert pool_rows_of(pool.keys, [[0.0] * 3]) == []  # another length: not a z of this pool

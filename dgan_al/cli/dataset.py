@@ -26,6 +26,8 @@ def build_dataset_command(
     workers: int = typer.Option(4, help="Threads encoding PNGs while the next batch is generated."),
     chunk: Optional[int] = typer.Option(None, help="Samples per chunk (default 64): the unit of resumption and of the "
                                                    "split between shards and ranks; fixed once a dataset is started."),
+    images: Optional[Path] = typer.Option(None, help="A photo workspace: label this folder's photos instead of the "
+                                          "pool's (--size caps how many, by name)."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The workspace (default: the current folder)."),
 ) -> None:
     """Generate image + mask pairs with the interpreter; drop the most uncertain; resumable and shardable."""
@@ -43,7 +45,7 @@ def build_dataset_command(
     with rank_progress() as (reports, report):  # under torchrun each rank builds its part, rank 0 merges and reports
         ws = Workspace.find(workspace)
         result = build_dataset(ws, out, size, seed, filter_fraction, device, parse_shard(shard), workers,
-                               chunk=CHUNK if chunk is None else chunk, progress=report)
+                               chunk=CHUNK if chunk is None else chunk, progress=report, images=images)
     if not reports:
         return
     console.print(f"interpreter: {result.interpreter_source}")

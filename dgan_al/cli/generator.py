@@ -25,6 +25,16 @@ def parse_crop(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
     return values  # type: ignore[return-value]
 
 
+def parse_ints(text: Optional[str], option: str) -> Optional[list[int]]:
+    """'50,150,250' -> [50, 150, 250]; None stays None."""
+    if text is None:
+        return None
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise UserError(f"--{option} {quote(text)} is not a list of integers", fix=f"write it as a,b,c, e.g. --{option} 1,2,3") from None
+
+
 @app.command("inspect-generator")
 @handles_user_errors
 def inspect_generator(

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dgan_al.cli.app import app, console, err_console, handles_user_errors
-from dgan_al.cli.generator import parse_crop
+from dgan_al.cli.generator import parse_crop, parse_ints
 from dgan_al.cli.progress import progress_bars, rank_progress
 
 
@@ -30,7 +30,8 @@ def class_table(title: str, totals: dict) -> Table:
 @handles_user_errors
 def init_command(
     directory: Path = typer.Argument(Path("."), help="Folder of the new workspace (created if missing)."),
-    generator: str = typer.Option("toy-faces", help="toy-faces, or the path of a StyleGAN2 checkpoint (.pt / .pkl)."),
+    generator: str = typer.Option("toy-faces", help="toy-faces, the path of a StyleGAN checkpoint (.pt / .pkl), or "
+                                  "with --images a guided-diffusion (ADM) UNet .pt (its flags in <file>.json)."),
     classes: Optional[str] = typer.Option(
         None, help="Class names: a file with one per line (LabelMe's labels.txt works) or a,b,c. "
         "Background first. Default for toy-faces: its 15 classes."),
@@ -42,14 +43,25 @@ def init_command(
     keypoints: Optional[str] = typer.Option(
         None, help="Keypoint names, a,b,c (e.g. left_eye,right_eye,nose_tip; left and right are the subject's): "
         "LabelMe point labels beside the classes. Alone with a checkpoint: a keypoint-only workspace."),
+    images: Optional[Path] = typer.Option(
+        None, help="A folder of photos as the pool, read by the ADM UNet of --generator (ddpm-segmentation's "
+        "features): label your own images. Settings in [photos]."),
+    photo_size: int = typer.Option(0, help="With --images: resize (shorter side) and centre-crop the photos to "
+                                   "this square, the label resolution (0: the UNet's image_size)."),
+    steps: Optional[str] = typer.Option(None, help="With --images: diffusion steps the features are read at, a,b,c "
+                                        "(default 50,150,250, ddpm-segmentation's)."),
+    blocks: Optional[str] = typer.Option(None, help="With --images: the UNet's output blocks read at each step, a,b,c "
+                                         "(default 5,6,7,8,12, ddpm-segmentation's for 256 px UNets)."),
 ) -> None:
-    """Create a workspace: settings, the candidate pool, and round 000 (the mean-latent image to annotate)."""
+    """Create a workspace: settings, the candidate pool, and round 000 (the mean-latent image, or with --images the
+    photo nearest the pool's mean feature, to annotate)."""
     from dgan_al.workflows.init import init_workspace, read_classes, read_keypoint_names
 
     with progress_bars() as report:
         result = init_workspace(directory, generator, read_classes(classes) if classes else None, pool_size, seed,
                                 label_resolution, parse_crop(crop), truncation_psi, progress=report,
-                                keypoints=read_keypoint_names(keypoints) if keypoints else None)
+                                keypoints=read_keypoint_names(keypoints) if keypoints else None, images=images,
+                                photo_size=photo_size, steps=parse_ints(steps, "steps"), blocks=parse_ints(blocks, "blocks"))
     ws = result.workspace
     table = Table(title=f"new workspace {ws.root}", show_header=False)
     table.add_row("settings", str(ws.config_path))
@@ -57,8 +69,12 @@ def init_command(
     table.add_row("classes", ", ".join(ws.config.classes))
     if ws.config.keypoints.names:
         table.add_row("keypoints", ", ".join(ws.config.keypoints.names))
-    table.add_row("pool", f"{ws.config.pool.size} latents, seed {ws.config.pool.seed} ({ws.pool_dir})")
-    table.add_row("round 000", f"{result.round_folder}: the mean-latent image")
+    if ws.config.photo_pool:
+        table.add_row("pool", f"the photos in {ws.photos_folder()} (index: {ws.photo_index_path})")
+        table.add_row("round 000", f"{result.round_folder}: the photo nearest the pool's mean feature")
+    else:
+        table.add_row("pool", f"{ws.config.pool.size} latents, seed {ws.config.pool.seed} ({ws.pool_dir})")
+        table.add_row("round 000", f"{result.round_folder}: the mean-latent image")
     console.print(table)
     console.print("Next: annotate it with [bold]dgan-al annotate[/] (tick 'done'), then run [bold]dgan-al next-round[/].")
 
@@ -91,6 +107,8 @@ def next_round_command(
     imp = result.imports
     console.print(f"imported {len(imp.imported)} new, {len(imp.reimported)} changed, {len(imp.skipped)} skipped as "
                   f"unrealistic; {len(imp.pending)} file(s) still pending")
+    if result.pool_changes:
+        console.print(f"the photo pool changed since the last round: {result.pool_changes}", highlight=False)
     for path in imp.pending[:12]:
         console.print(f"  pending: {path}", highlight=False)
     if result.status == "up-to-date":
@@ -160,9 +178,26 @@ def status_command(
         raise typer.Exit(code=2)
 
 
+def _print_photo_pool(pool: dict) -> None:
+    """The photo pool's line, and the files changed since the last round (the next round records them)."""
+    console.print(f"photo pool {pool['folder']}: {pool['photos']} photos" +
+                  (f", {len(pool['unreadable'])} unreadable: " + ", ".join(pool["unreadable"][:5])
+                   if pool.get("unreadable") else "") + (f" ({pool['problem']})" if pool.get("problem") else ""),
+                  highlight=False, soft_wrap=True)
+    changes = pool.get("changes") or {}
+    for kind in ("added", "removed", "changed", "renamed"):
+        names = [" -> ".join(n) if isinstance(n, list) else n for n in changes.get(kind, [])]
+        if names:
+            more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+            console.print(f"  {kind} since the last round ({len(names)}): " + ", ".join(names[:8]) + more,
+                          highlight=False, soft_wrap=True)
+
+
 def _print_status(st) -> None:
     console.print(f"workspace {st.root}  generator {st.generator}  annotations {st.annotations}  "
                   f"skipped {st.skipped}  removed {st.removed}", highlight=False)
+    if st.photo_pool is not None:
+        _print_photo_pool(st.photo_pool)
     # no vertical rules: 8 columns of whole words fit 80 columns; "open" (problem, edited, untouched) is
     # broken down by state in the file lists below
     rounds = Table(title="rounds", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,

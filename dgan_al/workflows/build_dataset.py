@@ -47,6 +47,7 @@ from PIL import Image
 
 from dgan_al import distributed
 from dgan_al.errors import UserError, quote
+from dgan_al.generators.photos import photo_key
 from dgan_al.files import atomic_copy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_file, sha256_file
 from dgan_al.device import resolve_device
 from dgan_al.interpreter import PixelEnsemble
@@ -127,8 +128,11 @@ class BuildResult:
 
 def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fraction: float = 0.10,
                   device: str | None = None, shard: tuple[int, int] | None = None, workers: int = 4,
-                  chunk: int = CHUNK, progress: ProgressCallback = silent) -> BuildResult:
-    """Generate ``size`` samples (or a shard of them) into ``out``; merge (filter) when all are there."""
+                  chunk: int = CHUNK, progress: ProgressCallback = silent, images: Path | None = None) -> BuildResult:
+    """Generate ``size`` samples (or a shard of them) into ``out``; merge (filter) when all are there.
+
+    A photo pool's workspace labels photos instead: the first ``size`` (by name) of the pool folder, or of
+    ``images``; a sample is then the photo at the label resolution (id = its pool id)."""
     out = Path(out).resolve()
     if size < 1:
         raise UserError(f"must be at least 1, got {size}", setting="size", fix="e.g. 10000")
@@ -149,7 +153,7 @@ def build_dataset(ws: Workspace, out: Path, size: int, seed: int = 1, filter_fra
             WorkspaceLock(out, f"build-dataset {i}/{n}", name=lock_name, clean=[out],
                           what="this dataset folder"):
         _check_ours(out)
-        return _build_locked(ws, out, size, seed, filter_fraction, device, shard, workers, chunk, progress)
+        return _build_locked(ws, out, size, seed, filter_fraction, device, shard, workers, chunk, progress, images)
 
 
 def _check_ours(out: Path) -> None:
@@ -166,10 +170,13 @@ def _check_ours(out: Path) -> None:
 
 
 def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, device, shard, workers, chunk,
-                  progress) -> BuildResult:
+                  progress, images: Path | None = None) -> BuildResult:
     cfg = ws.config
     device = distributed.rank_device(resolve_device(device or cfg.run.device))
     generator = ws.load_generator(device=str(device))
+    photos = _photo_samples(ws, generator, images) if cfg.photo_pool else None
+    if photos is not None:
+        size = min(size, len(photos[1]))
     store = AnnotationStore(ws.annotations_dir)
     ensemble, source, trained = distributed.rank0_first(  # under torchrun rank 0 pins it, the others load it
         lambda: _interpreter(ws, store, out, generator, device, progress))
@@ -179,7 +186,7 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
     keypoints = {"names": names, "skeleton": [list(pair) for pair in cfg.keypoints.skeleton],
                  "prefill_confidence": float(cfg.keypoints.prefill_confidence)} if names else None
     settings = _settings(out, generator, cfg.classes, size, seed, interpreter_sha, cfg.selection.score,
-                         ws.generator_spec(), chunk, keypoints)
+                         ws.generator_spec(), chunk, keypoints, photos and _photo_settings(*photos))
     result = BuildResult(out, shard, source, trained)
     if settings.get("annotation_set", store.set_hash()) != store.set_hash():
         result.messages.append("the annotations changed since this dataset was started: it goes on with the "
@@ -213,7 +220,8 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
         pending: tuple[int, list[dict], list[Future]] | None = None
         for c in todo:
             start, rows_n = c * chunk, _chunk_rows(c, size, chunk)
-            z = dataset_latents(generator.z_dim, seed, start, rows_n)
+            z = dataset_latents(generator.z_dim, seed, start, rows_n) if photos is None else \
+                torch.stack([photo_key(e.sha256) for e in photos[1].entries[start:start + rows_n]])
             rows, futures = [], []
             for s in range(0, rows_n, batch):
                 zb = z[s:s + batch]
@@ -226,9 +234,11 @@ def _build_locked(ws, out: Path, size: int, seed: int, filter_fraction: float, d
                     raise RuntimeError(f"image {images.shape[1:3]} and label {labels.shape[1:]} sizes differ")
                 for j in range(len(zb)):
                     index = start + s + j
-                    id = sample_id(seed, index)
+                    id = sample_id(seed, index) if photos is None else photos[1].entries[index].pool_id
                     rows.append({"id": id, "index": index, "score_sum": float(pred.image_score[j]),
                                  "score_top10": float(pred.image_score_top10[j])})
+                    if photos is not None:
+                        rows[-1]["photo"] = photos[1].entries[index].name
                     if names:
                         bbox, area = object_box(labels[j])
                         rows[-1] |= {"keypoints": keypoint_rows(pred.keypoints.positions[j], pred.keypoints.confidence[j],
@@ -301,7 +311,7 @@ def _check_heads(ws: Workspace, out: Path, ensemble: PixelEnsemble) -> None:
 
 
 def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_sha: str, score: str,
-              spec: str, chunk: int, keypoints: dict | None = None) -> dict:
+              spec: str, chunk: int, keypoints: dict | None = None, photos: dict | None = None) -> dict:
     """dataset.json: the settings a resume or another shard must share; refuses a mismatch."""
     path = out / SETTINGS_FILE
     wanted = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "generator": generator.identity,
@@ -310,6 +320,8 @@ def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_s
               "resolution": list(generator.geometry.size)}
     if keypoints is not None:  # a keypoint workspace only: a parts-only dataset.json stays as it was
         wanted["keypoints"] = keypoints
+    if photos is not None:  # a photo pool only: the folder labelled and its contents
+        wanted["photos"] = photos
     if not path.is_file():
         return wanted | {"size": size}
     try:
@@ -317,11 +329,11 @@ def _settings(out: Path, generator, classes, size: int, seed: int, interpreter_s
     except ValueError as error:
         raise UserError(f"dataset.json is not valid JSON ({error})", path=path,
                         fix="restore it, or build into a new folder") from None
-    for name, value in (wanted | {"keypoints": keypoints}).items():
+    for name, value in (wanted | {"keypoints": keypoints, "photos": photos}).items():
         if found.get(name) != value:
             what = {"seed": f"seed {found.get(name)}",
-                    "keypoints": "the [keypoints] names, skeleton and prefill_confidence it was built with"
-                    }.get(name, f"its {name}")
+                    "keypoints": "the [keypoints] names, skeleton and prefill_confidence it was built with",
+                    "photos": "the folder of photos it was built from, unchanged"}.get(name, f"its {name}")
             raise UserError(f"this folder holds a dataset built with another {name} "
                             f"({_short(found.get(name))} here, {_short(value)} now)", path=path,
                             fix=f"rerun with {what}, or build into a new folder")
@@ -338,7 +350,33 @@ def _short(value) -> str:
 
 
 def _chunk_key(settings: dict) -> str:
-    return f"{settings['interpreter_sha256'][:16]}|{settings['generator']}|{settings['seed']}|{settings['chunk']}"
+    key = f"{settings['interpreter_sha256'][:16]}|{settings['generator']}|{settings['seed']}|{settings['chunk']}"
+    return key + (f"|{settings['photos']['digest']}" if "photos" in settings else "")
+
+
+def _photo_samples(ws: Workspace, generator, images: Path | None) -> tuple[Path, object]:
+    """The folder a photo workspace's dataset labels (the pool's, or ``images``) and its scan."""
+    from dgan_al.workspace.image_pool import scan_pool
+
+    if images is None:
+        return generator.folders[0]
+    folder = Path(images).resolve()
+    if not folder.is_dir():
+        raise UserError("no such folder of photos", path=folder, setting="images", fix="give a folder of images")
+    index = scan_pool(folder)
+    if not len(index):
+        raise UserError("the folder holds no images (.png .jpg .jpeg .webp .bmp)", path=folder, setting="images",
+                        fix="give a folder of images")
+    generator.add_folder(folder, index)
+    return folder, index
+
+
+def _photo_settings(folder: Path, index) -> dict:
+    """dataset.json's "photos": the folder, its photo count and a digest of their names and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256("".join(f"{e.sha256}{e.name}" for e in index.entries).encode()).hexdigest()[:16]
+    return {"folder": str(folder), "count": len(index), "digest": digest}
 
 
 def _chunk_rows(c: int, size: int, chunk: int) -> int:
@@ -421,10 +459,12 @@ def merge_dataset(out: Path, filter_fraction: float | None = None, progress: Pro
 
     lines = io.StringIO()
     writer = csv.writer(lines, lineterminator="\n")
-    writer.writerow(["id", "latent_seed", "latent_index", "score", "rank", "kept", "image", "mask"])
+    photos = "photos" in settings  # a photo's row names the photo instead of a latent
+    writer.writerow(["id", *(("photo", "photo_index") if photos else ("latent_seed", "latent_index")), "score", "rank",
+                     "kept", "image", "mask"])
     for row, score, r, k in zip(rows, scores, rank, kept):
-        writer.writerow([row["id"], settings["seed"], row["index"], repr(float(score)), int(r), int(k),
-                         f"images/{row['id']}.png", f"masks/{row['id']}.png"])
+        writer.writerow([row["id"], row["photo"] if photos else settings["seed"], row["index"], repr(float(score)),
+                         int(r), int(k), f"images/{row['id']}.png", f"masks/{row['id']}.png"])
     atomic_write_text(out / "manifest.csv", lines.getvalue())
     atomic_write_text(out / "train.txt", "".join(f"{row['id']}\n" for row, k in zip(rows, kept) if k))
     atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))

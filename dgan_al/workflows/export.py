@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dgan_al.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from dgan_al.generators.photos import is_photo
 from dgan_al.generators.protocol import Generator
 from dgan_al.labelme import mask_to_polygons, write_labelme, write_labels_file
 from dgan_al.labelme.format import CHECK_FLAG, EXPORT_FLAGS, KEYPOINT_EXPORT_FLAGS, OCCLUDED_FLAG, shape_from_mapping
@@ -55,8 +56,8 @@ def prefill_allowed(enabled: bool, trained_on: int, min_annotations: int) -> tup
 @dataclass
 class ExportItem:
     id: str
-    z: torch.Tensor  # [z_dim]
-    latent: dict  # {"seed": s, "index": i} or {"mean": True}
+    z: torch.Tensor  # [z_dim]: what ``generator.synthesize`` takes (a photo's key: ``photos.photo_key``)
+    latent: dict  # {"seed": s, "index": i}, {"mean": True}, or a photo's {"pool_id", "name", "sha256"}
     score: float | None = None
     rank: int | None = None  # 0 = the most uncertain of the pool
     coreset_order: int | None = None
@@ -125,7 +126,8 @@ def export_round(folder: Path, number: int, generator: Generator, items: list[Ex
                 if keypoints and pred.keypoints is not None:
                     points = prefill_points(pred.keypoints, j, keypoints, prefill_confidence, pred.labels.shape[-2:])
             meta = {"id": item.id, "round": number, "latent": item.latent,
-                    "z": [float(v) for v in item.z.tolist()], "generator": generator.identity,
+                    "z": [] if is_photo(item.latent) else [float(v) for v in item.z.tolist()],
+                    "generator": generator.identity,
                     "score": item.score, "rank": item.rank}
             if not _touched_by_a_person(json_path):
                 write_labelme(json_path, image, shapes + points, flags=image_flags, extra={META_KEY: meta})

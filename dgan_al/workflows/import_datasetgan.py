@@ -192,6 +192,10 @@ def import_datasetgan(ws, settings: DatasetGANImport, progress: ProgressCallback
         raise UserError(f"the folder does not pair with the latents: {'; '.join(problems[:5])}", path=folder,
                         fix="give the latents file of this folder (row i belongs to image_mask{i}.npy)")
 
+    if ws.config.photo_pool:
+        raise UserError("DatasetGAN's annotations belong to StyleGAN latents, and this workspace's pool is a folder "
+                        "of photos", path=ws.config_path,
+                        fix="import them into a workspace made with `dgan-al init --generator <their StyleGAN>`")
     generator = ws.load_generator()
     _check_latent_shape(z, kind, generator, Path(settings.latents))
     report = DatasetGANReport(latent_kind=kind)

@@ -9,13 +9,14 @@ from dgan_al.errors import UserError
 from dgan_al.files import atomic_write_text
 from dgan_al.labelme import write_labels_file
 from dgan_al.progress import ProgressCallback, silent
-from dgan_al.workflows.export import export_round
+from dgan_al.workflows.export import ExportItem, export_round
 from dgan_al.workflows.next_round import mean_latent_item
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.config import (
     CONFIG_NAME,
     GeneratorSettings,
     KeypointSettings,
+    PhotoSettings,
     PoolSettings,
     WorkspaceConfig,
     render_config,
@@ -63,6 +64,37 @@ def read_keypoint_names(spec: str) -> list[str]:
     return [part.strip() for part in spec.split(",") if part.strip()]
 
 
+FIRST_PHOTO_RULE = ("The first image to annotate: the photo nearest the pool's mean feature, the most typical one "
+                    "(the counterpart of the paper's mean latent; no interpreter yet, so no pre-fill).")
+
+
+def _relative(root: Path, spec: str | Path) -> str:
+    """A path as the config records it: relative to the workspace when inside it, else absolute."""
+    path = Path(spec).expanduser().resolve()
+    return str(path.relative_to(root)) if root in path.parents else str(path)
+
+
+def first_photo_item(ws: Workspace, generator, progress: ProgressCallback = silent) -> ExportItem:
+    """The photo nearest the pool's mean feature (``image_pool.nearest_to_mean``): every photo's feature maps,
+    each averaged over its pixels and joined, [N, sum C_l]. The pool's scan is recorded as the reference for
+    the changes the next rounds report."""
+    import torch
+
+    from dgan_al.workflows.pool import workspace_pool
+    from dgan_al.workspace.image_pool import nearest_to_mean
+
+    pool = workspace_pool(ws, generator)
+    pooled = []
+    batch = ws.config.run.batch
+    for start in range(0, len(pool), batch):
+        with torch.no_grad():
+            maps = generator.synthesize(pool.keys[start:start + batch]).features
+        pooled.append(torch.cat([m.float().mean(dim=(2, 3)).cpu() for m in maps], dim=1))
+        progress("photo features (the first image)", min(start + batch, len(pool)), len(pool))
+    row = nearest_to_mean(torch.cat(pooled))
+    return ExportItem(id=pool.ids[row], z=pool.keys[row], latent=pool.origins[row])
+
+
 @dataclass
 class InitResult:
     workspace: Workspace
@@ -75,17 +107,39 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
                    pool_size: int = 10_000, seed: int = 0, label_resolution: int | None = None,
                    crop: tuple[int, int, int, int] | None = None, truncation_psi: float = 1.0,
                    device: str = "cpu", progress: ProgressCallback = silent,
-                   keypoints: list[str] | None = None) -> InitResult:
+                   keypoints: list[str] | None = None, images: Path | None = None,
+                   photo_size: int = 0, steps: list[int] | None = None, blocks: list[int] | None = None) -> InitResult:
     """Make the workspace ``directory``. ``keypoints``: the keypoint names (``[keypoints] names``); with them
-    and no ``classes`` a checkpoint generator gets a keypoint-only workspace (classes = the background)."""
+    and no ``classes`` a checkpoint generator gets a keypoint-only workspace (classes = the background).
+    ``images``: a folder of photos as the pool (``[photos]``), read by the ADM checkpoint ``generator_spec``;
+    ``photo_size``: their label resolution (0: the UNet's); ``steps``, ``blocks``: the features read (None:
+    ddpm-segmentation's, ``[photos]``'s defaults)."""
     from dgan_al.generators import load_generator
 
     root = Path(directory).resolve()
     if (root / CONFIG_NAME).exists() or (root / "annotations" / "index.json").exists():
         raise UserError("a dgan-al workspace already exists here; refusing to overwrite it", path=root,
                         fix="choose another folder, or continue this one with `dgan-al next-round`")
-    generator = load_generator(generator_spec, truncation_psi=truncation_psi, label_resolution=label_resolution,
-                               crop=crop, device=device)
+    photos = PhotoSettings()
+    if images is not None:
+        if not Path(images).is_dir():
+            raise UserError("no such folder of photos", path=Path(images), setting="images",
+                            fix="give the folder that holds the images to label")
+        photos.folder, photos.size = _relative(root, images), photo_size
+        photos.steps, photos.blocks = list(steps or photos.steps), list(blocks or photos.blocks)
+        draft = WorkspaceConfig(classes=["background"], generator=GeneratorSettings(spec=_relative(root, generator_spec)),
+                                photos=photos)
+        try:
+            generator = Workspace(root, draft).load_generator(device)
+        except UserError as err:  # no config is written yet: name the options instead
+            if err.path is not None and Path(err.path).name == CONFIG_NAME:
+                raise UserError(err.message, setting="steps/blocks/photo_size",
+                                fix="choose --blocks among the UNet's output blocks (`dgan-al inspect-generator` "
+                                    "lists them), --steps within its schedule") from None
+            raise
+    else:
+        generator = load_generator(generator_spec, truncation_psi=truncation_psi, label_resolution=label_resolution,
+                                   crop=crop, device=device)
     if classes is None:
         classes = getattr(generator, "classes", None)
         if classes is None and keypoints:
@@ -94,16 +148,13 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
             raise UserError("required for a checkpoint generator", setting="classes",
                             fix="give a file with one class per line (background first), or a,b,c (or only "
                                 "--keypoints for a keypoint-only workspace)")
-    spec = generator_spec
-    if generator_spec != "toy-faces":
-        path = Path(generator_spec).expanduser().resolve()
-        spec = str(path.relative_to(root)) if root in path.parents else str(path)
+    spec = generator_spec if generator_spec == "toy-faces" else _relative(root, generator_spec)
     config = WorkspaceConfig(classes=list(classes),
                              generator=GeneratorSettings(spec=spec, truncation_psi=truncation_psi,
                                                          label_resolution=label_resolution or 0,
                                                          crop=list(crop) if crop else []),
                              pool=PoolSettings(size=pool_size, seed=seed),
-                             keypoints=KeypointSettings(names=list(keypoints or []))).validate()
+                             keypoints=KeypointSettings(names=list(keypoints or [])), photos=photos).validate()
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / CONFIG_NAME, render_config(config))
     ws = Workspace(root, config)
@@ -112,13 +163,17 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
     atomic_write_text(ws.annotations_dir / "README.md", ANNOTATIONS_README)
     store = AnnotationStore(ws.annotations_dir)
     store.save()
-    progress("pool latents", 0, pool_size)
-    ws.pool_latents(generator.z_dim)
-    progress("pool latents", pool_size, pool_size)
     folder = ws.round_dir(0)
-    export_round(folder, 0, generator, [mean_latent_item(generator)], config.classes, keep=1,
-                 rule="The paper's first image to annotate: the mean latent (no interpreter yet, so no pre-fill).",
-                 selection={"annotation_set": store.set_hash(), "why": "mean latent"}, progress=progress,
+    if config.photo_pool:
+        first, rule, why = first_photo_item(ws, generator, progress), FIRST_PHOTO_RULE, "photo nearest the mean feature"
+    else:
+        progress("pool latents", 0, pool_size)
+        ws.pool_latents(generator.z_dim)
+        progress("pool latents", pool_size, pool_size)
+        first, why = mean_latent_item(generator), "mean latent"
+        rule = "The paper's first image to annotate: the mean latent (no interpreter yet, so no pre-fill)."
+    export_round(folder, 0, generator, [first], config.classes, keep=1, rule=rule,
+                 selection={"annotation_set": store.set_hash(), "why": why}, progress=progress,
                  keypoints=config.keypoints.names)
     write_round_state(folder, {"round": 0, "stage": "complete", "annotation_set": store.set_hash()})
     return InitResult(ws, folder, generator.identity, sum(generator.feature_channels))

@@ -55,8 +55,11 @@ def training_items(ws: Workspace, store: AnnotationStore, ids: Sequence[str], pa
 
 
 def annotation_latents(store: AnnotationStore, ids: Sequence[str]) -> list[torch.Tensor]:
-    """Each annotation's latent as recorded: z [z_dim], or w+ [num_ws, w_dim] (imported w+ annotations)."""
-    return [torch.tensor(store.records[i].z, dtype=torch.float32) for i in ids]
+    """Each annotation's key as recorded: z [z_dim], w+ [num_ws, w_dim] (imported w+ annotations), or a photo's
+    key [32] (``generators.photos.photo_key``)."""
+    from dgan_al.generators.photos import origin_key
+
+    return [torch.as_tensor(origin_key(store.records[i].latent, store.records[i].z), dtype=torch.float32) for i in ids]
 
 
 def train_on_annotations(ws: Workspace, store: AnnotationStore, ids: Sequence[str], generator,

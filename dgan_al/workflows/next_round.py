@@ -22,6 +22,7 @@ import torch
 
 from dgan_al import distributed
 from dgan_al.errors import UserError
+from dgan_al.generators.photos import origin_key
 from dgan_al.files import atomic_write_bytes, sha256_file
 from dgan_al.device import resolve_device
 from dgan_al.geometry import LabelGeometry
@@ -34,8 +35,9 @@ from dgan_al.workflows.export import ExportItem, export_round, prefill_allowed, 
 from dgan_al.workflows.features import cache_bytes, cached_features
 from dgan_al.workflows.importing import ImportReport, import_annotations
 from dgan_al.workflows.interpreter import INTERPRETER_FILE, annotation_latents, new_ensemble, training_items
+from dgan_al.workflows.pool import Pool, keep_originals, workspace_pool
 from dgan_al.workspace.annotations import AnnotationStore
-from dgan_al.workspace.layout import Workspace, latent_id, parse_latent_id
+from dgan_al.workspace.layout import Workspace, parse_latent_id
 from dgan_al.workspace.lock import WorkspaceLock
 from dgan_al.workspace.rounds import read_round_state, write_round_state
 
@@ -61,6 +63,9 @@ class RoundOverrides:
 
     def apply(self, ws: Workspace) -> None:
         c = ws.config
+        if self.pool_size is not None and c.photo_pool:
+            raise UserError("a photo pool is every photo in its folder; it has no size to set", setting="pool_size",
+                            fix="add or remove photos in the folder instead")
         for name, target in (("pool_size", (c.pool, "size")), ("skip_top", (c.selection, "skip_top")),
                              ("band", (c.selection, "band")), ("centers", (c.selection, "centers")),
                              ("device", (c.run, "device")), ("seed", (c.ensemble, "seed")),
@@ -90,6 +95,7 @@ class NextRoundResult:
     n_annotations: int = 0
     prefill_note: str = ""  # whether the exported files are pre-filled, and why
     message: str = ""
+    pool_changes: str = ""  # a photo pool: files added, removed, changed or renamed since the last round
 
 
 def next_round(ws: Workspace, overrides: RoundOverrides | None = None,
@@ -145,6 +151,8 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
 
     device = distributed.rank_device(resolve_device(cfg.run.device))
     generator = ws.load_generator(device=str(device))
+    if ws.config.photo_pool:
+        keep_originals(ws, store, generator)
     ids = store.ids()
     latents = annotation_latents(store, ids)
 
@@ -168,7 +176,9 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
 
     # --- score the pool --------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    pool = ws.pool_latents(generator.z_dim)
+    pool = workspace_pool(ws, generator)
+    if pool.changes is not None and not pool.changes.empty:
+        result.pool_changes = pool.changes.summary()
     excluded = _already_used(ws, store, number, pool)
     distributed.share({"folder": str(folder), "interpreter_sha256": state["interpreter_sha256"]})  # ranks > 0
     scores = _score_pool(ws, folder, generator, ensemble, pool, state["interpreter_sha256"], result, progress)
@@ -195,7 +205,7 @@ def _next_round_locked(ws: Workspace, progress: ProgressCallback) -> NextRoundRe
     return result
 
 
-def _already_used(ws: Workspace, store: AnnotationStore, before_round: int, pool: torch.Tensor) -> set[str]:
+def _already_used(ws: Workspace, store: AnnotationStore, before_round: int, pool: Pool) -> set[str]:
     """Pool ids never to offer again: annotated, skipped, removed, or exported in an earlier round, also
     where such a latent lies in the pool under another id (the first image, the sample nearest the
     average w, is pool latent s0-... when the pool seed is 0).
@@ -203,15 +213,14 @@ def _already_used(ws: Workspace, store: AnnotationStore, before_round: int, pool
     The round being made (or resumed) does not count, so a resumed run chooses what the first did.
     """
     used = set(store.records) | set(store.skipped) | set(store.removed)
-    latents = [record.z for record in store.records.values()]
+    latents = [origin_key(record.latent, record.z) for record in store.records.values()]
     for number in ws.rounds():
         selection = read_selection(ws.round_dir(number)) if number < before_round else None
         if selection:
             items = selection.get("items", [])
             used |= {item["id"] for item in items}
-            latents += [item["z"] for item in items if "z" in item]
-    seed = ws.config.pool.seed
-    return used | {latent_id(seed, i) for i in pool_rows_of(pool, latents)}
+            latents += [origin_key(item.get("latent"), item["z"]) for item in items if "z" in item]
+    return used | {pool.ids[i] for i in pool_rows_of(pool.keys, latents)}
 
 
 def pool_rows_of(pool: torch.Tensor, latents) -> list[int]:
@@ -234,14 +243,14 @@ def _score_for_rank0(ws: Workspace, progress: ProgressCallback) -> NextRoundResu
     generator = ws.load_generator(device=str(device))
     ensemble = PixelEnsemble.load(result.folder / INTERPRETER_FILE, expect_generator=generator.identity,
                                   expect_classes=cfg.classes, device=device)
-    pool = ws.pool_latents(generator.z_dim)
+    pool = workspace_pool(ws, generator, save=False)
     _score_pool(ws, result.folder, generator, ensemble, pool, task["interpreter_sha256"], result, progress)
     return result
 
 
-def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble, pool: torch.Tensor,
+def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble, pool: Pool,
                 interpreter_sha: str, result: NextRoundResult, progress: ProgressCallback) -> dict[str, np.ndarray]:
-    """Score every pool latent in resumable chunks: image JS scores, pooled activations and w.
+    """Score every pool item in resumable chunks: image JS scores, pooled activations and w.
 
     Under torchrun each rank scores chunk c when c % world_size == rank; rank 0 waits for all and reads
     the others' chunk files (the ranks > 0 return nothing)."""
@@ -249,7 +258,7 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
     chunk, n = cfg.run.chunk, len(pool)
     pixels = score_pixels(cfg.selection.score_pixels, ensemble.device_)
     with_keypoints = keypoint_score_on(cfg)
-    key = f"{interpreter_sha[:16]}|{cfg.pool.seed}|{chunk}|{pixels}" + ("|keypoints" if with_keypoints else "")
+    key = f"{interpreter_sha[:16]}|{pool.identity}|{chunk}|{pixels}" + ("|keypoints" if with_keypoints else "")
     out_dir = folder / "scores"
     starts = range(0, n, chunk)
     parts: dict[int, dict[str, np.ndarray]] = {}
@@ -267,7 +276,7 @@ def _score_pool(ws: Workspace, folder: Path, generator, ensemble: PixelEnsemble,
             if with_keypoints:
                 rows["keypoint_uncertainty"] = []
             for s in range(start, stop, cfg.run.batch):
-                z = pool[s:min(s + cfg.run.batch, stop)]
+                z = pool.keys[s:min(s + cfg.run.batch, stop)]
                 out = generator.synthesize(z)
                 scored = ensemble.score_images(out.features, pixels=pixels, seed=cfg.pool.seed, keypoints=with_keypoints)
                 rows["score_sum"].append(scored.image_score.numpy())
@@ -336,15 +345,16 @@ def _read_chunk(path: Path, key: str, expected_rows: int, keypoints: bool = Fals
 
 
 def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: AnnotationStore, ids: list[str],
-            paths: list[Path], pool: torch.Tensor, scores: dict[str, np.ndarray], excluded: set[str]):
+            paths: list[Path], pool: Pool, scores: dict[str, np.ndarray], excluded: set[str]):
     """The configured strategy (``strategies.choose``) on the pool latents not used yet."""
     cfg = ws.config
     s = cfg.selection
-    pool_ids = [latent_id(cfg.pool.seed, i) for i in range(len(pool))]
+    pool_ids = pool.ids
     candidates = np.array([i for i, pid in enumerate(pool_ids) if pid not in excluded], dtype=np.int64)
     if len(candidates) < exported(s.strategy, s.annotate, s.centers, n_annotated=len(ids), switch_at=s.switch_at):
-        raise UserError(f"only {len(candidates)} pool latents left to choose from ({len(excluded)} used)",
-                        path=ws.config_path, fix="grow the pool: [pool] size")
+        raise UserError(f"only {len(candidates)} pool images left to choose from ({len(excluded)} used)",
+                        path=ws.config_path, fix="add photos to the pool folder" if cfg.photo_pool
+                        else "grow the pool: [pool] size")
     image_scores = scores["score_sum" if s.score == "sum" else "score_top10"][candidates]
     if keypoint_score_on(cfg):
         image_scores = combined_scores(image_scores, scores["keypoint_uncertainty"][candidates])
@@ -356,7 +366,7 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
         seeds = annotated_embeddings(s.embedding, generator=generator, ensemble=ensemble, latents=annotation_latents(store, ids),
                                      feature_paths=paths, pixels=pixels, seed=cfg.pool.seed)
     if "class_js" in wanted:
-        cjs, share = _pool_class_js(generator, ensemble, pool[candidates], pixels, cfg.run.batch)
+        cjs, share = _pool_class_js(generator, ensemble, pool.keys[candidates], pixels, cfg.run.batch)
     rng = np.random.default_rng([cfg.pool.seed, len(ids)])
     try:
         choice = choose(s.strategy, len(candidates), per_round=s.annotate, rng=rng, scores=image_scores,
@@ -371,7 +381,7 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
     for order, b in enumerate(choice.order):
         index = int(candidates[b])
         distance = None if choice.coreset_distances is None else float(choice.coreset_distances[order])
-        chosen.append(ExportItem(id=pool_ids[index], z=pool[index], latent={"seed": cfg.pool.seed, "index": index},
+        chosen.append(ExportItem(id=pool_ids[index], z=pool.keys[index], latent=pool.origins[index],
                                  score=float(image_scores[b]), rank=int(ranks[b]),
                                  coreset_order=order if distance is not None else None, coreset_distance=distance))
     q = np.quantile(image_scores, [0.0, 0.1, 0.5, 0.8, 0.9, 1.0])
@@ -383,7 +393,7 @@ def _select(ws: Workspace, generator, ensemble: PixelEnsemble, store: Annotation
                      **({"switch_at": s.switch_at} if s.strategy == "typical-al" else {}),
                      **({"keypoint_score": "mean rank of the JS score and the keypoint uncertainty"}
                         if keypoint_score_on(cfg) else {})},
-        "pool": {"seed": cfg.pool.seed, "size": len(pool), "candidates": int(len(candidates)),
+        "pool": {**pool.record, "candidates": int(len(candidates)),
                  "excluded": len(pool) - int(len(candidates)),
                  "score_quantiles": {k: float(v) for k, v in zip(("min", "p10", "median", "p80", "p90", "max"), q)}},
         **{k: v for k, v in choice.record.items() if k != "strategy"},

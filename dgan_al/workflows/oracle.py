@@ -90,15 +90,24 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
 
     ``keep``: annotate only the ``keep`` most realistic open files, tick 'unrealistic' on the rest (None:
     all); ``as_asked`` (with ``keep`` None): as many as the round asks for, less the files already done."""
-    generator = generator or ws.load_generator()
-    if not isinstance(generator, OracleGenerator):
-        raise UserError("the oracle only exists for the toy-faces world", path=ws.config_path,
-                        fix="annotate this workspace's rounds in LabelMe (dgan-al annotate)")
-    if list(ws.config.classes) != list(generator.classes):
+    renders = ws.config.photo_pool
+    if renders:  # a pool of toy-faces renders (``dgan-al toy renders``): the truth is the renderer's, exactly
+        from dgan_al.generators.toy_faces.classes import CLASSES
+        from dgan_al.generators.toy_faces.keypoints import KEYPOINTS
+        from dgan_al.generators.toy_faces.render_pool import read_render_record
+
+        read_render_record(ws.photos_folder())  # a photo pool of anything else has no oracle
+        toy_classes, known, truth = list(CLASSES), list(KEYPOINTS), "renderer"
+    else:
+        generator = generator or ws.load_generator()
+        if not isinstance(generator, OracleGenerator):
+            raise UserError("the oracle only exists for the toy-faces world", path=ws.config_path,
+                            fix="annotate this workspace's rounds in LabelMe (dgan-al annotate)")
+        toy_classes, known = list(generator.classes), list(getattr(generator, "keypoints", []))
+    if list(ws.config.classes) != toy_classes:
         raise UserError("the workspace classes differ from toy-faces' own", path=ws.config_path,
-                        fix=f"use classes = {generator.classes}")
+                        fix=f"use classes = {toy_classes}")
     names = list(ws.config.keypoints.names)
-    known = list(getattr(generator, "keypoints", []))
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UserError(f"the oracle cannot place the keypoint {unknown[0]!r}: toy-faces has "
@@ -126,14 +135,19 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
         keep = max(0, result.asked - result.done_before)
     if not todo:
         return result
-    z = torch.stack([latent_tensor(item) for item, _, _ in todo])
-    fake = generator.synthesize(z).images.numpy()
-    errors = realism_error(generator, z, fake)
+    if renders:  # every render is realistic: the first ``keep`` in the round's order are annotated
+        masks, points = render_pool_truth(ws, [item for item, _, _ in todo], annotate)
+        points = points[:, [known.index(n) for n in names]] if names else None
+        errors = np.zeros(len(todo))
+    else:
+        z = torch.stack([latent_tensor(item) for item, _, _ in todo])
+        fake = generator.synthesize(z).images.numpy()
+        errors = realism_error(generator, z, fake)
+        masks = generator.oracle_mask(z, truth=truth, images=fake)
+        points = generator.oracle_keypoints(z, truth=truth, images=fake)[:, [known.index(n) for n in names]] \
+            if names else None  # [B, len(names), 3]
     order = np.argsort(errors, kind="stable")
     kept = set(order[: keep if keep is not None else len(todo)].tolist())
-    masks = generator.oracle_mask(z, truth=truth, images=fake)
-    points = generator.oracle_keypoints(z, truth=truth, images=fake)[:, [known.index(n) for n in names]] \
-        if names else None  # [B, len(names), 3]
     record_path = folder / CLICKS_FILE
     record = _read_json(record_path) or {"items": {}}
     classes = ws.config.classes
@@ -189,6 +203,34 @@ def oracle_annotate(ws: Workspace, round_number: int | None = None, keep: int | 
                                     if all("keypoints" in v for v in items) else None for kind in ("scratch", "edit")}
     atomic_write_json(record_path, record)
     return result
+
+
+def render_pool_truth(ws: Workspace, items: list[dict], annotate: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The renderer's exact masks uint8 [B, S, S] and keypoints float [B, K, 3] of exported photo items of a pool
+    of toy-faces renders, at the label size S of their exported images in ``annotate``: the 128 px truth taken
+    through the pool's resize and crop (masks nearest-neighbour, exact when S = 128; points mapped by
+    ``image_pool.pool_transform``)."""
+    from PIL import Image
+
+    from dgan_al.generators.toy_faces.render_pool import render_truth
+    from dgan_al.workspace.image_pool import pool_transform, scan_pool
+
+    folder = ws.photos_folder()
+    entries = scan_pool(folder, skip_unreadable=True).by_name()
+    masks, points = [], []
+    for item in items:
+        name = item["latent"]["name"]
+        with Image.open(annotate / item["image"]) as exported:
+            size = exported.size[0]
+        mask, keypoints = render_truth(folder, name)
+        t = pool_transform(entries[name], size)
+        big = Image.fromarray(mask).resize((t.resized_width, t.resized_height), Image.Resampling.NEAREST)
+        masks.append(np.asarray(big)[t.top:t.top + size, t.left:t.left + size])
+        x, y = t.original_to_pool(keypoints[:, 0] + 0.5, keypoints[:, 1] + 0.5)  # centres at integers, as LabelMe
+        moved = np.stack([x - 0.5, y - 0.5, keypoints[:, 2]], axis=1)
+        moved[keypoints[:, 2] == 0, :2] = 0.0
+        points.append(moved)
+    return np.stack(masks), np.stack(points)
 
 
 def _split_keypoints(shapes: list, names: list[str]) -> tuple[list, tuple[dict, int]]:

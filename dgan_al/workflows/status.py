@@ -16,6 +16,8 @@ problem, edited, untouched), what to do next; ``round_files_status``: the same f
                             "json": "rounds/round_001/annotate/s0-000029.json"}, ...]}, ...],
      "damaged": [],                      # one message per damaged round file (then status exits 2)
      "cross_validation": {"n_annotations": 4, "miou_mean": 0.61, "miou_std": 0.05, "current": true},  # or null
+     "photo_pool": {"folder": "/abs/photos", "photos": 240, "unreadable": [],   # only in a photo pool's workspace
+                    "changes": {"added": [], "removed": [], "changed": [], "renamed": [["a.jpg", "b.jpg"]]}},
      "next": "run `dgan-al next-round`, ..."}
 """
 
@@ -30,6 +32,7 @@ from dgan_al.files import sha256_bytes
 from dgan_al.labelme import LabelMeError, read_labelme
 from dgan_al.labelme.write import FORMAT_VERSION
 from dgan_al.workflows.export import OWN_FILES, read_selection
+from dgan_al.workflows.pool import photo_pool_status
 from dgan_al.workflows.importing import exported_items, finished_file_problems, selection_fix
 from dgan_al.workspace.annotations import AnnotationStore
 from dgan_al.workspace.layout import RoundFiles, Workspace
@@ -85,6 +88,7 @@ class WorkspaceStatus:
     cross_validation: dict | None = None  # the same as numbers (see the module doc)
     damaged: list[str] = field(default_factory=list)  # damaged round files: what is wrong and the fix
     keypoint_totals: dict = field(default_factory=dict)  # name -> images, occluded, annotated (keypoint_totals)
+    photo_pool: dict | None = None  # a photo pool: folder, photos, changes since the last round (pool.photo_pool_status)
 
     def to_json(self) -> dict:
         """The documented structure of ``status --json`` (see the module doc)."""
@@ -106,6 +110,7 @@ class WorkspaceStatus:
                 **({"keypoints": {name: {"images": t["images"], "occluded": t["occluded"], "annotated": t["annotated"]}
                                   for name, t in self.keypoint_totals.items()}} if self.keypoint_totals else {}),
                 "rounds": rounds, "damaged": self.damaged, "cross_validation": self.cross_validation,
+                **({"photo_pool": self.photo_pool} if self.photo_pool is not None else {}),
                 "next": self.next_step}
 
 
@@ -240,7 +245,8 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
     return WorkspaceStatus(str(ws.root), ws.config.generator.spec, list(ws.config.classes), len(store.records),
                            store.class_totals(ws.config.classes), len(store.skipped), len(store.removed), rounds, step,
                            evaluation, cross_validation, damaged,
-                           store.keypoint_totals(ws.config.keypoints.names))
+                           store.keypoint_totals(ws.config.keypoints.names),
+                           photo_pool_status(ws) if ws.config.photo_pool else None)
 
 
 def _round_selection(folder: Path) -> tuple[dict, str]:

@@ -6,6 +6,7 @@ annotations/index.json            what is imported: id -> latent, source round, 
 annotations/<id>.json, <id>.png   the LabelMe file and its image, copied byte for byte on import
 annotations/masks/<id>.png        the rasterised class mask (palette PNG, values = class ids)
 annotations/history/<id>/vN.json  every imported version of the JSON (edits in LabelMe keep the old one)
+annotations/originals/<pool id>.<ext>  a photo pool's annotated photo files, byte for byte (``workflows.pool``)
 annotations/removed/<id>/         annotations taken out of training by `dgan-al remove` (never deleted)
 ```
 A person may open ``annotations/<id>.json`` in LabelMe and fix it; the next round sees the changed
@@ -40,8 +41,8 @@ INDEX_VERSION = 1
 class AnnotationRecord:
     id: str  # the latent id (s<seed>-<index> or "mean"); file stem of its JSON, image and mask
     round: int  # the round whose export it was annotated from
-    latent: dict  # {"seed": s, "index": i} or {"mean": true}
-    z: list[float]  # the latent vector itself (checked on import against the export)
+    latent: dict  # {"seed": s, "index": i} or {"mean": true}; a photo's {"pool_id", "name", "sha256"}
+    z: list[float]  # the latent vector itself (checked on import against the export); [] for a photo
     json_sha256: str
     image_sha256: str
     mask_sha256: str

@@ -33,6 +33,15 @@ class PoolSettings:
 
 
 @dataclass
+class PhotoSettings:
+    folder: str = ""  # the pool: every image file in this folder, subfolders included (relative to the workspace, or absolute); "" = a pool of generated latents
+    size: int = 0  # photos are resized (shorter side) and centre-cropped to size x size, the label resolution; 0 = the UNet's image_size
+    steps: list[int] = field(default_factory=lambda: [50, 150, 250])  # diffusion steps the features are read at (ddpm-segmentation's)
+    blocks: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 12])  # the UNet's output_blocks read at each step
+    noise_seed: int = 0  # seeds the one noise draw every photo shares (ddpm-segmentation's share_noise)
+
+
+@dataclass
 class SelectionSettings:
     strategy: str = "al"  # al (the paper's), random, random-expert, uncertainty, coreset, rare, typical or typical-al (dgan_al/strategies.py)
     skip_top: float = 0.10  # drop this most-uncertain fraction (likely GAN failures)
@@ -86,6 +95,12 @@ class WorkspaceConfig:
     ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
     run: RunSettings = field(default_factory=RunSettings)
     keypoints: KeypointSettings = field(default_factory=KeypointSettings)
+    photos: PhotoSettings = field(default_factory=PhotoSettings)
+
+    @property
+    def photo_pool(self) -> bool:
+        """Whether the pool is a folder of photos (``[photos] folder``) rather than generated latents."""
+        return bool(self.photos.folder)
 
     def validate(self, path: Path | None = None) -> "WorkspaceConfig":
         problems = []
@@ -129,6 +144,8 @@ class WorkspaceConfig:
         if self.generator.crop and len(self.generator.crop) != 4:
             problems.append("generator.crop: [top, left, height, width] or []")
         problems += _keypoint_problems(self.keypoints, self.classes)
+        if self.photo_pool:
+            problems += _photo_problems(self.photos, self.selection)
         if problems:
             raise UserError("; ".join(problems), path=path, fix=f"edit {CONFIG_NAME}")
         return self
@@ -165,6 +182,22 @@ def _keypoint_problems(k: KeypointSettings, classes: list[str]) -> list[str]:
         problems.append(f"keypoints.sigma = {k.sigma}: must be > 0 (label pixels)")
     if not 0 <= k.prefill_confidence <= 1:
         problems.append(f"keypoints.prefill_confidence = {k.prefill_confidence}: must be in [0, 1]")
+    return problems
+
+
+def _photo_problems(p: PhotoSettings, s: SelectionSettings) -> list[str]:
+    """What is wrong with the ``[photos]`` settings of a photo pool."""
+    problems = []
+    if p.size < 0:
+        problems.append(f"photos.size = {p.size}: must be >= 0 (0: the UNet's image_size)")
+    if not p.steps or len(set(p.steps)) != len(p.steps) or min(p.steps) < 0:
+        problems.append(f"photos.steps = {p.steps}: distinct diffusion steps >= 0, e.g. [50, 150, 250]")
+    if not p.blocks or len(set(p.blocks)) != len(p.blocks) or min(p.blocks) < 0:
+        problems.append(f"photos.blocks = {p.blocks}: distinct output_blocks indices >= 0, e.g. [5, 6, 7, 8, 12]")
+    if p.noise_seed < 0:
+        problems.append(f"photos.noise_seed = {p.noise_seed}: must be >= 0")
+    if s.embedding == "w":
+        problems.append("selection.embedding = \"w\": a photo has no latent w; use \"activations\"")
     return problems
 
 
@@ -277,6 +310,7 @@ SECTION_HELP = {
     "ensemble": "The style interpreter: an ensemble of per-pixel MLPs on the generator's features.",
     "run": "How commands run.",
     "keypoints": "Keypoints (DatasetGAN §3.2): LabelMe point shapes labelled with these names, beside the part classes.",
+    "photos": "A pool of photos read by a diffusion UNet (ddpm-segmentation's features) instead of generated latents.",
 }
 
 
@@ -285,7 +319,9 @@ def render_config(config: WorkspaceConfig) -> str:
     lines = ["# dgan-al workspace settings. Command-line flags override them for one run.", ""]
     lines.append("# The part classes; class 0 is the background (LabelMe's _background_).")
     lines.append(f"classes = {_toml_value(config.classes)}")
-    for section in ("generator", "pool", "selection", "ensemble", "run", "keypoints"):
+    for section in ("generator", "pool", "selection", "ensemble", "run", "keypoints", "photos"):
+        if section == "photos" and not config.photo_pool:
+            continue  # a latent pool's file stays as it always was
         obj = getattr(config, section)
         comments = _comments(type(obj))
         lines += ["", f"# {SECTION_HELP[section]}", f"[{section}]"]

@@ -149,13 +149,48 @@ class Workspace:
         path = Path(spec).expanduser()
         return str(path if path.is_absolute() else (self.root / path))
 
+    def photos_folder(self) -> Path:
+        """The folder of a photo pool (``[photos] folder``, relative to the workspace or absolute)."""
+        path = Path(self.config.photos.folder).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def photo_index_path(self) -> Path:
+        """The photo pool's index as of the last round (``image_pool.PoolIndex``): what changes are measured from."""
+        return self.pool_dir / "photos.json"
+
     def load_generator(self, device: str = "cpu"):
+        """The workspace's image source: the generator, or for a photo pool a ``PhotoGenerator`` over a fresh
+        scan of the pool folder (``[photos]``)."""
         from dgan_al.generators import load_generator
 
+        if self.config.photo_pool:
+            return self._load_photo_generator(device)
         g = self.config.generator
         return load_generator(self.generator_spec(), truncation_psi=g.truncation_psi,
                               label_resolution=g.label_resolution or None,
                               crop=tuple(g.crop) if g.crop else None, device=device)
+
+    def _load_photo_generator(self, device: str):
+        from dgan_al.generators.adm.source import DiffusionFeatures
+        from dgan_al.generators.photos import PhotoGenerator
+        from dgan_al.workspace.image_pool import scan_pool
+
+        p = self.config.photos
+        folder = self.photos_folder()
+        if not folder.is_dir():
+            raise UserError("the photo pool folder is missing", path=folder,
+                            fix=f"put the photos back, or set [photos] folder in {CONFIG_NAME}")
+        try:
+            source = DiffusionFeatures.from_checkpoint(self.generator_spec(), steps=p.steps, blocks=p.blocks,
+                                                       seed=p.noise_seed, size=p.size or None, device=device)
+        except ValueError as err:
+            raise UserError(str(err), path=self.config_path, fix="edit [photos] steps, blocks or size") from None
+        index = scan_pool(folder)
+        if not len(index):
+            raise UserError("the photo pool folder holds no images (.png .jpg .jpeg .webp .bmp)", path=folder,
+                            fix="put the photos to label there")
+        return PhotoGenerator(source, [(folder, index)], annotations=self.annotations_dir)
 
     def pool_latents(self, z_dim: int, size: int | None = None) -> torch.Tensor:
         """The pool's latents [size, z_dim] (stored in rounds/pool/ for the record, written on first use).

@@ -1,0 +1,177 @@
+"""A pool of photos end to end: a tiny random ADM UNet (upstream's tensor names, flags in ``<file>.json``) reads a
+folder of toy-faces renders; ``init --images``, the oracle, ``next-round``, changes to the folder between rounds,
+``status``, ``build-dataset`` (the pool's photos and another folder's) and ``evaluate`` on it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from adm_formats import random_state, write_checkpoint
+from dgan_al.cli import app
+from dgan_al.generators.adm.source import DiffusionFeatures
+from dgan_al.generators.toy_faces.classes import CLASSES
+from dgan_al.generators.toy_faces.render_pool import write_render_pool
+from dgan_al.workflows.next_round import next_round
+from dgan_al.workflows.oracle import oracle_annotate
+from dgan_al.workspace.image_pool import load_pool_image, scan_pool
+from dgan_al.workspace.layout import Workspace
+
+runner = CliRunner()
+SIZE, STEPS, BLOCKS = 32, [10, 50], [1, 2, 3]
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """init --images on 14 renders -> the oracle annotates round 000 -> next-round (round 001)."""
+    root = tmp_path_factory.mktemp("photos")
+    write_checkpoint(root, random_state())
+    write_render_pool(root / "photos", 14, seed=11)
+    invoke("init", root / "ws", "--generator", root / "adm.pt", "--images", root / "photos", "--photo-size", SIZE,
+           "--steps", ",".join(map(str, STEPS)), "--blocks", ",".join(map(str, BLOCKS)), "--classes", ",".join(CLASSES))
+    toml = root / "ws" / "dgan-al.toml"
+    toml.write_text(toml.read_text().replace("centers = 12", "centers = 4").replace("annotate = 6", "annotate = 2")
+                    .replace("band = 0.1 ", "band = 0.5 "))
+    ws = Workspace.find(root / "ws")
+    oracle_annotate(ws, 0)
+    assert next_round(ws).round == 1
+    return root
+
+
+@pytest.fixture
+def root(made, tmp_path) -> Path:
+    shutil.copytree(made, tmp_path / "copy")
+    toml = tmp_path / "copy/ws/dgan-al.toml"  # the photos and the UNet lie outside the workspace: absolute paths
+    toml.write_text(toml.read_text().replace(str(made), str(tmp_path / "copy")))
+    return tmp_path / "copy"
+
+
+def pooled_features(root: Path) -> tuple[list[str], np.ndarray]:
+    """Every photo's maps averaged over their pixels, read here with DiffusionFeatures directly."""
+    source = DiffusionFeatures.from_checkpoint(root / "adm.pt", steps=STEPS, blocks=BLOCKS, seed=0, size=SIZE)
+    index = scan_pool(root / "photos")
+    images = np.stack([load_pool_image(root / "photos", e, SIZE) for e in index.entries])
+    maps = source.features(images)
+    return [e.name for e in index.entries], torch.cat([m.mean(dim=(2, 3)) for m in maps], 1).double().numpy()
+
+
+def test_round_zero_is_the_photo_nearest_the_mean_feature(made):
+    names, pooled = pooled_features(made)
+    nearest = names[int(np.argmin(((pooled - pooled.mean(0)) ** 2).sum(1)))]
+    selection = json.loads((made / "ws/rounds/round_000/selection.json").read_text())
+    assert [item["latent"]["name"] for item in selection["items"]] == [nearest]
+    config = (made / "ws/dgan-al.toml").read_text()
+    assert "[photos]" in config and f"size = {SIZE}" in config
+
+
+def test_exported_items_name_their_photo_and_show_it_at_the_label_size(made):
+    ws = made / "ws"
+    selection = json.loads((ws / "rounds/round_001/selection.json").read_text())
+    assert len(selection["items"]) == 4 and selection["pool"]["size"] == 14 and "seed" not in selection["pool"]
+    by_name = scan_pool(made / "photos").by_name()
+    for item in selection["items"]:
+        entry = by_name[item["latent"]["name"]]
+        assert item["latent"] == {"pool_id": entry.pool_id, "name": entry.name, "sha256": entry.sha256}
+        assert item["id"] == entry.pool_id and item["z"] == []
+        png = ws / "rounds/round_001/annotate" / item["image"]
+        assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), load_pool_image(made / "photos", entry, SIZE))
+        meta = json.loads((png.with_suffix(".json")).read_text())["dgan_al"]
+        assert meta["latent"] == item["latent"] and meta["z"] == []
+    assert any(item["prefilled_shapes"] > 0 for item in selection["items"])  # pre-filled from 1 annotation
+    first = json.loads((ws / "rounds/round_000/selection.json").read_text())["items"][0]
+    assert first["id"] not in {item["id"] for item in selection["items"]}  # the annotated photo is not offered again
+    original = ws / "annotations/originals" / f"{first['id']}.png"  # the annotated file kept byte for byte
+    assert sha(original) == first["latent"]["sha256"] == sha(made / "photos" / first["latent"]["name"])
+
+
+def test_folder_changes_are_reported_and_an_annotated_photo_that_left_still_trains(root):
+    ws = Workspace.find(root / "ws")
+    photos = root / "photos"
+    oracle_annotate(ws, 1, as_asked=True)  # 2 of 4 done, the rest unrealistic
+    first = json.loads((root / "ws/rounds/round_000/selection.json").read_text())["items"][0]["latent"]["name"]
+    offered = {i["latent"]["name"] for i in json.loads((root / "ws/rounds/round_001/selection.json").read_text())["items"]}
+    others = sorted(p.name for p in photos.glob("*.png") if p.name != first and p.name not in offered)
+    (photos / first).unlink()  # an annotated photo leaves the folder
+    (photos / others[0]).rename(photos / "renamed.png")
+    (photos / others[1]).unlink()
+    Image.open(photos / others[3]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photos / "added.png")
+    Image.open(photos / others[3]).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(photos / others[2])
+    status = json.loads(invoke("status", "--json", "-w", root / "ws"))
+    assert status["photo_pool"]["photos"] == 13
+    assert status["photo_pool"]["changes"] == {"added": ["added.png"], "removed": sorted([first, others[1]]),
+                                               "changed": [others[2]], "renamed": [[others[0], "renamed.png"]]}
+    shutil.rmtree(root / "ws/rounds/cache")  # features of the photo that left come from annotations/ now
+    result = next_round(ws)
+    assert result.pool_changes == "1 added, 2 removed, 1 changed, 1 renamed" and result.n_annotations == 3
+    selection = json.loads((root / "ws/rounds/round_002/selection.json").read_text())
+    assert selection["pool"]["changes"] == result.pool_changes and selection["pool"]["size"] == 13
+    current = {e.pool_id for e in scan_pool(photos).entries}
+    assert {item["id"] for item in selection["items"]} <= current
+    again = next_round(ws)  # the changes are recorded: nothing new to report or do
+    assert again.status == "up-to-date"
+    assert "since the last round" not in invoke("status", "-w", root / "ws")
+
+
+def test_build_dataset_labels_the_pool_photos_or_another_folder(root):
+    out = root / "data"
+    invoke("build-dataset", "-w", root / "ws", "--out", out, "--size", "100")
+    rows = (out / "manifest.csv").read_text().splitlines()
+    assert rows[0] == "id,photo,photo_index,score,rank,kept,image,mask"
+    index = scan_pool(root / "photos")
+    assert [r.split(",")[1] for r in rows[1:]] == [e.name for e in index.entries]  # every photo, by name
+    entry = index.entries[3]
+    assert np.array_equal(np.asarray(Image.open(out / "images" / f"{entry.pool_id}.png")),
+                          load_pool_image(root / "photos", entry, SIZE))
+    assert np.asarray(Image.open(out / "masks" / f"{entry.pool_id}.png")).shape == (SIZE, SIZE)
+    write_render_pool(root / "other", 3, seed=12)
+    invoke("build-dataset", "-w", root / "ws", "--out", root / "data2", "--images", root / "other")
+    names = [r.split(",")[1] for r in (root / "data2/manifest.csv").read_text().splitlines()[1:]]
+    assert names == [p.name for p in sorted((root / "other").glob("*.png"))]
+
+
+def test_evaluate_cross_validates_photo_annotations(root):
+    ws = Workspace.find(root / "ws")
+    oracle_annotate(ws, 1, as_asked=True)
+    next_round(ws)
+    output = invoke("evaluate", "-w", root / "ws", "--folds", "3")
+    assert "mIoU" in output and "3 annotations" in output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--images", "nowhere", "--blocks", "1,2,3"], "no such folder of photos"),
+    (["--images", "empty", "--blocks", "1,2,3"], "holds no images"),
+    (["--images", "photos", "--blocks", "1,2,9"], "blocks must be distinct indices in 0..3"),
+])
+def test_init_refuses_bad_photo_pools_and_writes_nothing(made, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    shutil.copytree(made / "photos", tmp_path / "photos")
+    args = [str(tmp_path / a) if a in ("nowhere", "empty", "photos") else a for a in args]
+    result = runner.invoke(app, ["init", str(tmp_path / "ws"), "--generator", str(made / "adm.pt"), "--photo-size",
+                                 str(SIZE), "--steps", "10", "--classes", "a,b", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "ws").exists()
+
+
+def test_a_photo_pool_refuses_the_w_embedding(root):
+    toml = root / "ws/dgan-al.toml"
+    toml.write_text(toml.read_text().replace('embedding = "activations"', 'embedding = "w"'))
+    result = runner.invoke(app, ["next-round", "-w", str(root / "ws")])
+    assert result.exit_code == 2 and "a photo has no latent w" in result.output
