@@ -175,3 +175,38 @@ def test_a_photo_pool_refuses_the_w_embedding(root):
     toml.write_text(toml.read_text().replace('embedding = "activations"', 'embedding = "w"'))
     result = runner.invoke(app, ["next-round", "-w", str(root / "ws")])
     assert result.exit_code == 2 and "a photo has no latent w" in result.output
+
+
+@pytest.mark.parametrize("strategy", ["rare", "typical"])
+def test_other_strategies_choose_from_the_photos(root, strategy):
+    """``rare`` scores the pool's class JS in a pass of its own; ``typical`` clusters the activations."""
+    toml = root / "ws/dgan-al.toml"
+    toml.write_text(toml.read_text().replace('strategy = "al"', f'strategy = "{strategy}"'))
+    ws = Workspace.find(root / "ws")
+    oracle_annotate(ws, 1, as_asked=True)
+    result = next_round(ws)
+    selection = json.loads((root / "ws/rounds/round_002/selection.json").read_text())
+    assert selection["settings"]["strategy"] == strategy and len(result.chosen) == 2
+    pool = {e.pool_id for e in scan_pool(root / "photos").entries}
+    used = {i["id"] for n in (0, 1) for i in json.loads(
+        (root / f"ws/rounds/round_00{n}/selection.json").read_text())["items"]}
+    assert {item["id"] for item in result.chosen} <= pool - used
+
+
+def test_the_oracle_places_render_keypoints_through_the_resize(made, tmp_path):
+    """A keypoint workspace on renders: the oracle's points are the renderer's, moved from 128 px to the 32 px
+    label grid with pixel centres at integers: x' = (x + 0.5) * 32 / 128 - 0.5."""
+    from dgan_al.generators.toy_faces.keypoints import KEYPOINTS
+    from dgan_al.generators.toy_faces.render_pool import render_truth
+
+    invoke("init", tmp_path / "kp", "--generator", made / "adm.pt", "--images", made / "photos", "--photo-size", SIZE,
+           "--steps", "10", "--blocks", "1,3", "--classes", ",".join(CLASSES), "--keypoints", ",".join(KEYPOINTS))
+    oracle_annotate(Workspace.find(tmp_path / "kp"), 0)
+    item = json.loads((tmp_path / "kp/rounds/round_000/selection.json").read_text())["items"][0]
+    shapes = json.loads((tmp_path / f"kp/rounds/round_000/annotate/{item['json']}").read_text())["shapes"]
+    placed = {s["label"]: s["points"][0] for s in shapes if s["shape_type"] == "point"}
+    _, truth = render_truth(made / "photos", item["latent"]["name"])
+    expected = {n: [(x + 0.5) / 4 - 0.5, (y + 0.5) / 4 - 0.5] for n, (x, y, v) in zip(KEYPOINTS, truth) if v > 0}
+    assert placed.keys() == expected.keys() and len(placed) >= 5
+    for name, (x, y) in expected.items():
+        assert placed[name] == pytest.approx([x, y], abs=1e-6)
