@@ -48,7 +48,7 @@ def _photo_pool(ws: Workspace, generator, save: bool) -> Pool:
 
     folder, index = generator.folders[0]
     changes = photo_changes(ws, index)
-    if save and (changes is None or not changes.empty or not ws.photo_index_path.is_file()):
+    if save and (changes is None or not changes.empty):  # None: no scan recorded yet
         index.save(ws.photo_index_path)
     entries = index.entries
     digest = hashlib.sha256("".join(f"{e.sha256}{e.name}" for e in entries).encode()).hexdigest()[:16]
