@@ -74,3 +74,14 @@ def test_exported_weights_load_as_a_guided_diffusion_checkpoint(trained):
     source = DiffusionFeatures.from_checkpoint(out / "adm.pt", steps=(50, 150), blocks=(0, 1, 3), size=32)
     maps = source.features(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
     assert [tuple(m.shape[1:]) for m in maps] == [(c, *s) for c, s in zip(source.feature_channels, source.feature_sizes)]
+
+
+def test_the_shipped_toy_weights_load_with_the_gates_features():
+    from dgan_al.generators.adm.train import TOY_BLOCKS, TOY_WEIGHTS, toy_diffusion_features
+
+    checkpoint, model = load_adm_checkpoint(TOY_WEIGHTS)
+    assert checkpoint.unet == ADMTrainSettings().unet_config() and TOY_WEIGHTS.stat().st_size <= 10_000_000
+    source = toy_diffusion_features()
+    assert source.resolution == (64, 64) and source.blocks == list(TOY_BLOCKS)
+    maps = source.features(torch.full((1, 64, 64, 3), 128, dtype=torch.uint8))
+    assert all(torch.isfinite(m).all() for m in maps) and sum(source.feature_channels) == 320

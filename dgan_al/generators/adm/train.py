@@ -40,6 +40,11 @@ from dgan_al.progress import ProgressCallback, silent
 TRAIN_SEED = 7_000  # latent stream of the diffusion model's training renders (unused elsewhere)
 RENDER_SIZE = 128  # the renderer's resolution
 
+# The shipped model (docs/diffusion-toy.md) and the features its gate chose by leave-one-out on the 7
+# training renders: renders box-downscaled to 64 px, step 50, decoder blocks 2-7, upsampled to 128 px labels.
+TOY_WEIGHTS = Path(__file__).with_name("toy_faces_adm.pt")
+TOY_SIZE, TOY_STEPS, TOY_BLOCKS = 64, (50,), (2, 3, 4, 5, 6, 7)
+
 
 @dataclass
 class ADMTrainSettings:
@@ -212,6 +217,18 @@ def _train(out_dir: Path, settings: ADMTrainSettings, resume: bool, progress: Pr
     plot_loss(history, out_dir / "loss.png")
     atomic_write_text(out_dir / "log.json", json.dumps(info, indent=2))
     return info
+
+
+def toy_diffusion_features(device: str | torch.device = "cpu"):
+    """The shipped toy-faces UNet as a ``DiffusionFeatures`` source with the gate's steps and blocks.
+
+    It takes uint8 renders box-downscaled to 64 px (``training_images``' filter, rounded to bytes); its
+    ``geometry`` is 64 px, so to label at the renders' 128 px give the interpreter
+    ``LabelGeometry.full(128, 128)`` instead (the maps are upsampled to it bilinearly, as in the gate)."""
+    from dgan_al.generators.adm.source import DiffusionFeatures
+
+    return DiffusionFeatures.from_checkpoint(TOY_WEIGHTS, steps=TOY_STEPS, blocks=TOY_BLOCKS, size=TOY_SIZE,
+                                             device=device)
 
 
 def export_weights(model: UNetModel, path: Path, settings: ADMTrainSettings) -> None:
