@@ -210,3 +210,29 @@ def test_the_oracle_places_render_keypoints_through_the_resize(made, tmp_path):
     assert placed.keys() == expected.keys() and len(placed) >= 5
     for name, (x, y) in expected.items():
         assert placed[name] == pytest.approx([x, y], abs=1e-6)
+
+
+def test_labels_at_a_larger_size_than_the_unet_reads(made, tmp_path):
+    """--label-size 64 with the UNet at 32: the person annotates, and the interpreter labels, at 64 px; the UNet
+    still reads the photo resized to 32 (its features equal DiffusionFeatures' own of that image)."""
+    from dgan_al.workflows.features import load_maps
+
+    invoke("init", tmp_path / "big", "--generator", made / "adm.pt", "--images", made / "photos", "--photo-size", SIZE,
+           "--label-size", 64, "--steps", "10", "--blocks", "1,3", "--classes", ",".join(CLASSES))
+    toml = tmp_path / "big/dgan-al.toml"
+    toml.write_text(toml.read_text().replace("centers = 12", "centers = 4").replace("annotate = 6", "annotate = 2")
+                    .replace("band = 0.1 ", "band = 0.5 "))
+    ws = Workspace.find(tmp_path / "big")
+    oracle_annotate(ws, 0)
+    result = next_round(ws)
+    by_name = scan_pool(made / "photos").by_name()
+    item = result.chosen[0]
+    png = tmp_path / "big/rounds/round_001/annotate" / item["image"]
+    entry = by_name[item["latent"]["name"]]
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), load_pool_image(made / "photos", entry, 64))
+    assert item["prefilled_shapes"] > 0 and ws.load_generator().resolution == (64, 64)
+    first = json.loads((tmp_path / "big/rounds/round_000/selection.json").read_text())["items"][0]
+    cached = next((tmp_path / "big/rounds/cache/features").glob(f"*/{first['id']}.pt"))
+    source = DiffusionFeatures.from_checkpoint(made / "adm.pt", steps=[10], blocks=[1, 3], seed=0, size=SIZE)
+    expected = source.features(load_pool_image(made / "photos", by_name[first["latent"]["name"]], SIZE)[None])
+    assert all(torch.equal(m.float(), e[0].half().float()) for m, e in zip(load_maps(cached), expected))

@@ -46,8 +46,10 @@ def init_command(
     images: Optional[Path] = typer.Option(
         None, help="A folder of photos as the pool, read by the ADM UNet of --generator (ddpm-segmentation's "
         "features): label your own images. Settings in [photos]."),
-    photo_size: int = typer.Option(0, help="With --images: resize (shorter side) and centre-crop the photos to "
-                                   "this square, the label resolution (0: the UNet's image_size)."),
+    photo_size: int = typer.Option(0, help="With --images: the UNet reads each photo resized (shorter side) and "
+                                   "centre-cropped to this square (0: its image_size)."),
+    label_size: int = typer.Option(0, help="With --images: label (and annotate) the photos at this square, the "
+                                   "features upsampled to it (0: --photo-size, as ddpm-segmentation labels)."),
     steps: Optional[str] = typer.Option(None, help="With --images: diffusion steps the features are read at, a,b,c "
                                         "(default 50,150,250, ddpm-segmentation's)."),
     blocks: Optional[str] = typer.Option(None, help="With --images: the UNet's output blocks read at each step, a,b,c "
@@ -61,7 +63,8 @@ def init_command(
         result = init_workspace(directory, generator, read_classes(classes) if classes else None, pool_size, seed,
                                 label_resolution, parse_crop(crop), truncation_psi, progress=report,
                                 keypoints=read_keypoint_names(keypoints) if keypoints else None, images=images,
-                                photo_size=photo_size, steps=parse_ints(steps, "steps"), blocks=parse_ints(blocks, "blocks"))
+                                photo_size=photo_size, steps=parse_ints(steps, "steps"), blocks=parse_ints(blocks, "blocks"),
+                                label_size=label_size)
     ws = result.workspace
     table = Table(title=f"new workspace {ws.root}", show_header=False)
     table.add_row("settings", str(ws.config_path))

@@ -25,6 +25,7 @@ from PIL import Image
 
 from dgan_al.errors import UserError
 from dgan_al.generators.protocol import Synthesis
+from dgan_al.geometry import LabelGeometry
 from dgan_al.workspace.image_pool import PoolEntry, PoolIndex, load_pool_image
 
 KEY_DIM = 32  # a photo's key: its sha256, one byte per element
@@ -57,19 +58,24 @@ def origin_key(latent: dict, z):
 class PhotoGenerator:
     """Images and features of photos by key, with the interface the loop uses of a ``Generator``.
 
-    source       the ``DiffusionFeatures`` (its ``size`` is the label resolution)
+    source       the ``DiffusionFeatures`` (its ``size`` is the UNet's input size)
     folders      (folder, index) pairs the photos are read from, the pool's first
     annotations  the workspace's ``annotations/`` (the fallback for an annotated photo no folder has)
+    label_size   the side of the label image and of the image a person annotates (None: the UNet's input
+                 size, as ddpm-segmentation labels). Larger, the maps are upsampled to it bilinearly, as they are
+                 to the input size, and the UNet still gets the photo resized to its own size.
     """
 
     truncation_psi = 1.0
     w_plus_shape = None
     z_dim = KEY_DIM
 
-    def __init__(self, source, folders: Sequence[tuple[Path, PoolIndex]] = (), annotations: Path | None = None):
+    def __init__(self, source, folders: Sequence[tuple[Path, PoolIndex]] = (), annotations: Path | None = None,
+                 label_size: int | None = None):
         self.source = source
-        self.identity = source.identity
-        self.geometry = source.geometry
+        self.label_size = int(label_size or source.size)
+        self.identity = source.identity + ("" if self.label_size == source.size else f"|label{self.label_size}px")
+        self.geometry = LabelGeometry.full(self.label_size, self.label_size)
         self.feature_channels = list(source.feature_channels)
         self.feature_sizes = list(source.feature_sizes)
         self.annotations = Path(annotations) if annotations is not None else None
@@ -82,10 +88,6 @@ class PhotoGenerator:
     def resolution(self) -> tuple[int, int]:
         return self.geometry.size
 
-    @property
-    def size(self) -> int:
-        return self.source.size
-
     def add_folder(self, folder: Path, index: PoolIndex) -> None:
         """Let ``synthesize`` read the photos of ``index`` (scanned from ``folder``); earlier folders win."""
         for entry in index.entries:
@@ -93,17 +95,20 @@ class PhotoGenerator:
         if (Path(folder), index) not in self.folders:
             self.folders.append((Path(folder), index))
 
-    def image(self, sha256: str) -> np.ndarray:
-        """The photo with this sha256 as the UNet sees it: uint8 [size, size, 3]."""
+    def image(self, sha256: str, size: int | None = None) -> np.ndarray:
+        """The photo with this sha256, resized and cropped to ``size`` (None: the label size): uint8 [size, size, 3]."""
+        size = size or self.label_size
         if sha256 in self._where:
             folder, entry = self._where[sha256]
-            return load_pool_image(folder, entry, self.size)
+            return load_pool_image(folder, entry, size)
         stored = self._annotated_image(sha256)
         if stored is None:
             raise UserError(f"no photo with sha256 {sha256[:16]}... in the pool folder or annotations/",
                             path=self.folders[0][0] if self.folders else None,
                             fix="put the photo back into the pool folder, or take its annotation out with "
                                 "`dgan-al remove ID`")
+        if size != self.label_size:  # the stored image is at the label size: resized as the pool's photos are
+            stored = np.asarray(Image.fromarray(stored).resize((size, size), Image.Resampling.BILINEAR))
         return stored
 
     def _annotated_image(self, sha256: str) -> np.ndarray | None:
@@ -115,19 +120,22 @@ class PhotoGenerator:
             if is_photo(record.get("latent")) and record["latent"]["sha256"] == sha256:
                 with Image.open(self.annotations / f"{id}.png") as png:
                     image = np.asarray(png.convert("RGB"))
-                if image.shape[:2] != (self.size, self.size):
+                if image.shape[:2] != (self.label_size, self.label_size):
                     raise UserError(f"the stored image is {image.shape[1]}x{image.shape[0]}, not the pool's "
-                                    f"{self.size}x{self.size}", path=self.annotations / f"{id}.png",
+                                    f"{self.label_size}x{self.label_size}", path=self.annotations / f"{id}.png",
                                     fix="restore it from annotations/history or put the photo back into the pool")
                 return image
         return None
 
     @torch.no_grad()
     def synthesize(self, keys: torch.Tensor) -> Synthesis:
-        """Images uint8 [B, size, size, 3] and feature maps of the photos ``keys`` [B, 32]."""
-        images = np.stack([self.image(key_sha256(k)) for k in keys]) if len(keys) else \
-            np.zeros((0, self.size, self.size, 3), np.uint8)
-        features = self.source.features(torch.from_numpy(images))
+        """Images uint8 [B, label_size, label_size, 3] and feature maps of the photos ``keys`` [B, 32]."""
+        hashes = [key_sha256(k) for k in keys]
+        images = np.stack([self.image(h) for h in hashes]) if hashes else \
+            np.zeros((0, self.label_size, self.label_size, 3), np.uint8)
+        inputs = images if self.label_size == self.source.size else \
+            np.stack([self.image(h, self.source.size) for h in hashes]).reshape(-1, *(self.source.size,) * 2, 3)
+        features = self.source.features(torch.from_numpy(inputs))
         return Synthesis(images=torch.from_numpy(images), features=features)
 
     def map(self, keys: torch.Tensor) -> torch.Tensor:

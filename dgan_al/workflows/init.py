@@ -108,12 +108,13 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
                    crop: tuple[int, int, int, int] | None = None, truncation_psi: float = 1.0,
                    device: str = "cpu", progress: ProgressCallback = silent,
                    keypoints: list[str] | None = None, images: Path | None = None,
-                   photo_size: int = 0, steps: list[int] | None = None, blocks: list[int] | None = None) -> InitResult:
+                   photo_size: int = 0, steps: list[int] | None = None, blocks: list[int] | None = None,
+                   label_size: int = 0) -> InitResult:
     """Make the workspace ``directory``. ``keypoints``: the keypoint names (``[keypoints] names``); with them
     and no ``classes`` a checkpoint generator gets a keypoint-only workspace (classes = the background).
     ``images``: a folder of photos as the pool (``[photos]``), read by the ADM checkpoint ``generator_spec``;
-    ``photo_size``: their label resolution (0: the UNet's); ``steps``, ``blocks``: the features read (None:
-    ddpm-segmentation's, ``[photos]``'s defaults)."""
+    ``photo_size``: the UNet's input size (0: its own); ``label_size``: the label resolution (0: ``photo_size``);
+    ``steps``, ``blocks``: the features read (None: ddpm-segmentation's, ``[photos]``'s defaults)."""
     from dgan_al.generators import load_generator
 
     root = Path(directory).resolve()
@@ -125,7 +126,7 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
         if not Path(images).is_dir():
             raise UserError("no such folder of photos", path=Path(images), setting="images",
                             fix="give the folder that holds the images to label")
-        photos.folder, photos.size = _relative(root, images), photo_size
+        photos.folder, photos.size, photos.label_size = _relative(root, images), photo_size, label_size
         photos.steps, photos.blocks = list(steps or photos.steps), list(blocks or photos.blocks)
         draft = WorkspaceConfig(classes=["background"], generator=GeneratorSettings(spec=_relative(root, generator_spec)),
                                 photos=photos)

@@ -35,7 +35,8 @@ class PoolSettings:
 @dataclass
 class PhotoSettings:
     folder: str = ""  # the pool: every image file in this folder, subfolders included (relative to the workspace, or absolute); "" = a pool of generated latents
-    size: int = 0  # photos are resized (shorter side) and centre-cropped to size x size, the label resolution; 0 = the UNet's image_size
+    size: int = 0  # the UNet reads each photo resized (shorter side) and centre-cropped to size x size; 0 = its image_size
+    label_size: int = 0  # labels, and the image a person annotates, at label_size x label_size (features upsampled to it); 0 = size
     steps: list[int] = field(default_factory=lambda: [50, 150, 250])  # diffusion steps the features are read at (ddpm-segmentation's)
     blocks: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 12])  # the UNet's output_blocks read at each step
     noise_seed: int = 0  # seeds the one noise draw every photo shares (ddpm-segmentation's share_noise)
@@ -188,8 +189,8 @@ def _keypoint_problems(k: KeypointSettings, classes: list[str]) -> list[str]:
 def _photo_problems(p: PhotoSettings, s: SelectionSettings) -> list[str]:
     """What is wrong with the ``[photos]`` settings of a photo pool."""
     problems = []
-    if p.size < 0:
-        problems.append(f"photos.size = {p.size}: must be >= 0 (0: the UNet's image_size)")
+    if p.size < 0 or p.label_size < 0:
+        problems.append(f"photos.size = {p.size}, label_size = {p.label_size}: must be >= 0 (0: the default)")
     if not p.steps or len(set(p.steps)) != len(p.steps) or min(p.steps) < 0:
         problems.append(f"photos.steps = {p.steps}: distinct diffusion steps >= 0, e.g. [50, 150, 250]")
     if not p.blocks or len(set(p.blocks)) != len(p.blocks) or min(p.blocks) < 0:

@@ -344,7 +344,7 @@ def load_pool_image(folder: str | Path, entry: PoolEntry, size: int) -> np.ndarr
         if rgb.size != (t.resized_width, t.resized_height):
             rgb = rgb.resize((t.resized_width, t.resized_height), PIL.Image.Resampling.BILINEAR)
         pixels = np.asarray(rgb)[t.top:t.top + size, t.left:t.left + size]  # [size, size, 3]
-    return np.ascontiguousarray(pixels, dtype=np.uint8)
+    return np.array(pixels, dtype=np.uint8, order="C")  # a writable copy (PIL's buffer is read-only)
 
 
 def _open_checked(path: Path, entry: PoolEntry) -> PIL.Image.Image:

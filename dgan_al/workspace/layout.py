@@ -190,7 +190,8 @@ class Workspace:
         if not len(index):
             raise UserError("the photo pool folder holds no images (.png .jpg .jpeg .webp .bmp)", path=folder,
                             fix="put the photos to label there")
-        return PhotoGenerator(source, [(folder, index)], annotations=self.annotations_dir)
+        return PhotoGenerator(source, [(folder, index)], annotations=self.annotations_dir,
+                              label_size=p.label_size or None)
 
     def pool_latents(self, z_dim: int, size: int | None = None) -> torch.Tensor:
         """The pool's latents [size, z_dim] (stored in rounds/pool/ for the record, written on first use).
