@@ -236,3 +236,22 @@ def test_labels_at_a_larger_size_than_the_unet_reads(made, tmp_path):
     source = DiffusionFeatures.from_checkpoint(made / "adm.pt", steps=[10], blocks=[1, 3], seed=0, size=SIZE)
     expected = source.features(load_pool_image(made / "photos", by_name[first["latent"]["name"]], SIZE)[None])
     assert all(torch.equal(m.float(), e[0].half().float()) for m, e in zip(load_maps(cached), expected))
+
+
+def test_the_shipped_toy_diffusion_model_reads_a_pool_of_renders(made, tmp_path):
+    """``--generator toy-faces-adm``: the shipped UNet with the features its ship gate chose, on 128 px renders
+    labelled at 128 px; without --images it is refused."""
+    invoke("init", tmp_path / "toy", "--generator", "toy-faces-adm", "--images", made / "photos", "--label-size", 128,
+           "--classes", ",".join(CLASSES))
+    ws = Workspace.find(tmp_path / "toy")
+    p = ws.config.photos
+    assert (ws.config.generator.spec, p.size, p.label_size, p.steps, p.blocks) == \
+        ("toy-faces-adm", 64, 128, [50], [2, 3, 4, 5, 6, 7])
+    generator = ws.load_generator()
+    assert generator.resolution == (128, 128) and generator.identity.startswith("adm:")
+    item = json.loads((tmp_path / "toy/rounds/round_000/selection.json").read_text())["items"][0]
+    png = tmp_path / "toy/rounds/round_000/annotate" / item["image"]
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")),
+                          np.asarray(Image.open(made / "photos" / item["latent"]["name"]).convert("RGB")))
+    result = runner.invoke(app, ["init", str(tmp_path / "none"), "--generator", "toy-faces-adm"])
+    assert result.exit_code == 2 and "reads photos" in result.output and not (tmp_path / "none").exists()

@@ -31,7 +31,8 @@ def class_table(title: str, totals: dict) -> Table:
 def init_command(
     directory: Path = typer.Argument(Path("."), help="Folder of the new workspace (created if missing)."),
     generator: str = typer.Option("toy-faces", help="toy-faces, the path of a StyleGAN checkpoint (.pt / .pkl), or "
-                                  "with --images a guided-diffusion (ADM) UNet .pt (its flags in <file>.json)."),
+                                  "with --images a guided-diffusion (ADM) UNet .pt (its flags in <file>.json) or "
+                                  "toy-faces-adm (the shipped UNet of toy-faces renders)."),
     classes: Optional[str] = typer.Option(
         None, help="Class names: a file with one per line (LabelMe's labels.txt works) or a,b,c. "
         "Background first. Default for toy-faces: its 15 classes."),

@@ -21,7 +21,7 @@ from dgan_al.workspace.config import (
     WorkspaceConfig,
     render_config,
 )
-from dgan_al.workspace.layout import Workspace
+from dgan_al.workspace.layout import BUILT_IN, TOY_ADM, Workspace
 from dgan_al.workspace.rounds import write_round_state
 
 ANNOTATIONS_README = """\
@@ -122,14 +122,21 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
         raise UserError("a dgan-al workspace already exists here; refusing to overwrite it", path=root,
                         fix="choose another folder, or continue this one with `dgan-al next-round`")
     photos = PhotoSettings()
+    if generator_spec == TOY_ADM and images is None:
+        raise UserError("toy-faces-adm reads photos, not latents", setting="images",
+                        fix="give --images FOLDER (`dgan-al toy renders FOLDER` writes a pool of toy-faces renders)")
     if images is not None:
         if not Path(images).is_dir():
             raise UserError("no such folder of photos", path=Path(images), setting="images",
                             fix="give the folder that holds the images to label")
         photos.folder, photos.size, photos.label_size = _relative(root, images), photo_size, label_size
+        if generator_spec == TOY_ADM:  # its own features and size, as its ship gate chose them (docs/diffusion-toy.md)
+            from dgan_al.generators.adm.train import TOY_BLOCKS, TOY_SIZE, TOY_STEPS
+
+            photos.steps, photos.blocks, photos.size = list(TOY_STEPS), list(TOY_BLOCKS), photo_size or TOY_SIZE
         photos.steps, photos.blocks = list(steps or photos.steps), list(blocks or photos.blocks)
-        draft = WorkspaceConfig(classes=["background"], generator=GeneratorSettings(spec=_relative(root, generator_spec)),
-                                photos=photos)
+        spec = generator_spec if generator_spec in BUILT_IN else _relative(root, generator_spec)
+        draft = WorkspaceConfig(classes=["background"], generator=GeneratorSettings(spec=spec), photos=photos)
         try:
             generator = Workspace(root, draft).load_generator(device)
         except UserError as err:  # no config is written yet: name the options instead
@@ -149,7 +156,7 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
             raise UserError("required for a checkpoint generator", setting="classes",
                             fix="give a file with one class per line (background first), or a,b,c (or only "
                                 "--keypoints for a keypoint-only workspace)")
-    spec = generator_spec if generator_spec == "toy-faces" else _relative(root, generator_spec)
+    spec = generator_spec if generator_spec in BUILT_IN else _relative(root, generator_spec)
     config = WorkspaceConfig(classes=list(classes),
                              generator=GeneratorSettings(spec=spec, truncation_psi=truncation_psi,
                                                          label_resolution=label_resolution or 0,

@@ -24,6 +24,8 @@ from dgan_al.errors import UserError
 from dgan_al.workspace.config import CONFIG_NAME, WorkspaceConfig, load_config
 from dgan_al.files import atomic_write_bytes, atomic_write_json
 
+TOY_ADM = "toy-faces-adm"  # the shipped diffusion UNet of toy-faces renders (generators/adm/toy_faces_adm.pt)
+BUILT_IN = ("toy-faces", TOY_ADM)  # generator specs that name no file
 ROUND_RE = re.compile(r"^round_(\d{3,})$")
 MEAN_ID = "mean"
 ANNOTATE_DIR = "annotate"  # the folder LabelMe opens; it lists every image below it, so nothing else goes there
@@ -144,7 +146,7 @@ class Workspace:
     # --- the generator and the pool ---------------------------------------------------------------
     def generator_spec(self) -> str:
         spec = self.config.generator.spec
-        if spec == "toy-faces":
+        if spec in BUILT_IN:
             return spec
         path = Path(spec).expanduser()
         return str(path if path.is_absolute() else (self.root / path))
@@ -181,8 +183,11 @@ class Workspace:
         if not folder.is_dir():
             raise UserError("the photo pool folder is missing", path=folder,
                             fix=f"put the photos back, or set [photos] folder in {CONFIG_NAME}")
+        spec = self.generator_spec()
+        if spec == TOY_ADM:
+            from dgan_al.generators.adm.train import TOY_WEIGHTS as spec
         try:
-            source = DiffusionFeatures.from_checkpoint(self.generator_spec(), steps=p.steps, blocks=p.blocks,
+            source = DiffusionFeatures.from_checkpoint(spec, steps=p.steps, blocks=p.blocks,
                                                        seed=p.noise_seed, size=p.size or None, device=device)
         except ValueError as err:
             raise UserError(str(err), path=self.config_path, fix="edit [photos] steps, blocks or size") from None
