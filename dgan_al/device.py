@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 from dgan_al.errors import UserError, quote
@@ -19,3 +22,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise UserError(f"{quote(device)} asked for, but CUDA is not available here", setting="device",
                         fix="use cpu (or auto)")
     return dev
+
+
+@contextmanager
+def cpu_training(threads: int | None) -> Iterator[None]:
+    """A training run's CPU settings: ``threads`` torch threads (None: as they are) and denormal floats flushed
+    (they slow CPU training down); both restored afterwards."""
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(before)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dgan_al.device import cpu_training
 from dgan_al.files import atomic_torch_save, atomic_write_text
 from dgan_al.generators.adm.features import alphas_cumprod
 from dgan_al.generators.adm.unet import UNetConfig, UNetModel
@@ -139,15 +140,8 @@ def train_adm(out_dir: str | Path, settings: ADMTrainSettings, resume: bool = Fa
     """Train and write ``out_dir/adm.pt`` + ``adm.pt.json``, ``loss.png`` and ``log.json``; returns the log.
 
     The process's torch thread count and denormal flushing are set for the run and restored after it."""
-    threads = torch.get_num_threads()
-    try:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        torch.set_flush_denormal(True)
+    with cpu_training(settings.threads):
         return _train(Path(out_dir), settings, resume, progress)
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
 
 
 def _train(out_dir: Path, settings: ADMTrainSettings, resume: bool, progress: ProgressCallback) -> dict:

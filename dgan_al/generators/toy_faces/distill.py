@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dgan_al.device import cpu_training
 from dgan_al.files import atomic_torch_save
 from dgan_al.generators.protocol import sample_latents
 from dgan_al.generators.stylegan2 import StyleGAN2, StyleGAN2Config
@@ -199,15 +200,8 @@ def distill(out_dir: str | Path, settings: DistillSettings, resume: bool = False
     """Train and write ``out_dir/toy_faces.pt`` (the shippable weights), ``loss.png`` and ``log.json``.
 
     The process's torch thread count and denormal flushing are set for the run and restored after it."""
-    threads = torch.get_num_threads()
-    try:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        torch.set_flush_denormal(True)  # denormal floats slow CPU training down
+    with cpu_training(settings.threads):
         return _train(Path(out_dir), settings, resume, progress)
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
 
 
 def _train(out_dir: Path, settings: DistillSettings, resume: bool, progress: ProgressCallback) -> dict:
