@@ -118,8 +118,13 @@ class PhotoGenerator:
         records = json.loads((self.annotations / "index.json").read_text(encoding="utf-8")).get("annotations", {})
         for id, record in records.items():
             if is_photo(record.get("latent")) and record["latent"]["sha256"] == sha256:
-                with Image.open(self.annotations / f"{id}.png") as png:
-                    image = np.asarray(png.convert("RGB"))
+                try:
+                    with Image.open(self.annotations / f"{id}.png") as png:
+                        image = np.asarray(png.convert("RGB"))
+                except OSError as err:
+                    raise UserError(f"the annotated photo's stored image cannot be read ({err})",
+                                    path=self.annotations / f"{id}.png",
+                                    fix="restore it, or put the photo back into the pool folder") from None
                 if image.shape[:2] != (self.label_size, self.label_size):
                     raise UserError(f"the stored image is {image.shape[1]}x{image.shape[0]}, not the pool's "
                                     f"{self.label_size}x{self.label_size}", path=self.annotations / f"{id}.png",
@@ -131,10 +136,12 @@ class PhotoGenerator:
     def synthesize(self, keys: torch.Tensor) -> Synthesis:
         """Images uint8 [B, label_size, label_size, 3] and feature maps of the photos ``keys`` [B, 32]."""
         hashes = [key_sha256(k) for k in keys]
-        images = np.stack([self.image(h) for h in hashes]) if hashes else \
-            np.zeros((0, self.label_size, self.label_size, 3), np.uint8)
-        inputs = images if self.label_size == self.source.size else \
-            np.stack([self.image(h, self.source.size) for h in hashes]).reshape(-1, *(self.source.size,) * 2, 3)
+
+        def read(size: int) -> np.ndarray:
+            return np.stack([self.image(h, size) for h in hashes]) if hashes else np.zeros((0, size, size, 3), np.uint8)
+
+        images = read(self.label_size)
+        inputs = images if self.label_size == self.source.size else read(self.source.size)
         features = self.source.features(torch.from_numpy(inputs))
         return Synthesis(images=torch.from_numpy(images), features=features)
 
