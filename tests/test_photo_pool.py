@@ -255,3 +255,24 @@ def test_the_shipped_toy_diffusion_model_reads_a_pool_of_renders(made, tmp_path)
                           np.asarray(Image.open(made / "photos" / item["latent"]["name"]).convert("RGB")))
     result = runner.invoke(app, ["init", str(tmp_path / "none"), "--generator", "toy-faces-adm"])
     assert result.exit_code == 2 and "reads photos" in result.output and not (tmp_path / "none").exists()
+
+
+def test_a_latent_workspace_records_what_it_always_did(tmp_path):
+    """The StyleGAN side of the shared pool: no [photos] section, items named by latent with their z, the pool
+    record of a seed, and a second run on the same files gives the same selection byte for byte."""
+    from workspaces import make_workspace
+
+    ws = make_workspace(tmp_path / "faces", settings={"selection.band": 0.6})
+    assert "[photos]" not in ws.config_path.read_text() and not ws.config.photo_pool
+    oracle_annotate(ws, 0)
+    shutil.copytree(tmp_path / "faces", tmp_path / "again")
+    next_round(ws)
+    selection = json.loads((tmp_path / "faces/rounds/round_001/selection.json").read_bytes())
+    assert selection["pool"]["seed"] == 0 and selection["pool"]["size"] == 48 and "folder" not in selection["pool"]
+    for item in selection["items"]:
+        seed, index = item["latent"]["seed"], item["latent"]["index"]
+        assert item["latent"] == {"seed": seed, "index": index} and item["id"] == f"s{seed}-{index:06d}"
+        assert len(item["z"]) == 32
+    next_round(Workspace.find(tmp_path / "again"))
+    assert (tmp_path / "again/rounds/round_001/selection.json").read_bytes() == \
+        (tmp_path / "faces/rounds/round_001/selection.json").read_bytes()
