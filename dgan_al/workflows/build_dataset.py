@@ -373,10 +373,7 @@ def _photo_samples(ws: Workspace, generator, images: Path | None) -> tuple[Path,
 
 def _photo_settings(folder: Path, index) -> dict:
     """dataset.json's "photos": the folder, its photo count and a digest of their names and bytes."""
-    import hashlib
-
-    digest = hashlib.sha256("".join(f"{e.sha256}{e.name}" for e in index.entries).encode()).hexdigest()[:16]
-    return {"folder": str(folder), "count": len(index), "digest": digest}
+    return {"folder": str(folder), "count": len(index), "digest": index.digest()}
 
 
 def _chunk_rows(c: int, size: int, chunk: int) -> int:

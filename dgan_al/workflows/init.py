@@ -121,6 +121,7 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
     if (root / CONFIG_NAME).exists() or (root / "annotations" / "index.json").exists():
         raise UserError("a dgan-al workspace already exists here; refusing to overwrite it", path=root,
                         fix="choose another folder, or continue this one with `dgan-al next-round`")
+    spec = generator_spec if generator_spec in BUILT_IN else _relative(root, generator_spec)
     photos = PhotoSettings()
     if generator_spec == TOY_ADM and images is None:
         raise UserError("toy-faces-adm reads photos, not latents", setting="images",
@@ -135,7 +136,6 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
 
             photos.steps, photos.blocks, photos.size = list(TOY_STEPS), list(TOY_BLOCKS), photo_size or TOY_SIZE
         photos.steps, photos.blocks = list(steps or photos.steps), list(blocks or photos.blocks)
-        spec = generator_spec if generator_spec in BUILT_IN else _relative(root, generator_spec)
         draft = WorkspaceConfig(classes=["background"], generator=GeneratorSettings(spec=spec), photos=photos)
         try:
             generator = Workspace(root, draft).load_generator(device)
@@ -156,7 +156,6 @@ def init_workspace(directory: Path, generator_spec: str = "toy-faces", classes: 
             raise UserError("required for a checkpoint generator", setting="classes",
                             fix="give a file with one class per line (background first), or a,b,c (or only "
                                 "--keypoints for a keypoint-only workspace)")
-    spec = generator_spec if generator_spec in BUILT_IN else _relative(root, generator_spec)
     config = WorkspaceConfig(classes=list(classes),
                              generator=GeneratorSettings(spec=spec, truncation_psi=truncation_psi,
                                                          label_resolution=label_resolution or 0,

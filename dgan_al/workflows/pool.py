@@ -10,7 +10,6 @@ files added, removed, changed or renamed are reported) and that index then repla
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +50,7 @@ def _photo_pool(ws: Workspace, generator, save: bool) -> Pool:
     if save and (changes is None or not changes.empty):  # None: no scan recorded yet
         index.save(ws.photo_index_path)
     entries = index.entries
-    digest = hashlib.sha256("".join(f"{e.sha256}{e.name}" for e in entries).encode()).hexdigest()[:16]
+    digest = index.digest()
     keys = torch.stack([photo_key(e.sha256) for e in entries])
     record = {"folder": ws.config.photos.folder, "size": len(entries), "photos_digest": digest}
     if index.duplicates:

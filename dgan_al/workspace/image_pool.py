@@ -25,6 +25,7 @@ therefore gets exactly their input. Labels are made at ``size`` x ``size`` (thei
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -96,6 +97,10 @@ class PoolIndex:
 
     def by_name(self) -> dict[str, PoolEntry]:
         return {e.name: e for e in self.entries}
+
+    def digest(self) -> str:
+        """16 hex digits naming the photos and their names (a changed folder has another digest)."""
+        return hashlib.sha256("".join(f"{e.sha256}{e.name}" for e in self.entries).encode()).hexdigest()[:16]
 
     def save(self, path: str | Path) -> None:
         """Write the index as JSON, atomically (readers see the old file or the new one)."""
